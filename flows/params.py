@@ -1,0 +1,82 @@
+"""Typed flow parameters (they become the Prefect UI form) and the run summary a flow returns."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from forecast_model import DeviceName
+from tasks.load import ColumnMapping, Layout
+
+__all__ = ["FileSource", "ModelParams", "RunSummary", "default_job_name"]
+
+_JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class FileSource(BaseModel):
+    """A local CSV or Parquet file in long or wide format."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["file"] = "file"
+    path: str = Field(..., min_length=1, description="Path of a .csv or .parquet file.")
+    format: Layout = Field("long", description="long: one row per series and timestamp; "
+                                               "wide: one time column and one column per series.")
+    columns: ColumnMapping = Field(default_factory=ColumnMapping, description="Input column names.")
+
+
+class ModelParams(BaseModel):
+    """Which checkpoint to run, where, and how much history it sees; empty fields take the env defaults."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    checkpoint: str | None = Field(None, description="Hugging Face repo id or local checkpoint path "
+                                                     "(default: TIMESFM20_DEFAULT_CHECKPOINT).")
+    device: DeviceName | None = Field(None, description="auto, cpu or gpu (default: TIMESFM20_DEFAULT_BACKEND).")
+    context_len: int | None = Field(None, gt=0, le=16384,
+                                    description="Most recent points given to the model "
+                                                "(default: TIMESFM20_DEFAULT_CONTEXT_LEN; capped by the model).")
+    batch_size: int | None = Field(None, gt=0, le=4096, description="Series per inference batch.")
+
+
+def default_job_name(source: FileSource) -> str:
+    """A job name derived from the source file's name, so two sources never share a partition."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(source.path).stem).strip("-.") or "job"
+    return stem[:64]
+
+
+def validate_job_name(job: str) -> str:
+    """Job names become directory names: letters, digits, '_', '.', '-', starting with a letter or digit."""
+    if not _JOB_NAME.match(job):
+        raise ValueError(f"Invalid job name {job!r}: use 1-64 letters, digits, '_', '.', '-', "
+                         "starting with a letter or digit.")
+    return job
+
+
+class RunSummary(BaseModel):
+    """What a batch forecast run produced: counts, where the outputs are, and its MLflow run."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    job: str
+    as_of: date
+    series_in: int
+    series_ok: int
+    series_rejected: int
+    forecast_rows: int
+    inference_seconds: float
+    series_per_second: float
+    device: str
+    checkpoint: str
+    outputs: dict[str, str]
+    mlflow_run_id: str
+
+    @field_validator("job")
+    @classmethod
+    def _job(cls, value: str) -> str:
+        return validate_job_name(value)

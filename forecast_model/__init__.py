@@ -1,0 +1,34 @@
+"""TimesFM-2.0 batch inference as a plain library: no orchestration, tracking or database imports.
+
+Contract: resolve a checkpoint, load it once (:func:`load_engine`), then call
+:meth:`TimesFmEngine.forecast` on as many series as you like.
+"""
+
+from forecast_model.checkpoint import ResolvedCheckpoint, make_tiny_checkpoint, resolve_checkpoint
+from forecast_model.config import DEFAULT_CHECKPOINT, DEFAULT_QUANTILES, ModelHparams
+from forecast_model.device import DeviceName, resolve_device
+from forecast_model.engine import ForecastResult, TimesFmEngine
+from forecast_model.errors import CheckpointError, ConfigurationError, DeviceError, ForecastModelError
+from forecast_model.registry import EngineConfig, ModelState, ModelStatus, load_engine, model_status
+
+__all__ = [
+    "DEFAULT_CHECKPOINT",
+    "DEFAULT_QUANTILES",
+    "CheckpointError",
+    "ConfigurationError",
+    "DeviceError",
+    "DeviceName",
+    "EngineConfig",
+    "ForecastModelError",
+    "ForecastResult",
+    "ModelHparams",
+    "ModelState",
+    "ModelStatus",
+    "ResolvedCheckpoint",
+    "TimesFmEngine",
+    "load_engine",
+    "make_tiny_checkpoint",
+    "model_status",
+    "resolve_checkpoint",
+    "resolve_device",
+]

@@ -1,0 +1,94 @@
+"""One engine per process and configuration, and the model status the health report shows."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import logging
+import threading
+import time
+
+from forecast_model.checkpoint import load_decoder, resolve_checkpoint
+from forecast_model.config import DEFAULT_CHECKPOINT
+from forecast_model.device import resolve_device
+from forecast_model.engine import TimesFmEngine
+from forecast_model.errors import ForecastModelError
+
+__all__ = ["EngineConfig", "ModelState", "ModelStatus", "load_engine", "model_status", "reset"]
+
+logger = logging.getLogger(__name__)
+
+
+class ModelState(str, enum.Enum):
+    """Lifecycle of the process's model, named as the earlier service's health report named it."""
+
+    UNINITIALIZED = "uninitialized"
+    INITIALIZING = "initializing"
+    READY = "ready"
+    ERROR = "error"
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineConfig:
+    """What identifies a loaded engine: same config, same engine object."""
+
+    checkpoint: str = DEFAULT_CHECKPOINT
+    device: str = "auto"
+    batch_size: int = 32
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelStatus:
+    """The model's state, the checkpoint it concerns, and the error message when it failed."""
+
+    status: ModelState = ModelState.UNINITIALIZED
+    checkpoint: str | None = None
+    device: str | None = None
+    error: str | None = None
+    load_seconds: float | None = None
+
+
+_lock = threading.Lock()
+_engines: dict[EngineConfig, TimesFmEngine] = {}
+_status = ModelStatus()
+
+
+def load_engine(config: EngineConfig) -> TimesFmEngine:
+    """Returns the process's engine for ``config``, loading the checkpoint on first use.
+
+    Raises:
+        ConfigurationError: the checkpoint or device is unusable (the model status becomes ``error``).
+    """
+    global _status
+    with _lock:
+        if config in _engines:
+            return _engines[config]
+        _status = ModelStatus(ModelState.INITIALIZING, checkpoint=config.checkpoint, device=config.device)
+        started = time.perf_counter()
+        try:
+            device = resolve_device(config.device)
+            checkpoint = resolve_checkpoint(config.checkpoint)
+            module = load_decoder(checkpoint, device)
+        except ForecastModelError as exc:
+            _status = dataclasses.replace(_status, status=ModelState.ERROR, error=str(exc))
+            raise
+        engine = TimesFmEngine(module, checkpoint.hparams, device, config.batch_size)
+        _engines[config] = engine
+        seconds = time.perf_counter() - started
+        _status = ModelStatus(ModelState.READY, checkpoint=config.checkpoint, device=str(device),
+                              load_seconds=round(seconds, 3))
+        logger.info("Loaded %s on %s in %.1f s", checkpoint.weights, device, seconds)
+        return engine
+
+
+def model_status() -> ModelStatus:
+    """The state of the most recently requested model in this process."""
+    return _status
+
+
+def reset() -> None:
+    """Drops every cached engine (tests, or freeing memory in a long-lived worker)."""
+    global _status
+    with _lock:
+        _engines.clear()
+        _status = ModelStatus()

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Install steps shared by ./setup.sh init and the Dockerfile (CI runs them through setup.sh).
+set -euo pipefail
+VENV=${VENV:-.venv}
+"$VENV/bin/python" -m pip install --quiet --upgrade pip
+# torch first, pinned: an unpinned torch pulls a multi-GB CUDA build. TORCH_INDEX_URL lets a GPU host
+# take the CUDA build of the same version, e.g. https://download.pytorch.org/whl/cu128
+if [ -n "${TORCH_INDEX_URL:-}" ]; then
+  "$VENV/bin/python" -m pip install --quiet "torch==2.13.0" --index-url "$TORCH_INDEX_URL"
+else
+  "$VENV/bin/python" -m pip install --quiet "torch==2.13.0"
+fi
+"$VENV/bin/python" -m pip install --quiet -e ".[dev]"

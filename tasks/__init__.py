@@ -1,0 +1,1 @@
+"""Prefect tasks: each wraps one concern of the batch job (load, validate, forecast, write, track)."""

@@ -1,0 +1,15 @@
+"""Errors the pipeline raises for bad input; all are configuration errors a user can fix."""
+
+from __future__ import annotations
+
+from forecast_model.errors import ConfigurationError
+
+__all__ = ["DataValidationError", "InputDataError"]
+
+
+class InputDataError(ConfigurationError):
+    """The input cannot be read or mapped to the canonical frame."""
+
+
+class DataValidationError(InputDataError):
+    """The canonical frame breaks the data contract."""

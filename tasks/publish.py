@@ -1,0 +1,53 @@
+"""Publish staged tables into the Hive-partitioned output tree, atomically per table and partition."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+__all__ = ["TABLES", "discard_staging", "partition_dir", "publish_outputs", "staging_dir"]
+
+TABLES = ("forecasts", "series_status")
+PART_FILE = "data.parquet"
+
+
+def staging_dir(output_root: Path, run_id: str) -> Path:
+    """A private directory for one run, on the same filesystem as the outputs so publishing is a rename."""
+    path = output_root / "_staging" / run_id
+    path.mkdir(parents=True, exist_ok=False)
+    return path
+
+
+def partition_dir(output_root: Path, table: str, job: str, as_of: str) -> Path:
+    """``<root>/<table>/job=<job>/as_of=<YYYY-MM-DD>``: one partition per job and logical date."""
+    return output_root / table / f"job={job}" / f"as_of={as_of}"
+
+
+@task(name="publish-outputs", cache_policy=NO_CACHE)
+def publish_outputs(staging: Path, output_root: Path, job: str, as_of: str) -> dict[str, Path]:
+    """Moves each staged table over its partition file with ``os.replace``.
+
+    Readers see the old file or the new one, never a mix; a re-run for the same job and ``as_of``
+    replaces the partition instead of adding to it.
+    """
+    staged = {table: staging / f"{table}.parquet" for table in TABLES}
+    missing = [str(path) for path in staged.values() if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"Nothing to publish, staged tables are missing: {missing}")
+    published = {}
+    for table, source in staged.items():
+        target = partition_dir(output_root, table, job, as_of) / PART_FILE
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target)
+        published[table] = target
+    get_run_logger().info("Published %s", ", ".join(str(p) for p in published.values()))
+    return published
+
+
+def discard_staging(staging: Path) -> None:
+    """Removes a run's staging directory, whatever it holds (called on success and on failure)."""
+    shutil.rmtree(staging, ignore_errors=True)

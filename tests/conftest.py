@@ -1,0 +1,59 @@
+"""Shared fixtures, built in layers: environment -> tiny checkpoint -> Prefect API -> per-test stores."""
+
+from __future__ import annotations
+
+import os
+
+# Before anything imports Prefect, MLflow or huggingface_hub: they read these at import.
+os.environ.update({
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "1",
+    "HF_HUB_OFFLINE": "1",
+})
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from forecast_model import ResolvedCheckpoint, make_tiny_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "data" / "samples" / "us_macro_quarterly.csv"
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> ResolvedCheckpoint:
+    """A 2-layer TimesFM checkpoint with seeded random weights and its config.json."""
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny-checkpoint"))
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[None]:
+    """A real, temporary Prefect API server for the whole session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private data directory and MLflow SQLite store; no test sees the repository's data/."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("FORECAST_OUTPUT_ROOT", "TIMESFM20_DEFAULT_CHECKPOINT", "TIMESFM20_DEFAULT_BACKEND",
+                 "TIMESFM20_DEFAULT_CONTEXT_LEN", "TIMESFM20_DEFAULT_HORIZON_LEN", "MLFLOW_EXPERIMENT_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("FORECAST_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (tmp_path / "data").mkdir()
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def sample_frame() -> pd.DataFrame:
+    """The shipped real sample (US macro, quarterly, long format)."""
+    return pd.read_csv(SAMPLE)

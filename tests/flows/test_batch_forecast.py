@@ -1,0 +1,131 @@
+"""The whole flow under a real Prefect API, with the real TimesFM code path on a tiny checkpoint."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow.dataset as ds
+import pytest
+from mlflow.tracking import MlflowClient
+
+from flows.batch_forecast import batch_forecast
+from flows.params import FileSource, ModelParams, RunSummary
+from forecast_model import ResolvedCheckpoint
+from tasks.contracts import FORECAST_SCHEMA, QUANTILE_COLUMNS, STATUS_SCHEMA
+from tasks.errors import DataValidationError, InputDataError
+from tasks.load import ColumnMapping
+from tests.conftest import SAMPLE
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+AS_OF = date(2026, 11, 26)
+
+
+def run(checkpoint: ResolvedCheckpoint, source: FileSource | None = None, **kwargs: object) -> RunSummary:
+    model = ModelParams(checkpoint=str(checkpoint.weights.parent), device="cpu")
+    params = {"source": source or FileSource(path=str(SAMPLE)), "horizon": 8, "model": model, "as_of": AS_OF,
+              **kwargs}
+    return batch_forecast(**params)
+
+
+def outputs(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def test_sample_forecast_end_to_end(workspace: Path, tiny_checkpoint: ResolvedCheckpoint) -> None:
+    summary = run(tiny_checkpoint)
+    assert (summary.series_in, summary.series_ok, summary.series_rejected) == (12, 12, 0)
+    assert summary.forecast_rows == 12 * 8 and summary.job == "us_macro_quarterly"
+    root = workspace / "data" / "outputs"
+    forecasts = duckdb.sql(f"""
+        SELECT * FROM read_parquet('{root}/forecasts/**/*.parquet', hive_partitioning = true)
+    """).df()
+    assert len(forecasts) == 96 and set(forecasts["job"]) == {"us_macro_quarterly"}
+    as_of = duckdb.sql(f"SELECT DISTINCT as_of, typeof(as_of) FROM read_parquet('{root}/forecasts/**/*.parquet', "
+                       "hive_partitioning = true)").fetchall()
+    assert as_of == [(AS_OF, "DATE")], f"as_of must come back as one DATE partition value, got {as_of}"
+    assert forecasts.groupby("unique_id")["step"].apply(list).map(lambda s: s == list(range(1, 9))).all()
+    cpi = forecasts[forecasts["unique_id"] == "cpi"].sort_values("step")
+    assert cpi["cutoff"].iloc[0] == pd.Timestamp("2009-07-01")
+    assert cpi["ds"].tolist() == list(pd.date_range("2009-10-01", periods=8, freq="QS"))
+    assert (forecasts[QUANTILE_COLUMNS].diff(axis=1).iloc[:, 1:] >= 0).all().all(), "quantiles cross"
+    assert (forecasts["run_id"] == summary.run_id).all()
+    table = ds.dataset(root / "forecasts", format="parquet", partitioning="hive").to_table()
+    assert table.schema.remove(table.schema.get_field_index("job")).remove(
+        table.schema.get_field_index("as_of") - 1) == FORECAST_SCHEMA
+    status = ds.dataset(root / "series_status", format="parquet", partitioning="hive").to_table()
+    assert status.num_rows == 12 and set(status.column("status").to_pylist()) == {"ok"}
+    assert status.select(STATUS_SCHEMA.names).schema == STATUS_SCHEMA
+    assert not any((root / "_staging").iterdir()), "staging must be cleaned up"
+
+
+def test_run_is_recorded_in_mlflow(workspace: Path, tiny_checkpoint: ResolvedCheckpoint) -> None:
+    summary = run(tiny_checkpoint, horizon=4)
+    client = MlflowClient(tracking_uri=f"sqlite:///{workspace / 'mlflow.db'}")
+    recorded = client.get_run(summary.mlflow_run_id)
+    assert recorded.info.status == "FINISHED"
+    assert recorded.data.tags["prefect.flow_run_id"] == summary.run_id
+    assert recorded.data.params["horizon"] == "4" and recorded.data.params["job"] == "us_macro_quarterly"
+    assert recorded.data.metrics["series_ok"] == 12 and recorded.data.metrics["forecast_rows"] == 48
+    assert recorded.data.metrics["series_per_second"] > 0
+    artifacts = {a.path for a in client.list_artifacts(summary.mlflow_run_id)}
+    assert {"series_status.parquet", "summary.json", "validation.json"} <= artifacts
+    experiment = client.get_experiment(recorded.info.experiment_id)
+    assert experiment.name == "batch-forecast"
+
+
+def test_rerun_with_same_as_of_replaces(workspace: Path, tiny_checkpoint: ResolvedCheckpoint) -> None:
+    first = run(tiny_checkpoint)
+    second = run(tiny_checkpoint)
+    root = workspace / "data" / "outputs"
+    rows = duckdb.sql(f"SELECT run_id, count(*) AS n FROM read_parquet('{root}/forecasts/**/*.parquet') "
+                      "GROUP BY run_id").fetchall()
+    assert rows == [(second.run_id, 96)], f"expected only the second run's 96 rows, got {rows} (first {first.run_id})"
+
+
+def test_two_jobs_share_an_output_root(workspace: Path, tiny_checkpoint: ResolvedCheckpoint) -> None:
+    run(tiny_checkpoint, job="macro-a")
+    run(tiny_checkpoint, job="macro-b", horizon=2)
+    counts = duckdb.sql(f"SELECT job, count(*) FROM read_parquet('{workspace}/data/outputs/forecasts/**/*.parquet',"
+                        " hive_partitioning = true) GROUP BY job ORDER BY job").fetchall()
+    assert counts == [("macro-a", 96), ("macro-b", 24)]
+
+
+def test_wide_file_with_custom_time_column(workspace: Path, tiny_checkpoint: ResolvedCheckpoint) -> None:
+    wide = pd.read_csv(SAMPLE).pivot(index="ds", columns="unique_id", values="y").reset_index()
+    path = workspace / "macro_wide.parquet"
+    wide.rename(columns={"ds": "quarter"}).to_parquet(path)
+    source = FileSource(path=str(path), format="wide", columns=ColumnMapping(time_col="quarter"))
+    summary = run(tiny_checkpoint, source=source, output_root=str(workspace / "elsewhere"))
+    assert summary.series_ok == 12 and summary.job == "macro_wide"
+    assert Path(summary.outputs["forecasts"]).is_relative_to(workspace / "elsewhere")
+
+
+def bad_inputs(tmp: Path) -> dict[str, tuple[Path, type[Exception], str]]:
+    sample = pd.read_csv(SAMPLE)
+    missing = tmp / "missing.csv"
+    sample.drop(columns="y").to_csv(missing, index=False)
+    unparseable = tmp / "unparseable.csv"
+    sample.assign(ds=sample["ds"].where(sample.index != 300, "31/02/2009")).to_csv(unparseable, index=False)
+    duplicated = tmp / "duplicated.csv"
+    pd.concat([sample, sample[sample["unique_id"] == "unemp"].tail(1)]).to_csv(duplicated, index=False)
+    return {
+        "missing column": (missing, InputDataError, r"columns are missing: \['y'\].*Fix"),
+        "unparseable timestamp": (unparseable, InputDataError, r"Column 'ds'.*'31/02/2009'.*series 'infl'.*Fix"),
+        "duplicate key": (duplicated, DataValidationError, r"Duplicate \(unique_id, ds\).*'unemp'.*Fix"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing column", "unparseable timestamp", "duplicate key"])
+def test_bad_input_fails_and_publishes_nothing(workspace: Path, tiny_checkpoint: ResolvedCheckpoint,
+                                               case: str) -> None:
+    good = run(tiny_checkpoint, job="macro")
+    root = workspace / "data" / "outputs"
+    before = {p: p.read_bytes() for p in outputs(root)}
+    path, error, message = bad_inputs(workspace)[case]
+    with pytest.raises(error, match=message):
+        run(tiny_checkpoint, source=FileSource(path=str(path)), job="macro")
+    assert {p: p.read_bytes() for p in outputs(root)} == before, "a failed run changed published outputs"
+    assert good.outputs["forecasts"] in {str(p) for p in before}

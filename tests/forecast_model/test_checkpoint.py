@@ -1,0 +1,115 @@
+"""Checkpoint resolution (local file, local directory, Hugging Face id) and loading errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from forecast_model import CheckpointError, ModelHparams, ResolvedCheckpoint, resolve_checkpoint
+from forecast_model.checkpoint import load_decoder
+
+
+def test_directory_with_config_json(tiny_checkpoint: ResolvedCheckpoint) -> None:
+    resolved = resolve_checkpoint(str(tiny_checkpoint.weights.parent))
+    assert resolved.weights == tiny_checkpoint.weights
+    assert resolved.hparams == tiny_checkpoint.hparams, "config.json beside the weights was not read"
+
+
+def test_weights_file_directly(tiny_checkpoint: ResolvedCheckpoint) -> None:
+    assert resolve_checkpoint(str(tiny_checkpoint.weights)).hparams.num_layers == 2
+
+
+def test_without_config_json_the_2_0_500m_architecture_is_assumed(tmp_path: Path) -> None:
+    (tmp_path / "torch_model.ckpt").write_bytes(b"")
+    hparams = resolve_checkpoint(str(tmp_path)).hparams
+    assert (hparams.num_layers, hparams.model_dims, hparams.num_heads, hparams.context_len) == (50, 1280, 16, 2048)
+    assert hparams.use_positional_embedding is False
+
+
+def test_hugging_face_style_config_keys(tmp_path: Path) -> None:
+    config = {"hidden_size": 128, "num_layers": 3, "num_heads": 16, "context_len": 256, "model_type": "timesfm"}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    hparams = ModelHparams.from_json(tmp_path / "config.json")
+    assert (hparams.model_dims, hparams.num_layers, hparams.context_len) == (128, 3, 256)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [({"num_heads": 8}, "multiple of 16"), ({"num_layers": "two"}, "'num_layers' must be int"),
+     ({"context_len": 500}, "context_len=500")],
+)
+def test_invalid_config_names_the_key(tmp_path: Path, config: dict, message: str) -> None:
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=message):
+        ModelHparams.from_json(tmp_path / "config.json")
+
+
+def test_missing_path_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="neither an existing path nor a Hugging Face repo id"):
+        resolve_checkpoint(str(tmp_path / "nope" / "torch_model.ckpt"))
+
+
+def test_directory_without_weights(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match=r"holds no torch_model\.ckpt"):
+        resolve_checkpoint(str(tmp_path))
+
+
+def test_uncached_repo_offline_fails_fast_naming_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(CheckpointError, match="HF_HUB_OFFLINE is set") as caught:
+        resolve_checkpoint("google/timesfm-2.0-500m-pytorch")
+    assert "make-tiny-checkpoint" in str(caught.value) and "TIMESFM20_DEFAULT_CHECKPOINT" in str(caught.value)
+
+
+def test_unreachable_hub_fails_with_the_fix(tmp_path: Path) -> None:
+    # A fresh interpreter, because huggingface_hub reads its endpoint and offline flag at import.
+    code = ("from forecast_model import resolve_checkpoint, CheckpointError\n"
+            "try:\n    resolve_checkpoint('google/timesfm-2.0-500m-pytorch')\n"
+            "except CheckpointError as e:\n    print(e)\n")
+    env = {"PATH": "/usr/bin:/bin", "HF_HUB_CACHE": str(tmp_path), "HF_ENDPOINT": "http://127.0.0.1:9",
+           "HF_HUB_ETAG_TIMEOUT": "5", "HF_HUB_DOWNLOAD_TIMEOUT": "5", "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert "Cannot download checkpoint 'google/timesfm-2.0-500m-pytorch'" in done.stdout, done.stderr[-2000:]
+    assert "--checkpoint" in done.stdout
+
+
+def test_cached_repo_is_used_offline(tiny_checkpoint: ResolvedCheckpoint, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # Lay out a Hugging Face cache entry the way snapshot_download leaves one.
+    repo = tmp_path / "models--acme--tiny"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    for item in tiny_checkpoint.weights.parent.iterdir():
+        shutil.copy(item, snapshot / item.name)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    import huggingface_hub.constants as hub_constants
+
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path))
+    resolved = resolve_checkpoint("acme/tiny")
+    assert resolved.weights == snapshot / "torch_model.ckpt"
+    assert resolved.hparams == tiny_checkpoint.hparams
+
+
+def test_corrupt_weights_name_the_file(tmp_path: Path, tiny_checkpoint: ResolvedCheckpoint) -> None:
+    shutil.copy(tiny_checkpoint.weights.parent / "config.json", tmp_path / "config.json")
+    (tmp_path / "torch_model.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"Cannot load weights from .*torch_model.ckpt"):
+        load_decoder(resolve_checkpoint(str(tmp_path)), torch.device("cpu"))
+
+
+def test_weights_of_another_shape_name_the_mismatch(tmp_path: Path, tiny_checkpoint: ResolvedCheckpoint) -> None:
+    shutil.copy(tiny_checkpoint.weights, tmp_path / "torch_model.ckpt")
+    (tmp_path / "config.json").write_text(json.dumps({"num_layers": 3, "model_dims": 64, "num_heads": 16,
+                                                      "context_len": 512}))
+    with pytest.raises(CheckpointError, match="does not match the hyperparameters"):
+        load_decoder(resolve_checkpoint(str(tmp_path)), torch.device("cpu"))

@@ -1,0 +1,108 @@
+"""The engine against the `timesfm` API (the reference), and its batch invariance."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+import pytest
+
+from forecast_model import EngineConfig, ResolvedCheckpoint, TimesFmEngine, load_engine
+
+LENGTHS = [10, 31, 32, 33, 64, 100, 257, 511, 512, 513, 1000, 2049, 3000]
+
+
+def make_series(seed: int = 0) -> list[np.ndarray]:
+    """Random walks of mixed lengths, some with leading, inner and trailing gaps."""
+    rng = np.random.default_rng(seed)
+    series = [rng.normal(size=n).cumsum() + rng.uniform(-50, 50) for n in LENGTHS]
+    series[3][:5] = np.nan
+    series[5][40:55] = np.nan
+    series[6][-3:] = np.nan
+    series[7][[3, 90, 91, 200]] = np.inf
+    return series
+
+
+def assert_close_per_series(actual: np.ndarray, expected: np.ndarray, rel: float = 1e-5) -> None:
+    """Relative error per series: max |a - b| over the series, divided by max |b| of that series."""
+    for index, (a, b) in enumerate(zip(actual, expected, strict=True)):
+        error = np.abs(a - b).max() / max(np.abs(b).max(), 1e-12)
+        assert error <= rel, f"series {index} (length {LENGTHS[index] if len(actual) == len(LENGTHS) else '?'}) " \
+                             f"differs from the reference: relative error {error:.2e} > {rel:.0e}"
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_checkpoint: ResolvedCheckpoint) -> TimesFmEngine:
+    return load_engine(EngineConfig(checkpoint=str(tiny_checkpoint.weights.parent), device="cpu", batch_size=4))
+
+
+def timesfm_api(checkpoint: ResolvedCheckpoint, horizon: int):
+    with contextlib.redirect_stdout(io.StringIO()):
+        import timesfm
+    hp = checkpoint.hparams
+    return timesfm.TimesFm(
+        hparams=timesfm.TimesFmHparams(backend="cpu", per_core_batch_size=32, horizon_len=horizon,
+                                       num_layers=hp.num_layers, model_dims=hp.model_dims, num_heads=hp.num_heads,
+                                       context_len=hp.context_len, use_positional_embedding=False),
+        checkpoint=timesfm.TimesFmCheckpoint(version="torch", path=str(checkpoint.weights)),
+    )
+
+
+@pytest.mark.parametrize("horizon", [24, 300])
+def test_engine_equals_timesfm_api_in_fp32(engine: TimesFmEngine, tiny_checkpoint: ResolvedCheckpoint,
+                                           horizon: int) -> None:
+    series = make_series()
+    freq = [i % 3 for i in range(len(series))]
+    api_point, api_full = timesfm_api(tiny_checkpoint, horizon).forecast([s.copy() for s in series], freq=freq)
+    result = engine.forecast(series, horizon, freq)
+    assert result.point.shape == (len(series), horizon)
+    assert result.quantiles.shape == (len(series), horizon, 9)
+    assert np.isfinite(result.quantiles).all(), "engine produced non-finite forecasts"
+    assert_close_per_series(result.point, api_point)
+    assert_close_per_series(result.quantiles, api_full[:, :, 1:])
+    assert_close_per_series(result.mean, api_full[:, :, 0])
+
+
+def test_a_series_alone_equals_the_same_series_in_a_batch(engine: TimesFmEngine) -> None:
+    series = make_series(seed=1)
+    batched = engine.forecast(series, 150, [1] * len(series))
+    for index, values in enumerate(series):
+        alone = engine.forecast([values], 150, [1])
+        error = np.abs(alone.quantiles[0] - batched.quantiles[index]).max() / np.abs(batched.quantiles[index]).max()
+        assert error <= 1e-5, f"series {index} alone differs from the batch: relative error {error:.2e}"
+
+
+def test_results_come_back_in_input_order(engine: TimesFmEngine) -> None:
+    series = make_series(seed=2)
+    forward = engine.forecast(series, 16)
+    backward = engine.forecast(series[::-1], 16)
+    np.testing.assert_allclose(backward.point[::-1], forward.point, rtol=1e-5, atol=1e-3,
+                               err_msg="reversing the input did not reverse the output")
+
+
+def test_context_len_keeps_only_the_latest_points(engine: TimesFmEngine) -> None:
+    values = make_series(seed=3)[-1]  # 3000 points
+    clipped = engine.forecast([values], 32, context_len=96)
+    tail_only = engine.forecast([values[-96:]], 32)
+    np.testing.assert_allclose(clipped.point, tail_only.point, rtol=1e-6,
+                               err_msg="context_len=96 should forecast from the last 96 points only")
+
+
+def test_point_forecast_is_the_median_quantile(engine: TimesFmEngine) -> None:
+    result = engine.forecast(make_series()[:3], 8)
+    np.testing.assert_array_equal(result.point, result.quantiles[:, :, 4])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"horizon": 0}, "horizon must be positive"), ({"horizon": 4, "freq": [5]}, "freq must hold")],
+)
+def test_bad_arguments_are_rejected(engine: TimesFmEngine, kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        engine.forecast([np.arange(50.0)], **kwargs)
+
+
+def test_empty_series_is_rejected_with_its_index(engine: TimesFmEngine) -> None:
+    with pytest.raises(ValueError, match="Series 1 must be a non-empty"):
+        engine.forecast([np.arange(50.0), np.array([])], 8)

@@ -1,0 +1,41 @@
+"""Missing-value handling must match the `timesfm` API's, value for value."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from timesfm import timesfm_base
+
+from forecast_model.preprocess import fill_missing, prepare_contexts, round_up
+
+
+def timesfm_fill(values: np.ndarray) -> np.ndarray:
+    """What `TimesFmBase.forecast` does to one input before inference."""
+    if np.isfinite(values).all():
+        return values
+    values = np.where(np.isfinite(values), values, np.nan)
+    return timesfm_base.linear_interpolation(timesfm_base.strip_leading_nans(values))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_fill_missing_matches_timesfm(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=rng.integers(2, 200))
+    values[rng.random(values.size) < rng.uniform(0, 0.6)] = np.nan
+    if seed % 4 == 0:
+        values[rng.integers(values.size)] = np.inf
+    np.testing.assert_array_equal(fill_missing(values.copy()), timesfm_fill(values.copy()))
+
+
+def test_all_missing_becomes_zeros_like_the_api() -> None:
+    values = np.array([np.nan, np.nan, np.inf])
+    np.testing.assert_array_equal(fill_missing(values.copy()), np.zeros(3))
+
+
+def test_prepare_contexts_clips_after_filling() -> None:
+    (context,) = prepare_contexts([[np.nan, 1.0, np.nan, 3.0, 4.0]], context_len=3)
+    np.testing.assert_array_equal(context, [2.0, 3.0, 4.0])
+
+
+def test_round_up() -> None:
+    assert [round_up(v, 32) for v in (1, 32, 33, 64)] == [32, 32, 64, 64]

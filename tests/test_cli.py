@@ -1,0 +1,55 @@
+"""The `forecast` console script, run as a user runs it: a subprocess with an ephemeral Prefect server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from forecast_model import ResolvedCheckpoint
+from tests.conftest import REPO, SAMPLE
+
+FORECAST = REPO / ".venv" / "bin" / "forecast"
+
+
+def forecast(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "PYTEST"))}
+    env.update({"PREFECT_HOME": str(cwd / ".prefect"), "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}",
+                "FORECAST_DATA_DIR": str(cwd / "data")})
+    return subprocess.run([str(FORECAST), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_make_tiny_checkpoint_then_run(tmp_path: Path) -> None:
+    made = forecast("make-tiny-checkpoint", "ckpt", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert (tmp_path / "ckpt" / "torch_model.ckpt").is_file() and (tmp_path / "ckpt" / "config.json").is_file()
+    done = forecast("run", "--source", str(SAMPLE), "--horizon", "5", "--checkpoint", "ckpt", "--device", "cpu",
+                    "--as-of", "2026-01-31", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "TimesFM" not in done.stdout, "timesfm's import banners leaked into stdout"
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["series_ok"] == 12 and summary["as_of"] == "2026-01-31"
+    assert f"forecasts: {summary['outputs']['forecasts']}" in done.stdout
+    assert len(pd.read_parquet(summary["outputs"]["forecasts"])) == 60
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--id-col", "series"], "columns are missing: ['series']"),
+     (["--checkpoint", "/nowhere/ckpt"], "neither an existing path")],
+)
+def test_bad_input_exits_2_with_the_message(tmp_path: Path, tiny_checkpoint: ResolvedCheckpoint,
+                                            args: list[str], message: str) -> None:
+    base = ["run", "--source", str(SAMPLE), "--horizon", "4", "--checkpoint", str(tiny_checkpoint.weights.parent)]
+    done = forecast(*base, *args, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], done.stderr[-3000:]
+
+
+def test_usage_error_exits_2(tmp_path: Path) -> None:
+    assert forecast("run", cwd=tmp_path).returncode == 2

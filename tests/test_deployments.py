@@ -1,0 +1,41 @@
+"""Every deployment definition loads its flow and its parameters validate against the flow's signature."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from prefect.flows import load_flow_from_entrypoint
+
+from tests.conftest import REPO
+
+SPEC = yaml.safe_load((REPO / "prefect.yaml").read_text())
+DEPLOYMENTS = {d["name"]: d for d in SPEC["deployments"]}
+
+
+@pytest.mark.parametrize("name", sorted(DEPLOYMENTS))
+def test_prefect_yaml_entrypoint_loads_with_its_parameters(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    spec = DEPLOYMENTS[name]
+    flow = load_flow_from_entrypoint(spec["entrypoint"])
+    base = spec.get("parameters") or {}
+    # A scheduled run gets the deployment's parameters overlaid with its schedule's, as Prefect merges them.
+    parameter_sets = [{**base, **s.get("parameters", {})} for s in spec.get("schedules", [])] or [base]
+    for parameters in parameter_sets:
+        validated = flow.validate_parameters(parameters)
+        assert Path(validated["source"].path).is_file(), f"{name}: sample source {validated['source'].path} missing"
+
+
+def test_flow_parameter_schema_has_descriptions() -> None:
+    flow = load_flow_from_entrypoint(str(REPO / "flows/batch_forecast.py") + ":batch_forecast")
+    schema = flow.parameters.model_dump()
+    for name in ("source", "horizon", "model", "freq", "job", "as_of", "output_root"):
+        assert schema["properties"][name].get("description"), f"parameter {name} has no description for the UI"
+
+
+def test_served_deployment_builds() -> None:
+    from deployments.serve import build_deployments
+
+    (deployment,) = build_deployments()
+    assert deployment.name == "on-demand" and deployment.flow_name == "batch-forecast"
