@@ -13,6 +13,12 @@ import sys
 from collections.abc import Sequence
 from datetime import date
 
+# None of these import Prefect, which must see the environment defaults below before it loads.
+from flows.params import ModelParams
+from tasks.canonical import ColumnMapping
+from tasks.series_checks import SeriesChecks
+from tasks.sources import DuckDBSource, FileSource, UrlSource
+
 # Defaults for a local run, set before Prefect is imported (it reads them at import).
 _ENV_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -26,7 +32,15 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="forecast", description="TimesFM-2.0 batch forecasting.")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="Forecast a CSV or Parquet file and publish Parquet results.")
-    run.add_argument("--source", required=True, help="Input .csv or .parquet file.")
+    run.add_argument("--source", required=True,
+                     help="A .csv/.parquet path or glob, an http(s):// URL, or duckdb:///path/to.db "
+                          "(with --table or --query).")
+    run.add_argument("--table", help="DuckDB source: table or view to read.")
+    run.add_argument("--query", help="DuckDB source: one SELECT/WITH query; use ? placeholders.")
+    run.add_argument("--query-param", action="append", default=[], metavar="VALUE",
+                     help="DuckDB source: a value bound to the next ? placeholder (repeatable).")
+    run.add_argument("--content", choices=["auto", "csv", "parquet"], default="auto",
+                     help="URL source: file type (default: detect).")
     run.add_argument("--horizon", type=int, help="Steps to forecast (default TIMESFM20_DEFAULT_HORIZON_LEN).")
     run.add_argument("--format", choices=["long", "wide"], default="long")
     run.add_argument("--id-col", default="unique_id")
@@ -36,7 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--checkpoint", help="Hugging Face repo id or local checkpoint path.")
     run.add_argument("--device", choices=["auto", "cpu", "gpu"])
     run.add_argument("--context-len", type=int)
-    run.add_argument("--job", help="Job name (default: the source file's name).")
+    run.add_argument("--job", help="Job name (default: derived from the source's name).")
+    run.add_argument("--max-rejected-fraction", type=float,
+                     help="Fail when a larger share of series is rejected (default 0.2).")
+    run.add_argument("--max-staleness", type=int,
+                     help="Reject series whose last value is more than this many periods before --as-of.")
     run.add_argument("--output-root", help="Output directory (default FORECAST_OUTPUT_ROOT or data/outputs).")
     run.add_argument("--as-of", type=date.fromisoformat, help="Logical date YYYY-MM-DD (default today, UTC).")
     tiny = commands.add_parser("make-tiny-checkpoint",
@@ -45,18 +63,29 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _source(args: argparse.Namespace) -> FileSource | UrlSource | DuckDBSource:
+    columns = ColumnMapping(id_col=args.id_col, time_col=args.time_col, target_col=args.target_col)
+    common = {"format": args.format, "columns": columns}
+    if args.source.startswith(("http://", "https://")):
+        return UrlSource(url=args.source, content=args.content, **common)
+    if args.source.startswith("duckdb://"):
+        return DuckDBSource(database=args.source.removeprefix("duckdb://"), table=args.table, query=args.query,
+                            params=args.query_param, **common)
+    return FileSource(path=args.source, **common)
+
+
 def _run(args: argparse.Namespace) -> int:
     from flows.batch_forecast import batch_forecast
-    from flows.params import FileSource, ModelParams
-    from tasks.load import ColumnMapping
 
-    source = FileSource(path=args.source, format=args.format,
-                        columns=ColumnMapping(id_col=args.id_col, time_col=args.time_col, target_col=args.target_col))
+    checks = {k: v for k, v in (("max_rejected_fraction", args.max_rejected_fraction),
+                                ("max_staleness", args.max_staleness)) if v is not None}
     model = ModelParams(checkpoint=args.checkpoint, device=args.device, context_len=args.context_len)
-    summary = batch_forecast(source=source, horizon=args.horizon, model=model, freq=args.freq, job=args.job,
-                             as_of=args.as_of, output_root=args.output_root)
-    print(f"Forecast {summary.series_ok} of {summary.series_in} series ({summary.forecast_rows} rows) "
-          f"for job {summary.job!r}, as_of {summary.as_of}.")
+    summary = batch_forecast(source=_source(args), horizon=args.horizon, model=model,
+                             checks=SeriesChecks(**checks), freq=args.freq, job=args.job, as_of=args.as_of,
+                             output_root=args.output_root)
+    print(f"Forecast {summary.series_ok} of {summary.series_in} series ({summary.forecast_rows} rows; "
+          f"{summary.series_rejected} rejected, {summary.series_failed} failed) for job {summary.job!r}, "
+          f"as_of {summary.as_of}.")
     for table, path in summary.outputs.items():
         print(f"{table}: {path}")
     print(f"MLflow run: {summary.mlflow_run_id}")

@@ -5,28 +5,16 @@ from __future__ import annotations
 import re
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from forecast_model import DeviceName
-from tasks.load import ColumnMapping, Layout
+from tasks.sources import DuckDBSource, FileSource, UrlSource
 
-__all__ = ["FileSource", "ModelParams", "RunSummary", "default_job_name"]
+__all__ = ["ModelParams", "RunSummary", "default_job_name", "validate_job_name"]
 
 _JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-class FileSource(BaseModel):
-    """A local CSV or Parquet file in long or wide format."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    kind: Literal["file"] = "file"
-    path: str = Field(..., min_length=1, description="Path of a .csv or .parquet file.")
-    format: Layout = Field("long", description="long: one row per series and timestamp; "
-                                               "wide: one time column and one column per series.")
-    columns: ColumnMapping = Field(default_factory=ColumnMapping, description="Input column names.")
 
 
 class ModelParams(BaseModel):
@@ -43,10 +31,16 @@ class ModelParams(BaseModel):
     batch_size: int | None = Field(None, gt=0, le=4096, description="Series per inference batch.")
 
 
-def default_job_name(source: FileSource) -> str:
-    """A job name derived from the source file's name, so two sources never share a partition."""
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(source.path).stem).strip("-.") or "job"
-    return stem[:64]
+def default_job_name(source: FileSource | UrlSource | DuckDBSource) -> str:
+    """A job name derived from the source (file name, URL file name, table or database name)."""
+    if isinstance(source, FileSource):
+        path = Path(source.path)
+        name = path.parent.name if set("*?[") & set(path.name) else path.stem
+    elif isinstance(source, UrlSource):
+        name = Path(urlsplit(source.url).path).stem
+    else:
+        name = source.table or Path(source.database).stem
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")[:64] or "job"
 
 
 def validate_job_name(job: str) -> str:
@@ -68,6 +62,7 @@ class RunSummary(BaseModel):
     series_in: int
     series_ok: int
     series_rejected: int
+    series_failed: int
     forecast_rows: int
     inference_seconds: float
     series_per_second: float

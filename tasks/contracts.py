@@ -58,5 +58,7 @@ STATUS_SCHEMA = pa.schema(
         ("n_obs", pa.int64()),
         ("first_ds", pa.timestamp("us")),
         ("last_ds", pa.timestamp("us")),
+        ("freq", pa.string()),
+        ("missing_fraction", pa.float64()),
     ]
 )

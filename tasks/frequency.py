@@ -1,18 +1,30 @@
-"""Series frequency: infer it from timestamps and map it to TimesFM's frequency code."""
+"""Series frequency: infer it from timestamps, check timestamps against it, map it to TimesFM's code."""
 
 from __future__ import annotations
+
+from collections import Counter
 
 import pandas as pd
 from pandas.tseries import offsets
 
 from tasks.errors import InputDataError
 
-__all__ = ["freq_code", "infer_frequency"]
+__all__ = ["freq_code", "infer_frequency", "on_grid", "to_offset"]
 
 _MEDIUM = (offsets.Week, offsets.MonthBegin, offsets.MonthEnd, offsets.BusinessMonthBegin,
            offsets.BusinessMonthEnd, offsets.SemiMonthBegin, offsets.SemiMonthEnd)
 _LOW = (offsets.QuarterBegin, offsets.QuarterEnd, offsets.BQuarterBegin, offsets.BQuarterEnd,
         offsets.YearBegin, offsets.YearEnd, offsets.BYearBegin, offsets.BYearEnd)
+_WINDOWS = 64  # leading triples tried when gaps defeat inference on the whole series
+
+
+def to_offset(freq: str) -> offsets.BaseOffset:
+    """The pandas offset of an alias, or a clear error."""
+    try:
+        return pd.tseries.frequencies.to_offset(freq)
+    except ValueError as exc:
+        raise InputDataError(f"Unknown frequency {freq!r}; use a pandas alias such as 'h', 'D', 'W', 'MS', "
+                             "'QS', 'YS'.") from exc
 
 
 def freq_code(freq: str) -> int:
@@ -21,10 +33,7 @@ def freq_code(freq: str) -> int:
 
     Mapped by offset type, not by alias text: ``timesfm.freq_map`` misreads pandas' current aliases.
     """
-    try:
-        offset = pd.tseries.frequencies.to_offset(freq)
-    except ValueError as exc:
-        raise InputDataError(f"Unknown frequency {freq!r}; use a pandas alias such as 'D', 'W', 'MS', 'QS'.") from exc
+    offset = to_offset(freq)
     if isinstance(offset, _LOW):
         return 2
     if isinstance(offset, _MEDIUM):
@@ -32,13 +41,24 @@ def freq_code(freq: str) -> int:
     return 0
 
 
-def infer_frequency(timestamps: pd.Series, series_id: str) -> str:
-    """The pandas alias of a series' sampling frequency, inferred from its timestamps."""
-    index = pd.DatetimeIndex(timestamps)
-    inferred = pd.infer_freq(index) if len(index) >= 3 else None
-    if inferred is None:
-        raise InputDataError(
-            f"Cannot infer the frequency of series {series_id!r} from its timestamps (irregular, or fewer "
-            "than 3 points). Fix: pass the frequency explicitly (parameter `freq`, CLI --freq), e.g. 'D'."
-        )
-    return inferred
+def on_grid(index: pd.DatetimeIndex, freq: str) -> bool:
+    """Whether every timestamp lies on the grid of ``freq`` started at the first one (gaps allowed)."""
+    grid = pd.date_range(index[0], index[-1], freq=freq)
+    return len(grid) > 0 and grid[0] == index[0] and bool(index.isin(grid).all())
+
+
+def infer_frequency(timestamps: pd.Series | pd.DatetimeIndex) -> str | None:
+    """The pandas alias of a series' sampling frequency, tolerating gaps; ``None`` if irregular.
+
+    Tries the whole series first; with gaps, tries runs of three consecutive timestamps and keeps the
+    most common answer on whose grid every timestamp lies.
+    """
+    index = pd.DatetimeIndex(timestamps).sort_values()
+    if len(index) < 3:
+        return None
+    whole = pd.infer_freq(index)
+    if whole is not None:
+        return whole
+    votes = Counter(pd.infer_freq(index[i:i + 3]) for i in range(min(len(index) - 2, _WINDOWS)))
+    votes.pop(None, None)
+    return next((freq for freq, _ in votes.most_common() if on_grid(index, freq)), None)

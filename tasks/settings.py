@@ -5,6 +5,7 @@ Variable names keep those of the FastAPI service this project replaces where the
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -12,6 +13,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from forecast_model import DEFAULT_CHECKPOINT
+from tasks.sources.policy import SourcePolicy
 
 __all__ = ["Settings", "load_settings"]
 
@@ -32,6 +34,14 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(None, validation_alias="MLFLOW_TRACKING_URI")
     mlflow_experiment: str = Field("batch-forecast", validation_alias="MLFLOW_EXPERIMENT_NAME")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+    data_roots: str | None = Field(None, validation_alias="FORECAST_DATA_ROOTS",
+                                   description="Directories sources may read, separated by ':' (default: cwd).")
+    url_allowlist: str = Field("", validation_alias="FORECAST_URL_ALLOWLIST",
+                               description="Comma-separated hosts or networks URL sources may reach even though "
+                                           "they are not public (e.g. 127.0.0.1/32,minio.internal).")
+    url_connect_timeout: float = Field(10.0, gt=0, validation_alias="FORECAST_URL_CONNECT_TIMEOUT")
+    url_read_timeout: float = Field(60.0, gt=0, validation_alias="FORECAST_URL_READ_TIMEOUT")
+    url_max_bytes: int = Field(512 * 1024 * 1024, gt=0, validation_alias="FORECAST_URL_MAX_BYTES")
 
     def resolved_output_root(self) -> Path:
         """``FORECAST_OUTPUT_ROOT``, else ``<data_dir>/outputs``."""
@@ -40,6 +50,16 @@ class Settings(BaseSettings):
     def resolved_tracking_uri(self) -> str:
         """``MLFLOW_TRACKING_URI``, else a SQLite store under the data directory (MLflow 3's default kind)."""
         return self.mlflow_tracking_uri or f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"
+
+    def source_policy(self) -> SourcePolicy:
+        """Which files, hosts and sizes sources may use."""
+        roots = [Path(p) for p in (self.data_roots or "").split(os.pathsep) if p] or [Path.cwd()]
+        return SourcePolicy(
+            data_roots=tuple(roots),
+            url_allowlist=tuple(e.strip() for e in self.url_allowlist.split(",") if e.strip()),
+            connect_timeout=self.url_connect_timeout, read_timeout=self.url_read_timeout,
+            max_download_bytes=self.url_max_bytes,
+        )
 
     def artifact_root(self) -> Path:
         """Where runs of a local tracking store keep their artifacts."""

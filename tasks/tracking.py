@@ -52,7 +52,10 @@ def track_run(
         tags=[RunTag(key, value) for key, value in tags.items()],
     )
     for path in artifacts:
-        client.log_artifact(run_id, str(path))
+        if path.is_dir():
+            client.log_artifacts(run_id, str(path), artifact_path=path.name)
+        else:
+            client.log_artifact(run_id, str(path))
     client.set_terminated(run_id, "FINISHED")
     get_run_logger().info("Tracked as MLflow run %s in experiment %r", run_id, experiment)
     return run_id

@@ -1,88 +1,167 @@
-"""Great-expectations checks of the canonical frame (the input data contract)."""
+"""Validation of the canonical frame: a great-expectations suite, then per-series checks.
+
+Schema problems (a column missing, a wrong type) fail the run. Row-level problems (an empty timestamp, a
+duplicate (unique_id, ds), an infinite value) are mapped to their series, which are rejected with a
+reason like those of the per-series checks; the run fails only when too many series are rejected.
+"""
 
 from __future__ import annotations
 
 import json
+import shutil
+from datetime import date
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import great_expectations as gx
 import pandas as pd
-from great_expectations.core import ExpectationValidationResult
+from great_expectations.checkpoint import UpdateDataDocsAction
 from great_expectations.data_context.types.base import ProgressBarsConfig
 from prefect import get_run_logger, task
+from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, ConfigDict
 
-from tasks.contracts import DS, ID, Y
+from tasks.contracts import DS, ID, STATUS_SCHEMA, SeriesStatus, Y
 from tasks.errors import DataValidationError
+from tasks.series_checks import REASONS, SeriesChecks, check_series, regularize
+from tasks.tables import write_table
 
-__all__ = ["build_suite", "run_suite", "validate_series"]
+__all__ = ["ValidationOutcome", "build_suite", "rejection_report", "row_rejections", "run_suite",
+           "schema_failures", "validate_series"]
 
-# What each failed expectation means for the user, and how to fix it.
-_FIXES = {
-    "expect_column_to_exist": "Column {column!r} is missing from the canonical frame.",
-    "expect_column_values_to_not_be_null": (
-        "Column {column!r} has {count} empty values (series {series}). Fix: fill or remove those rows."
-    ),
-    "expect_column_values_to_be_of_type": "Column {column!r} holds values of the wrong type (series {series}).",
-    "expect_column_values_to_be_in_type_list": "Column {column!r} has type {observed}, expected one of {types}.",
-    "expect_compound_columns_to_be_unique": (
-        "Duplicate ({id}, {ds}) rows: {count} rows share a timestamp with another row of the same series "
-        "(series {series}). Fix: aggregate or drop the duplicates so each series has one value per timestamp."
-    ),
+_LARGEST_FINITE = 1.7976931348623157e308
+# Row-level expectations and the reason code a failing row gives its series.
+_ROW_REASONS = {
+    ("expect_column_values_to_not_be_null", DS): "null_timestamp",
+    ("expect_compound_columns_to_be_unique", None): "duplicate_timestamp",
+    ("expect_column_values_to_be_between", Y): "non_finite_value",
 }
 
 
+class ValidationOutcome(BaseModel):
+    """What validation decided, small enough to pass between tasks."""
+
+    model_config = ConfigDict(frozen=True)
+
+    series_in: int
+    series_rejected: int
+    rejected_by_reason: dict[str, int]
+    regular_path: Path
+    status_path: Path
+    report_path: Path
+    docs_path: Path | None
+
+
 def build_suite() -> gx.ExpectationSuite:
-    """The canonical-frame suite: schema, types, non-null timestamps, unique (unique_id, ds)."""
+    """Schema, types, non-null ids and timestamps, unique (unique_id, ds), finite values (nulls allowed)."""
     expectations = [
         *[gx.expectations.ExpectColumnToExist(column=name) for name in (ID, DS, Y)],
-        gx.expectations.ExpectColumnValuesToNotBeNull(column=ID),
-        gx.expectations.ExpectColumnValuesToNotBeNull(column=DS),
         gx.expectations.ExpectColumnValuesToBeOfType(column=ID, type_="str"),
         gx.expectations.ExpectColumnValuesToBeInTypeList(column=DS, type_list=["datetime64[us]", "datetime64[ns]"]),
         gx.expectations.ExpectColumnValuesToBeInTypeList(column=Y, type_list=["float64"]),
+        gx.expectations.ExpectColumnValuesToNotBeNull(column=ID),
+        gx.expectations.ExpectColumnValuesToNotBeNull(column=DS),
         gx.expectations.ExpectCompoundColumnsToBeUnique(column_list=[ID, DS]),
+        gx.expectations.ExpectColumnValuesToBeBetween(column=Y, min_value=-_LARGEST_FINITE,
+                                                      max_value=_LARGEST_FINITE),
     ]
     return gx.ExpectationSuite(name="canonical_input", expectations=expectations)
 
 
-def run_suite(frame: pd.DataFrame) -> Any:
-    """Validates ``frame`` with an ephemeral great-expectations context; returns the validation result."""
+def run_suite(frame: pd.DataFrame) -> tuple[Any, Path | None]:
+    """Validates ``frame`` in an ephemeral context; returns the result and the built Data Docs directory."""
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     batch = context.data_sources.add_pandas("input").add_dataframe_asset("canonical")
-    definition = batch.add_batch_definition_whole_dataframe("all")
-    suite = context.suites.add(build_suite())
-    validation = context.validation_definitions.add(gx.ValidationDefinition(name="canonical", data=definition,
-                                                                            suite=suite))
-    result_format = {"result_format": "COMPLETE", "unexpected_index_column_names": [ID],
-                     "partial_unexpected_count": 20}
-    return validation.run(batch_parameters={"dataframe": frame}, result_format=result_format)
+    validation = context.validation_definitions.add(gx.ValidationDefinition(
+        name="canonical", data=batch.add_batch_definition_whole_dataframe("all"),
+        suite=context.suites.add(build_suite())))
+    checkpoint = context.checkpoints.add(gx.Checkpoint(
+        name="canonical", validation_definitions=[validation], actions=[UpdateDataDocsAction(name="data_docs")],
+        result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ID]}))
+    result = checkpoint.run(batch_parameters={"dataframe": frame})
+    (validation_result,) = result.run_results.values()
+    sites = context.get_docs_sites_urls()
+    docs = Path(url2pathname(str(urlsplit(sites[0]["site_url"]).path))).parent if sites else None
+    return validation_result, docs
 
 
-def describe_failure(result: ExpectationValidationResult) -> str:
-    """One sentence naming the column or series that failed an expectation and the fix."""
-    config = result.expectation_config
-    kwargs = config.kwargs if config else {}
-    detail = result.result or {}
-    rows = detail.get("unexpected_index_list") or []
-    series = sorted({str(row.get(ID)) for row in rows if isinstance(row, dict)})
-    shown = ", ".join(repr(s) for s in series[:5]) + (f" and {len(series) - 5} more" if len(series) > 5 else "")
-    template = _FIXES.get(config.type if config else "", "Expectation {kind} failed on {column!r}.")
-    return template.format(column=kwargs.get("column"), count=detail.get("unexpected_count"), series=shown or "?",
-                           observed=detail.get("observed_value"), types=kwargs.get("type_list"), id=ID, ds=DS,
-                           kind=config.type if config else "?")
+def schema_failures(result: Any) -> list[str]:
+    """Failed expectations that are not row-level (a column missing, a wrong type), described."""
+    problems = []
+    for item in result.results:
+        config = item.expectation_config
+        if item.success or (config.type, config.kwargs.get("column")) in _ROW_REASONS or \
+                (config.type, None) in _ROW_REASONS:
+            continue
+        observed = (item.result or {}).get("observed_value")
+        problems.append(f"{config.type} failed on column {config.kwargs.get('column')!r}"
+                        + (f" (observed {observed})" if observed is not None else ""))
+    return problems
+
+
+def row_rejections(result: Any) -> dict[str, str]:
+    """Series id -> reason code, for every series with a row that failed a row-level expectation."""
+    rejected: dict[str, str] = {}
+    for item in result.results:
+        config = item.expectation_config
+        reason = _ROW_REASONS.get((config.type, config.kwargs.get("column"))) or _ROW_REASONS.get((config.type, None))
+        if item.success or reason is None:
+            continue
+        for row in (item.result or {}).get("unexpected_index_list") or []:
+            rejected.setdefault(str(row.get(ID)), reason)
+    return rejected
+
+
+def rejection_report(status: pd.DataFrame, limit: int = 5) -> list[dict[str, Any]]:
+    """Rejected series by reason: count, meaning and a few examples (the Prefect table artifact)."""
+    rejected = status[status["status"] != SeriesStatus.OK.value]
+    return [{"reason": reason, "series": len(group), "meaning": REASONS[reason],
+             "examples": ", ".join(map(str, group[ID].head(limit)))}
+            for reason, group in rejected.groupby("reason", sort=True)]
 
 
 @task(name="validate-series", cache_policy=NO_CACHE)
-def validate_series(input_path: Path, staging: Path) -> Path:
-    """Runs the suite, saves its result as JSON beside the staged input, and fails on any violation."""
-    result = run_suite(pd.read_parquet(input_path))
+def validate_series(input_path: Path, staging: Path, checks: SeriesChecks, freq: str | None,
+                    as_of: date) -> ValidationOutcome:
+    """Runs the suite and the per-series checks; stages the status table and the regularised series.
+
+    Raises:
+        DataValidationError: a schema problem, or more than ``max_rejected_fraction`` of series rejected.
+    """
+    frame = pd.read_parquet(input_path)
+    result, docs = run_suite(frame)
     report = staging / "validation.json"
     report.write_text(json.dumps(result.to_json_dict(), indent=2, default=str))
-    if not result.success:
-        problems = [describe_failure(r) for r in result.results if not r.success]
-        raise DataValidationError("Input failed validation: " + " ".join(problems))
-    get_run_logger().info("Input passed %d expectations", len(result.results))
-    return report
+    staged_docs = shutil.copytree(docs, staging / "data_docs") if docs and docs.is_dir() else None
+    if problems := schema_failures(result):
+        raise DataValidationError("Input breaks the data contract: " + "; ".join(problems) + ".")
+    status = check_series(frame, row_rejections(result), checks, freq, as_of)
+    _fail_if_too_many_rejected(status, checks.max_rejected_fraction)
+    rows = rejection_report(status)
+    if rows:
+        create_table_artifact(key="rejected-series", table=rows, description="Series left out of this run")
+    regular = regularize(frame, status)
+    regular.to_parquet(staging / "regular.parquet", index=False)
+    counts = {row["reason"]: row["series"] for row in rows}
+    get_run_logger().info("Validated %d series: %d rejected %s", len(status), sum(counts.values()), counts)
+    return ValidationOutcome(series_in=len(status), series_rejected=sum(counts.values()), rejected_by_reason=counts,
+                             regular_path=staging / "regular.parquet",
+                             status_path=write_table(status, STATUS_SCHEMA, staging / "series_status.parquet"),
+                             report_path=report, docs_path=Path(staged_docs) if staged_docs else None)
+
+
+def _fail_if_too_many_rejected(status: pd.DataFrame, limit: float) -> None:
+    rejected = int((status["status"] != SeriesStatus.OK.value).sum())
+    if rejected == 0 or rejected / len(status) <= limit:
+        return
+    details = "; ".join(f"{r['reason']} ({r['meaning']}): {r['series']} series, e.g. {r['examples']}"
+                        for r in rejection_report(status))
+    raise DataValidationError(
+        f"{rejected} of {len(status)} series were rejected ({rejected / len(status):.0%}, more than "
+        f"max_rejected_fraction={limit:.0%}), so nothing is published. {details}. Fix: correct those series "
+        "in the input (for duplicates: aggregate or drop them), or raise checks.max_rejected_fraction."
+    )

@@ -48,6 +48,9 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
                  "TIMESFM20_DEFAULT_CONTEXT_LEN", "TIMESFM20_DEFAULT_HORIZON_LEN", "MLFLOW_EXPERIMENT_NAME"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("FORECAST_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("FORECAST_DATA_ROOTS", os.pathsep.join([str(tmp_path), str(SAMPLE.parent)]))
+    monkeypatch.setenv("FORECAST_URL_ALLOWLIST", "127.0.0.1/32")
+    monkeypatch.setenv("FORECAST_URL_READ_TIMEOUT", "1")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     (tmp_path / "data").mkdir()
     return tmp_path

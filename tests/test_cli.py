@@ -19,7 +19,8 @@ FORECAST = REPO / ".venv" / "bin" / "forecast"
 def forecast(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "PYTEST"))}
     env.update({"PREFECT_HOME": str(cwd / ".prefect"), "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}",
-                "FORECAST_DATA_DIR": str(cwd / "data")})
+                "FORECAST_DATA_DIR": str(cwd / "data"),
+                "FORECAST_DATA_ROOTS": os.pathsep.join([str(cwd), str(SAMPLE.parent)])})
     return subprocess.run([str(FORECAST), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 

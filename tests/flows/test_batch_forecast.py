@@ -12,11 +12,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.batch_forecast import batch_forecast
-from flows.params import FileSource, ModelParams, RunSummary
+from flows.params import ModelParams, RunSummary
 from forecast_model import ResolvedCheckpoint
+from tasks.canonical import ColumnMapping
 from tasks.contracts import FORECAST_SCHEMA, QUANTILE_COLUMNS, STATUS_SCHEMA
 from tasks.errors import DataValidationError, InputDataError
-from tasks.load import ColumnMapping
+from tasks.series_checks import SeriesChecks
+from tasks.sources import FileSource
 from tests.conftest import SAMPLE
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -114,7 +116,8 @@ def bad_inputs(tmp: Path) -> dict[str, tuple[Path, type[Exception], str]]:
     return {
         "missing column": (missing, InputDataError, r"columns are missing: \['y'\].*Fix"),
         "unparseable timestamp": (unparseable, InputDataError, r"Column 'ds'.*'31/02/2009'.*series 'infl'.*Fix"),
-        "duplicate key": (duplicated, DataValidationError, r"Duplicate \(unique_id, ds\).*'unemp'.*Fix"),
+        "duplicate key": (duplicated, DataValidationError,
+                          r"duplicate_timestamp \(two rows of the series share a timestamp\).*unemp.*Fix"),
     }
 
 
@@ -126,6 +129,7 @@ def test_bad_input_fails_and_publishes_nothing(workspace: Path, tiny_checkpoint:
     before = {p: p.read_bytes() for p in outputs(root)}
     path, error, message = bad_inputs(workspace)[case]
     with pytest.raises(error, match=message):
-        run(tiny_checkpoint, source=FileSource(path=str(path)), job="macro")
+        run(tiny_checkpoint, source=FileSource(path=str(path)), job="macro",
+            checks=SeriesChecks(max_rejected_fraction=0))
     assert {p: p.read_bytes() for p in outputs(root)} == before, "a failed run changed published outputs"
     assert good.outputs["forecasts"] in {str(p) for p in before}

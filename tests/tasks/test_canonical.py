@@ -1,4 +1,4 @@
-"""Loading long and wide files into the canonical frame, and the errors for bad input."""
+"""Parsing CSV/Parquet bytes and mapping long and wide frames to the canonical frame; errors for bad input."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tasks.canonical import ColumnMapping, parse_bytes, to_canonical
 from tasks.contracts import DS, ID, Y
 from tasks.errors import InputDataError
-from tasks.load import ColumnMapping, read_table, to_canonical
 
 
 def test_long_format_with_custom_column_names(sample_frame: pd.DataFrame) -> None:
@@ -31,11 +31,10 @@ def test_wide_format_with_custom_time_column(sample_frame: pd.DataFrame) -> None
     pd.testing.assert_frame_equal(frame, expected)
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
-def test_read_csv_and_parquet(tmp_path: Path, sample_frame: pd.DataFrame, suffix: str) -> None:
-    path = tmp_path / f"in{suffix}"
-    sample_frame.to_csv(path, index=False) if suffix == ".csv" else sample_frame.to_parquet(path)
-    assert len(read_table(path)) == len(sample_frame)
+def test_parse_csv_and_parquet_bytes(tmp_path: Path, sample_frame: pd.DataFrame) -> None:
+    sample_frame.to_parquet(tmp_path / "in.parquet")
+    assert len(parse_bytes(sample_frame.to_csv(index=False).encode(), "csv", "x")) == len(sample_frame)
+    assert len(parse_bytes((tmp_path / "in.parquet").read_bytes(), "parquet", "x")) == len(sample_frame)
 
 
 def test_missing_column_names_it_and_the_fix(sample_frame: pd.DataFrame) -> None:
@@ -68,11 +67,29 @@ def test_timezone_aware_timestamps_become_utc() -> None:
     assert to_canonical(raw)[DS].iloc[0] == pd.Timestamp("2024-01-01 00:00")
 
 
-def test_unsupported_file_type(tmp_path: Path) -> None:
-    with pytest.raises(InputDataError, match=r"Unsupported file type '.xlsx'"):
-        read_table(tmp_path / "x.xlsx")
+@pytest.mark.parametrize(
+    ("data", "kind", "message"),
+    [
+        (b"", "csv", "is empty"),
+        (b"<!DOCTYPE html><html><body>login</body></html>", "csv", "is an HTML page"),
+        ("unique_id,ds,y\nmünchen,2024-01-01,1\n".encode("latin-1"), "csv", "is not UTF-8 text"),
+        (b"unique_id;ds;y\na;2024-01-01;1\n", "csv", "seems to use ';' as separator"),
+        (b"PAR1garbage", "parquet", "is not a readable Parquet file"),
+    ],
+)
+def test_unreadable_content_is_named(data: bytes, kind: str, message: str) -> None:
+    with pytest.raises(InputDataError, match=message):
+        parse_bytes(data, kind, "src")  # type: ignore[arg-type]
 
 
-def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(InputDataError, match="does not exist"):
-        read_table(tmp_path / "x.csv")
+def test_header_only_and_empty_ids() -> None:
+    with pytest.raises(InputDataError, match="header but no data rows"):
+        to_canonical(parse_bytes(b"unique_id,ds,y\n", "csv", "src"))
+    with pytest.raises(InputDataError, match=r"id column has 1 empty values \(rows \[1\]\)"):
+        to_canonical(pd.DataFrame({"unique_id": ["a", None], "ds": ["2024-01-01"] * 2, "y": [1, 2]}))
+
+
+def test_daylight_saving_offsets_convert_to_utc() -> None:
+    raw = pd.DataFrame({"unique_id": ["a", "a"], "ds": ["2024-03-30T12:00+01:00", "2024-04-01T12:00+02:00"],
+                        "y": [1.0, 2.0]})
+    assert to_canonical(raw)["ds"].tolist() == [pd.Timestamp("2024-03-30 11:00"), pd.Timestamp("2024-04-01 10:00")]

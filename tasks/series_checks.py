@@ -1,0 +1,112 @@
+"""Per-series checks and regularisation: which series are fit to forecast, and why the others are not.
+
+Each rejected series gets one reason code (the first that applies, in the order of ``REASONS``); the
+codes are documented in docs/DATA_FORMAT.md.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasks.contracts import DS, ID, SeriesStatus, Y
+from tasks.frequency import infer_frequency, on_grid, to_offset
+
+__all__ = ["REASONS", "SeriesChecks", "check_series", "regularize"]
+
+REASONS = {
+    "null_timestamp": "a row of the series has an empty timestamp",
+    "duplicate_timestamp": "two rows of the series share a timestamp",
+    "non_finite_value": "a value is infinite",
+    "all_missing": "the series has no value at all",
+    "too_few_observations": "fewer values than `min_observations`",
+    "irregular_timestamps": "no frequency fits the timestamps (or they are off the declared frequency's grid)",
+    "too_many_gaps": "after regularising to the frequency, the share of missing values exceeds "
+                     "`max_missing_fraction`",
+    "constant": "every value is the same (and `reject_constant` is on)",
+    "stale": "the last value is more than `max_staleness` periods before `as_of`",
+    "non_finite_forecast": "the model returned a non-finite forecast (status `failed`)",
+}
+
+
+class SeriesChecks(BaseModel):
+    """Rules a series must meet to be forecast, and how many rejections a run tolerates."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_observations: int = Field(3, ge=1, description="Fewest non-missing values a series needs.")
+    max_missing_fraction: float = Field(0.5, ge=0, le=1, description="Largest share of missing values after "
+                                                                     "regularising to the series' frequency.")
+    reject_constant: bool = Field(True, description="Reject series whose values never change.")
+    max_staleness: int | None = Field(None, ge=0, description="Reject series whose last value is more than "
+                                                              "this many periods before as_of (empty: never).")
+    max_rejected_fraction: float = Field(0.2, ge=0, le=1, description="Fail the run, publishing nothing, when "
+                                                                      "a larger share of series is rejected.")
+
+
+def check_series(frame: pd.DataFrame, rejected: dict[str, str], checks: SeriesChecks, freq: str | None,
+                 as_of: date) -> pd.DataFrame:
+    """One row per series: status, reason, n_obs, first/last timestamp, frequency and gap share.
+
+    ``rejected`` holds reasons already found by row-level validation; those series are not re-checked.
+    """
+    grouped = frame.groupby(ID, sort=True)
+    summary = pd.DataFrame({"n_obs": grouped[Y].count().astype("int64"), "first_ds": grouped[DS].min(),
+                            "last_ds": grouped[DS].max(), "std": grouped[Y].std(ddof=0)})
+    summary["reason"] = pd.Series(rejected, dtype=object).reindex(summary.index)
+    summary["freq"], summary["missing_fraction"] = None, np.nan
+    _flag(summary, summary["n_obs"] == 0, "all_missing")
+    _flag(summary, summary["n_obs"] < checks.min_observations, "too_few_observations")
+    for series_id, stamps in grouped[DS]:
+        if pd.isna(summary.at[series_id, "reason"]):
+            summary.at[series_id, "freq"] = _frequency(pd.DatetimeIndex(stamps.dropna()), freq)
+    _flag(summary, summary["freq"].isna(), "irregular_timestamps")
+    ok = summary["reason"].isna()
+    summary.loc[ok, "missing_fraction"] = [
+        1 - row.n_obs / len(pd.date_range(row.first_ds, row.last_ds, freq=row.freq))
+        for row in summary[ok].itertuples()]
+    _flag(summary, summary["missing_fraction"] > checks.max_missing_fraction, "too_many_gaps")
+    if checks.reject_constant:
+        _flag(summary, summary["std"] == 0, "constant")
+    if checks.max_staleness is not None:
+        _flag(summary, _periods_since(summary, as_of) > checks.max_staleness, "stale")
+    summary["status"] = np.where(summary["reason"].isna(), SeriesStatus.OK.value, SeriesStatus.REJECTED.value)
+    summary["reason"] = summary["reason"].astype(object).where(summary["reason"].notna(), None)
+    return summary.drop(columns="std").rename_axis(ID).reset_index()
+
+
+def _flag(summary: pd.DataFrame, mask: pd.Series, reason: str) -> None:
+    """Sets ``reason`` where ``mask`` holds and no earlier reason was found."""
+    summary.loc[mask.fillna(False).astype(bool) & summary["reason"].isna(), "reason"] = reason
+
+
+def _frequency(index: pd.DatetimeIndex, declared: str | None) -> str | None:
+    index = index.sort_values()
+    if declared is None:
+        return infer_frequency(index)
+    return declared if on_grid(index, declared) else None
+
+
+def _periods_since(summary: pd.DataFrame, as_of: date) -> pd.Series:
+    periods = pd.Series(np.nan, index=summary.index)
+    for series_id, row in summary[summary["reason"].isna()].iterrows():
+        grid = pd.date_range(row["last_ds"], pd.Timestamp(as_of), freq=to_offset(row["freq"]))
+        periods[series_id] = max(len(grid) - 1, 0)
+    return periods
+
+
+def regularize(frame: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """The accepted series on their full frequency grid: every gap becomes a row with a missing value."""
+    accepted = summary[summary["status"] == SeriesStatus.OK.value].set_index(ID)
+    parts = []
+    for series_id, group in frame[frame[ID].isin(accepted.index)].groupby(ID, sort=True):
+        row = accepted.loc[series_id]
+        grid = pd.date_range(row["first_ds"], row["last_ds"], freq=row["freq"], name=DS)
+        values = group.set_index(DS)[Y].reindex(grid)
+        parts.append(pd.DataFrame({ID: series_id, DS: grid.astype("datetime64[us]"), Y: values.to_numpy()}))
+    if not parts:
+        return frame.iloc[0:0]
+    return pd.concat(parts, ignore_index=True)

@@ -1,0 +1,152 @@
+"""CSV or Parquet over HTTP(S), with timeouts, a size limit and a guard against request forgery.
+
+Server-side request forgery: a flow run triggered through the API must not make the worker fetch
+internal services. Every host (and every redirect target) is resolved first, and an address that is not
+globally routable (loopback, private, link-local, cloud metadata, shared, reserved) is refused unless the
+deployment allow-lists it. The check happens before connecting; a DNS answer that changes between the
+check and the connection (DNS rebinding) is not covered: keep internal names out of public DNS.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Literal
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+
+import httpx
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasks.canonical import ColumnMapping, FileKind, Layout, parse_bytes
+from tasks.errors import InputDataError
+from tasks.sources.policy import SourcePolicy
+
+__all__ = ["TransientSourceError", "UrlSource", "check_address", "read_url", "redact_url"]
+
+_SECRET_KEYS = ("token", "key", "secret", "password", "passwd", "signature", "sig", "auth", "credential")
+_MAX_REDIRECTS = 5
+
+
+class TransientSourceError(RuntimeError):
+    """A failure worth retrying: a timeout, a refused connection, a 5xx answer."""
+
+
+class UrlSource(BaseModel):
+    """A CSV or Parquet file served over HTTP(S)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["url"] = "url"
+    url: str = Field(..., pattern=r"^[A-Za-z][A-Za-z0-9+.-]*://", description="http:// or https:// address.")
+    content: Literal["auto", "csv", "parquet"] = Field(
+        "auto", description="File type; auto decides from the content, the Content-Type and the URL's extension.")
+    format: Layout = Field("long", description="long or wide, as for files.")
+    columns: ColumnMapping = Field(default_factory=ColumnMapping, description="Input column names.")
+
+    def describe(self) -> str:
+        """A loggable description: credentials and secret-looking query values are masked."""
+        return f"url:{redact_url(self.url)}"
+
+
+def redact_url(url: str) -> str:
+    """The URL without user:password and with secret-looking query values replaced by ``***``."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    netloc = f"***@{netloc}" if "@" in parts.netloc else netloc
+    query = urlencode([(k, "***" if any(s in k.lower() for s in _SECRET_KEYS) else v)
+                       for k, v in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def check_address(url: str, policy: SourcePolicy) -> None:
+    """Refuses non-HTTP schemes and hosts that resolve to non-public addresses not on the allow-list."""
+    parts = urlsplit(url)
+    shown = redact_url(url)
+    if parts.scheme not in ("http", "https"):
+        raise InputDataError(f"URL {shown} uses scheme {parts.scheme!r}; only http and https are allowed.")
+    host = parts.hostname
+    if not host:
+        raise InputDataError(f"URL {shown} has no host.")
+    if host.lower() in policy.allowed_hosts():
+        return
+    try:
+        infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80),
+                                   type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise TransientSourceError(f"Cannot resolve host {host!r} of {shown}: {exc.strerror}.") from exc
+    allowed = policy.allowed_networks()
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        mapped = getattr(address, "ipv4_mapped", None) or address
+        if any(mapped in net for net in allowed):
+            continue
+        if not mapped.is_global:
+            raise InputDataError(
+                f"URL {shown} resolves to {mapped}, a loopback, private, link-local or otherwise internal "
+                "address; such addresses are refused. Fix: if this host is meant to be reachable, add it "
+                "(or its network) to FORECAST_URL_ALLOWLIST."
+            )
+
+
+def read_url(source: UrlSource, policy: SourcePolicy) -> pd.DataFrame:
+    """Downloads the source (bounded in time and size) and parses it as CSV or Parquet."""
+    body, content_type, final_url = _download(source.url, policy)
+    return parse_bytes(body, _kind(source, body, content_type, final_url), redact_url(source.url))
+
+
+def _download(url: str, policy: SourcePolicy) -> tuple[bytes, str, str]:
+    timeout = httpx.Timeout(policy.read_timeout, connect=policy.connect_timeout)
+    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+        for _ in range(_MAX_REDIRECTS + 1):
+            check_address(url, policy)
+            try:
+                with client.stream("GET", url) as response:
+                    if response.is_redirect and "location" in response.headers:
+                        url = urljoin(url, response.headers["location"])
+                        continue
+                    _check_status(response.status_code, url)
+                    return _read_limited(response, url, policy), response.headers.get("content-type", ""), url
+            except httpx.TimeoutException as exc:
+                raise TransientSourceError(f"Timed out fetching {redact_url(url)} ({type(exc).__name__}).") from exc
+            except httpx.TransportError as exc:
+                raise TransientSourceError(f"Cannot connect to {redact_url(url)} ({type(exc).__name__}).") from exc
+    raise InputDataError(f"Too many redirects (more than {_MAX_REDIRECTS}) from {redact_url(url)}.")
+
+
+def _check_status(status: int, url: str) -> None:
+    if status >= 500:
+        raise TransientSourceError(f"{redact_url(url)} answered HTTP {status} (server error).")
+    if status >= 400:
+        raise InputDataError(f"{redact_url(url)} answered HTTP {status}. Fix the URL or its access rights; "
+                             "client errors are not retried.")
+
+
+def _read_limited(response: httpx.Response, url: str, policy: SourcePolicy) -> bytes:
+    limit = policy.max_download_bytes
+    too_big = InputDataError(f"{redact_url(url)} is larger than the {limit:,}-byte download limit. Fix: raise "
+                             "FORECAST_URL_MAX_BYTES, or split the data.")
+    if int(response.headers.get("content-length") or 0) > limit:
+        raise too_big
+    chunks, size = [], 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _kind(source: UrlSource, body: bytes, content_type: str, url: str) -> FileKind:
+    if source.content != "auto":
+        return source.content
+    media = content_type.split(";")[0].strip().lower()
+    path = urlsplit(url).path.lower()
+    if body[:4] == b"PAR1" or path.endswith((".parquet", ".pq")):
+        return "parquet"
+    if media in ("text/csv", "application/csv", "text/plain") or path.endswith(".csv"):
+        return "csv"
+    if media == "text/html":
+        return "csv"  # parse_bytes recognises the page and names the problem
+    raise InputDataError(f"Cannot tell what {redact_url(url)} holds (Content-Type {media or 'missing'!r}). "
+                         "Fix: set the source's content to 'csv' or 'parquet'.")

@@ -1,0 +1,46 @@
+"""What sources a deployment may read: data roots, URL allow-list, timeouts and size limits."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["SourcePolicy"]
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class SourcePolicy(BaseModel):
+    """Limits applied to every source; built from the settings when a run starts."""
+
+    model_config = ConfigDict(frozen=True)
+
+    data_roots: tuple[Path, ...]
+    url_allowlist: tuple[str, ...] = ()
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    max_download_bytes: int = 512 * 1024 * 1024
+
+    def allowed_networks(self) -> list[IPNetwork]:
+        """Allow-list entries that are addresses or networks (the others are host names)."""
+        networks = []
+        for entry in self.url_allowlist:
+            try:
+                networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                continue
+        return networks
+
+    def allowed_hosts(self) -> set[str]:
+        """Allow-list entries that are host names."""
+        return {entry.lower() for entry in self.url_allowlist if not _is_network(entry)}
+
+
+def _is_network(entry: str) -> bool:
+    try:
+        ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,72 @@
+"""A real HTTP server on 127.0.0.1 for URL-source tests, with routes for each behaviour under test."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Route:
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "text/csv"
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+class _Handler(BaseHTTPRequestHandler):
+    routes: dict[str, Route]
+    hits: Counter[str]
+
+    def do_GET(self) -> None:
+        path = self.path.split("?")[0]
+        self.hits[path] += 1
+        route = self.routes.get(path, Route(404, b"not found", "text/plain"))
+        if route.delay:
+            time.sleep(route.delay)
+        self.send_response(route.status)
+        self.send_header("Content-Type", route.content_type)
+        self.send_header("Content-Length", route.headers.pop("Content-Length", str(len(route.body))))
+        for key, value in route.headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        try:
+            self.wfile.write(route.body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@dataclass
+class LocalServer:
+    base: str
+    routes: dict[str, Route]
+    hits: Counter[str]
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+
+@contextmanager
+def http_server() -> Iterator[LocalServer]:
+    """Serves on 127.0.0.1 on a free port from a thread; stopped on exit."""
+    routes: dict[str, Route] = {}
+    hits: Counter[str] = Counter()
+    handler = type("Handler", (_Handler,), {"routes": routes, "hits": hits})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield LocalServer(f"http://127.0.0.1:{server.server_address[1]}", routes, hits)
+    finally:
+        server.shutdown()
+        server.server_close()
