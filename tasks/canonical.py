@@ -16,6 +16,7 @@ __all__ = ["ColumnMapping", "FileKind", "Layout", "parse_bytes", "to_canonical"]
 
 Layout = Literal["long", "wide"]
 FileKind = Literal["csv", "parquet"]
+_ZONE_SUFFIX = r"(?:Z|[+-]\d{2}:?\d{2})$"
 
 
 class ColumnMapping(BaseModel):
@@ -107,6 +108,7 @@ def _require(frame: pd.DataFrame, names: list[str], how_to_map: str) -> None:
 
 def _parse_timestamps(frame: pd.DataFrame, original_name: str) -> pd.Series:
     raw = frame[DS]
+    _refuse_mixed_zones(raw, original_name)
     parsed = _to_datetime(raw, format=None)
     bad = raw.notna() & parsed.isna()
     if bad.any():  # the format guessed from the first value may not fit all: retry value by value
@@ -115,14 +117,26 @@ def _parse_timestamps(frame: pd.DataFrame, original_name: str) -> pd.Series:
     if bad.any():
         rows = frame.loc[bad, [ID, DS]].head(3)
         examples = ", ".join(f"{v!r} (row {i}, series {s!r})" for i, s, v in rows.itertuples())
-        zoned = " (values without a time zone among zone-aware ones?)" if getattr(parsed.dt, "tz", None) else ""
         raise InputDataError(
-            f"Column {original_name!r} has {int(bad.sum())} values that are not timestamps{zoned}, e.g. "
+            f"Column {original_name!r} has {int(bad.sum())} values that are not timestamps, e.g. "
             f"{examples}. Fix: correct or remove those rows, or map the right column with --time-col."
         )
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     return parsed.astype("datetime64[us]")
+
+
+def _refuse_mixed_zones(raw: pd.Series, original_name: str) -> None:
+    """Text timestamps with and without a UTC offset cannot be ordered without guessing the naive ones' zone."""
+    if raw.dtype.kind not in "OU" and str(raw.dtype) not in ("str", "string"):
+        return
+    text = raw.dropna().astype(str).str.strip()
+    zoned = text.str.contains(_ZONE_SUFFIX, regex=True)
+    if zoned.any() and not zoned.all():
+        raise InputDataError(
+            f"Column {original_name!r} mixes timestamps with and without a time zone, e.g. {text[zoned].iloc[0]!r} "
+            f"and {text[~zoned].iloc[0]!r}. Fix: write every timestamp with its UTC offset, or none of them."
+        )
 
 
 def _to_datetime(raw: pd.Series, format: str | None) -> pd.Series:

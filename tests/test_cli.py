@@ -7,10 +7,13 @@ import os
 import subprocess
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import pytest
 
+from flows.cli import _parser, _source
 from forecast_model import ResolvedCheckpoint
+from tasks.sources import DuckDBSource, FileSource, UrlSource
 from tests.conftest import REPO, SAMPLE
 
 FORECAST = REPO / ".venv" / "bin" / "forecast"
@@ -54,3 +57,30 @@ def test_bad_input_exits_2_with_the_message(tmp_path: Path, tiny_checkpoint: Res
 
 def test_usage_error_exits_2(tmp_path: Path) -> None:
     assert forecast("run", cwd=tmp_path).returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--source", "data/*.parquet"], FileSource(path="data/*.parquet")),
+        (["--source", "https://example.com/x.csv", "--content", "csv"],
+         UrlSource(url="https://example.com/x.csv", content="csv")),
+        (["--source", "duckdb:///srv/w.duckdb", "--table", "sales"],
+         DuckDBSource(database="/srv/w.duckdb", table="sales")),
+        (["--source", "duckdb://w.duckdb", "--query", "SELECT * FROM s WHERE id = ?", "--query-param", "7"],
+         DuckDBSource(database="w.duckdb", query="SELECT * FROM s WHERE id = ?", params=["7"])),
+    ],
+)
+def test_source_forms(args: list[str], expected: object) -> None:
+    assert _source(_parser().parse_args(["run", *args])) == expected
+
+
+def test_duckdb_source_from_the_command_line(tmp_path: Path, tiny_checkpoint: ResolvedCheckpoint) -> None:
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
+        con.execute(f"CREATE TABLE macro AS SELECT * FROM read_csv('{SAMPLE}')")
+    done = forecast("run", "--source", "duckdb://w.duckdb", "--query", "SELECT * FROM macro WHERE unique_id = ?",
+                    "--query-param", "cpi", "--horizon", "3", "--checkpoint", str(tiny_checkpoint.weights.parent),
+                    cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["series_in"] == 1 and summary["job"] == "w" and summary["forecast_rows"] == 3

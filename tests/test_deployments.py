@@ -39,3 +39,10 @@ def test_served_deployment_builds() -> None:
 
     (deployment,) = build_deployments()
     assert deployment.name == "on-demand" and deployment.flow_name == "batch-forecast"
+
+
+def test_source_is_a_discriminated_union_in_the_ui_form() -> None:
+    flow = load_flow_from_entrypoint(str(REPO / "flows/batch_forecast.py") + ":batch_forecast")
+    source = flow.parameters.model_dump()["properties"]["source"]
+    assert source["discriminator"]["propertyName"] == "kind"
+    assert set(source["discriminator"]["mapping"]) == {"file", "url", "duckdb"}

@@ -9,7 +9,10 @@ check and the connection (DNS rebinding) is not covered: keep internal names out
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import logging
+import re
 import socket
 from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
@@ -26,6 +29,7 @@ __all__ = ["TransientSourceError", "UrlSource", "check_address", "read_url", "re
 
 _SECRET_KEYS = ("token", "key", "secret", "password", "passwd", "signature", "sig", "auth", "credential")
 _MAX_REDIRECTS = 5
+_URL_IN_TEXT = re.compile(r"https?://[^\s\"'<>]+")
 
 
 class TransientSourceError(RuntimeError):
@@ -57,6 +61,24 @@ def redact_url(url: str) -> str:
     query = urlencode([(k, "***" if any(s in k.lower() for s in _SECRET_KEYS) else v)
                        for k, v in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+class _RedactUrls(logging.Filter):
+    """Masks credentials in URLs that HTTP client libraries write into their log records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = _URL_IN_TEXT.sub(lambda match: redact_url(match.group(0)), message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
+@functools.cache
+def _redact_client_logs() -> None:
+    """httpx logs every request's full URL at INFO; credentials in it must not reach any handler."""
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).addFilter(_RedactUrls())
 
 
 def check_address(url: str, policy: SourcePolicy) -> None:
@@ -96,6 +118,7 @@ def read_url(source: UrlSource, policy: SourcePolicy) -> pd.DataFrame:
 
 
 def _download(url: str, policy: SourcePolicy) -> tuple[bytes, str, str]:
+    _redact_client_logs()
     timeout = httpx.Timeout(policy.read_timeout, connect=policy.connect_timeout)
     with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
         for _ in range(_MAX_REDIRECTS + 1):
