@@ -1,30 +1,25 @@
-"""The batch forecast flow: prepare the model, load, validate, forecast, track, publish."""
+"""The batch forecast flow: prepare the model, load, validate, forecast, then track and publish."""
 
 from __future__ import annotations
 
-import uuid
+import dataclasses
 from datetime import date, datetime, timezone
-from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from prefect import flow
-from prefect.runtime import flow_run
 from pydantic import Field
 
-from flows.params import ModelParams, RunSummary, default_job_name, validate_job_name
-from forecast_model import EngineConfig
-from tasks.forecast import ForecastStats, forecast_series, prepare_model
-from tasks.load import load_series
-from tasks.publish import discard_staging, publish_outputs, staging_dir
+from flows.common import RunContext, publish_run, start_run
+from flows.params import JobName, ModelParams, RunSummary
+from tasks.forecast import ForecastStats, ModelInfo, forecast_series, prepare_model, render_sample
+from tasks.load import LoadResult, load_series
+from tasks.manifest import RunManifest, StageTimer, package_versions
+from tasks.publish import discard_staging
 from tasks.series_checks import SeriesChecks
-from tasks.settings import Settings, load_settings
 from tasks.sources import Source
-from tasks.tracking import track_run
 from tasks.validate import ValidationOutcome, validate_series
 
 __all__ = ["batch_forecast"]
-
-JobName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
 
 @flow(name="batch-forecast")
@@ -37,83 +32,75 @@ def batch_forecast(
     job: JobName | None = None,
     as_of: date | None = None,
     output_root: str | None = None,
+    tracking_required: bool = False,
 ) -> RunSummary:
     """Forecast every series of a file, URL or DuckDB table with TimesFM-2.0 and publish Parquet results.
 
     Series that fail validation are left out and listed with a reason in `series_status`; the run fails,
     publishing nothing, only if more than `checks.max_rejected_fraction` of them are rejected.
-    Outputs go to `<output_root>/{forecasts,series_status}/job=<job>/as_of=<as_of>/data.parquet`;
-    a re-run for the same job and as_of replaces that partition. The run is recorded in MLflow.
-    Empty parameters take the environment defaults (see README).
+    Outputs go to `<output_root>/{forecasts,series_status,runs}/job=<job>/as_of=<as_of>/`, with a DuckDB
+    catalog of views at `<output_root>/catalog.duckdb`; a re-run for the same job and as_of replaces that
+    partition. The run is recorded in MLflow. Empty parameters take the environment defaults (see README).
 
     Args:
         source: Where the series come from (file or glob, http(s) URL, or DuckDB table/query), their
             format (long or wide) and column names.
         horizon: Steps to forecast (default: TIMESFM20_DEFAULT_HORIZON_LEN).
-        model: Checkpoint, device, context length and batch size.
+        model: Checkpoint (and optional SHA-256 pin), device, context length and batch size.
         checks: Which series are fit to forecast, and how many rejections the run tolerates.
         freq: Pandas frequency alias of the series (e.g. h, D, W, MS, QS); inferred per series if empty.
         job: Name of the forecast job; partitions outputs (default: derived from the source's name).
         as_of: Logical date of the run (default: today, UTC).
         output_root: Output directory (default: FORECAST_OUTPUT_ROOT or data/outputs).
+        tracking_required: Fail, publishing nothing, when the run cannot be recorded in MLflow.
     """
-    settings = load_settings()
-    run_id = str(flow_run.id or uuid.uuid4())
-    job = validate_job_name(job or default_job_name(source))
-    day = as_of or datetime.now(timezone.utc).date()
-    root = Path(output_root).resolve() if output_root else settings.resolved_output_root()
-    engine = _engine_config(model, settings)
-    horizon = horizon or settings.horizon_len
-    context_len = model.context_len or settings.context_len
-    staging = staging_dir(root, run_id)
+    ctx = start_run(source, model, job, as_of, output_root)
+    horizon = horizon or ctx.settings.horizon_len
+    context_len = model.context_len or ctx.settings.context_len
+    timer = StageTimer()
     try:
-        prepare_model(engine)
-        staged_input = load_series(source, settings.source_policy(), staging)
-        validation = validate_series(staged_input, staging, checks, freq, day)
-        stats = forecast_series(validation.regular_path, validation.status_path, staging, engine, horizon=horizon,
-                                context_len=context_len, run_id=run_id, created_at=datetime.now(timezone.utc))
-        summary = _summary(run_id, job, day, stats, engine, outputs={}, mlflow_run_id="")
-        (staging / "summary.json").write_text(summary.model_dump_json(indent=2))
-        mlflow_run_id = track_run(
-            settings.resolved_tracking_uri(), settings.mlflow_experiment,
-            None if settings.mlflow_tracking_uri else settings.artifact_root(),
-            params=_tracked_params(source.describe(), engine, job, day, horizon, context_len, freq, checks),
-            metrics=_tracked_metrics(stats), tags={"prefect.flow_run_id": run_id, "job": job},
-            artifacts=_artifacts(stats, validation, staging),
-        )
-        outputs = publish_outputs(staging, root, job, day.isoformat())
+        with timer("prepare_model"):
+            info = prepare_model(ctx.engine)
+        with timer("load"):
+            loaded = load_series(source, ctx.settings.source_policy(), ctx.staging)
+        with timer("validate"):
+            validation = validate_series(loaded.path, ctx.staging, checks, freq, ctx.day)
+        with timer("forecast"):
+            stats = forecast_series(validation.regular_path, validation.status_path, ctx.staging, ctx.engine,
+                                    horizon=horizon, context_len=context_len, run_id=ctx.run_id,
+                                    created_at=datetime.now(timezone.utc))
+        plot = render_sample(validation.regular_path, stats.forecasts_path, ctx.staging)
+        parameters = {"source": source.describe(), "format": source.format, "horizon": horizon,
+                      "context_len": context_len, "model": dataclasses.asdict(ctx.engine),
+                      "checks": checks.model_dump(), "freq": freq, "job": ctx.job, "as_of": ctx.day.isoformat(),
+                      "tracking_required": tracking_required}
+        manifest = _manifest(ctx, source.describe(), loaded, validation, stats, info, parameters, timer)
+        published = publish_run(ctx, manifest, tables=["forecasts", "series_status"], metrics=_metrics(stats),
+                                artifacts=[stats.status_path, validation.report_path, plot,
+                                           *([validation.docs_path] if validation.docs_path else [])],
+                                tracking_required=tracking_required)
     finally:
-        discard_staging(staging)
-    return _summary(run_id, job, day, stats, engine, {k: str(v) for k, v in outputs.items()}, mlflow_run_id)
+        discard_staging(ctx.staging)
+    return RunSummary(run_id=ctx.run_id, job=ctx.job, as_of=ctx.day, checkpoint=ctx.engine.checkpoint,
+                      checkpoint_sha256=info.weights_sha256, input_fingerprint=loaded.fingerprint,
+                      outputs=published.outputs, mlflow_run_id=published.mlflow_run_id,
+                      tracking_status=published.tracking_status,
+                      **stats.model_dump(exclude={"forecasts_path", "status_path"}))
 
 
-def _engine_config(model: ModelParams, settings: Settings) -> EngineConfig:
-    return EngineConfig(checkpoint=model.checkpoint or settings.checkpoint,
-                        device=model.device or settings.backend,
-                        batch_size=model.batch_size or settings.batch_size)
+def _manifest(ctx: RunContext, source: str, loaded: LoadResult, validation: ValidationOutcome, stats: ForecastStats,
+              info: ModelInfo, parameters: dict[str, Any], timer: StageTimer) -> RunManifest:
+    return RunManifest(
+        run_id=ctx.run_id, flow_name=ctx.flow_name, deployment=ctx.deployment, job=ctx.job,
+        as_of=ctx.day.isoformat(), source=source, input_fingerprint=loaded.fingerprint, series_in=stats.series_in,
+        series_ok=stats.series_ok, series_rejected=stats.series_rejected, series_failed=stats.series_failed,
+        output_rows=stats.forecast_rows, rejected_by_reason=validation.rejected_by_reason,
+        checkpoint=ctx.engine.checkpoint, checkpoint_sha256=info.weights_sha256, device=info.device,
+        precision=info.precision, versions=package_versions(), parameters=parameters, timings=timer.seconds,
+    )
 
 
-def _summary(run_id: str, job: str, day: date, stats: ForecastStats, engine: EngineConfig,
-             outputs: dict[str, str], mlflow_run_id: str) -> RunSummary:
-    counts = stats.model_dump(exclude={"forecasts_path", "status_path"})
-    return RunSummary(run_id=run_id, job=job, as_of=day, checkpoint=engine.checkpoint, outputs=outputs,
-                      mlflow_run_id=mlflow_run_id, **counts)
-
-
-def _artifacts(stats: ForecastStats, validation: ValidationOutcome, staging: Path) -> list[Path]:
-    docs = [validation.docs_path] if validation.docs_path else []
-    return [stats.status_path, validation.report_path, staging / "summary.json", *docs]
-
-
-def _tracked_params(source: str, engine: EngineConfig, job: str, day: date, horizon: int, context_len: int,
-                    freq: str | None, checks: SeriesChecks) -> dict[str, str]:
-    return {"source": source, "checkpoint": engine.checkpoint, "device": engine.device,
-            "batch_size": str(engine.batch_size), "context_len": str(context_len), "horizon": str(horizon),
-            "freq": str(freq), "job": job, "as_of": day.isoformat(),
-            **{f"checks.{k}": str(v) for k, v in checks.model_dump().items()}}
-
-
-def _tracked_metrics(stats: ForecastStats) -> dict[str, float]:
+def _metrics(stats: ForecastStats) -> dict[str, float]:
     return {"series_in": stats.series_in, "series_ok": stats.series_ok, "series_rejected": stats.series_rejected,
             "series_failed": stats.series_failed, "forecast_rows": stats.forecast_rows,
             "inference_seconds": stats.inference_seconds, "series_per_second": stats.series_per_second}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -12,9 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from forecast_model import DeviceName
 from tasks.sources import DuckDBSource, FileSource, UrlSource
 
-__all__ = ["ModelParams", "RunSummary", "default_job_name", "validate_job_name"]
+__all__ = ["JobName", "ModelParams", "RunSummary", "default_job_name", "validate_job_name"]
 
-_JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_JOB_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_JOB_NAME = re.compile(_JOB_PATTERN)
+JobName = Annotated[str, Field(pattern=_JOB_PATTERN)]
 
 
 class ModelParams(BaseModel):
@@ -29,6 +32,9 @@ class ModelParams(BaseModel):
                                     description="Most recent points given to the model "
                                                 "(default: TIMESFM20_DEFAULT_CONTEXT_LEN; capped by the model).")
     batch_size: int | None = Field(None, gt=0, le=4096, description="Series per inference batch.")
+    expected_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$",
+                                        description="Pin: fail before inference unless the weights file has "
+                                                    "this SHA-256.")
 
 
 def default_job_name(source: FileSource | UrlSource | DuckDBSource) -> str:
@@ -68,8 +74,11 @@ class RunSummary(BaseModel):
     series_per_second: float
     device: str
     checkpoint: str
+    checkpoint_sha256: str
+    input_fingerprint: str
     outputs: dict[str, str]
-    mlflow_run_id: str
+    mlflow_run_id: str | None
+    tracking_status: str
 
     @field_validator("job")
     @classmethod

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import logging
 import os
 import pickle
@@ -23,6 +25,8 @@ __all__ = [
     "load_decoder",
     "make_tiny_checkpoint",
     "resolve_checkpoint",
+    "sha256_file",
+    "verify_sha256",
 ]
 
 logger = logging.getLogger(__name__)
@@ -97,6 +101,32 @@ def _download(repo_id: str) -> Path:
             f"Cannot download checkpoint {repo_id!r} from the Hugging Face hub ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''}). {fix}"
         ) from exc
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file, cached per process by path, size and modification time (the weights are GBs)."""
+    stat = path.stat()
+    return _sha256(path.resolve(), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: Path, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_sha256(checkpoint: ResolvedCheckpoint, expected: str | None) -> str:
+    """The weights' SHA-256; raises when ``expected`` is given and differs (before anything is loaded)."""
+    actual = sha256_file(checkpoint.weights)
+    if expected is not None and actual != expected.strip().lower():
+        raise CheckpointError(
+            f"Checkpoint {checkpoint.weights} has SHA-256 {actual}, but {expected} was pinned. The weights "
+            "changed or are the wrong file: restore the pinned checkpoint, or update the pin deliberately."
+        )
+    return actual
 
 
 def build_decoder(hparams: ModelHparams) -> torch.nn.Module:

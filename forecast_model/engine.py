@@ -41,14 +41,17 @@ class ForecastResult:
 class TimesFmEngine:
     """Runs a loaded TimesFM decoder on many series; create it with :func:`forecast_model.load_engine`."""
 
+    precision = "fp32"
+
     def __init__(self, module: torch.nn.Module, hparams: ModelHparams, device: torch.device,
-                 batch_size: int = 32) -> None:
+                 batch_size: int = 32, weights_sha256: str | None = None) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}.")
         self.module = module
         self.hparams = hparams
         self.device = device
         self.batch_size = batch_size
+        self.weights_sha256 = weights_sha256
 
     def forecast(
         self,

@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 
-from forecast_model.checkpoint import load_decoder, resolve_checkpoint
+from forecast_model.checkpoint import load_decoder, resolve_checkpoint, verify_sha256
 from forecast_model.config import DEFAULT_CHECKPOINT
 from forecast_model.device import resolve_device
 from forecast_model.engine import TimesFmEngine
@@ -35,6 +35,7 @@ class EngineConfig:
     checkpoint: str = DEFAULT_CHECKPOINT
     device: str = "auto"
     batch_size: int = 32
+    expected_sha256: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,11 +69,12 @@ def load_engine(config: EngineConfig) -> TimesFmEngine:
         try:
             device = resolve_device(config.device)
             checkpoint = resolve_checkpoint(config.checkpoint)
+            sha256 = verify_sha256(checkpoint, config.expected_sha256)
             module = load_decoder(checkpoint, device)
         except ForecastModelError as exc:
             _status = dataclasses.replace(_status, status=ModelState.ERROR, error=str(exc))
             raise
-        engine = TimesFmEngine(module, checkpoint.hparams, device, config.batch_size)
+        engine = TimesFmEngine(module, checkpoint.hparams, device, config.batch_size, weights_sha256=sha256)
         _engines[config] = engine
         seconds = time.perf_counter() - started
         _status = ModelStatus(ModelState.READY, checkpoint=config.checkpoint, device=str(device),

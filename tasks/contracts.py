@@ -12,9 +12,11 @@ import pyarrow as pa
 
 __all__ = [
     "DS",
+    "EVALUATION_SCHEMA",
     "FORECAST_SCHEMA",
     "ID",
     "QUANTILE_COLUMNS",
+    "RUNS_SCHEMA",
     "STATUS_SCHEMA",
     "SeriesStatus",
     "Y",
@@ -60,5 +62,53 @@ STATUS_SCHEMA = pa.schema(
         ("last_ds", pa.timestamp("us")),
         ("freq", pa.string()),
         ("missing_fraction", pa.float64()),
+    ]
+)
+
+# One row per published run (the run manifest); JSON columns hold nested detail.
+RUNS_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("flow_name", pa.string()),
+        ("deployment", pa.string()),
+        ("source", pa.string()),
+        ("input_fingerprint", pa.string()),
+        ("series_in", pa.int64()),
+        ("series_ok", pa.int64()),
+        ("series_rejected", pa.int64()),
+        ("series_failed", pa.int64()),
+        ("output_rows", pa.int64()),
+        ("rejected_by_reason", pa.string()),
+        ("checkpoint", pa.string()),
+        ("checkpoint_sha256", pa.string()),
+        ("device", pa.string()),
+        ("precision", pa.string()),
+        ("versions", pa.string()),
+        ("parameters", pa.string()),
+        ("timings", pa.string()),
+        ("mlflow_run_id", pa.string()),
+        ("tracking_status", pa.string()),
+        ("tracking_error", pa.string()),
+        ("created_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+# One row per series and model of a backtest, plus rows with unique_id "__all__" for the whole job.
+EVALUATION_SCHEMA = pa.schema(
+    [
+        (ID, pa.string()),
+        ("model", pa.string()),
+        ("n_windows", pa.int32()),
+        ("n_points", pa.int64()),
+        ("mae", pa.float64()),
+        ("rmse", pa.float64()),
+        ("smape", pa.float64()),
+        ("mase", pa.float64()),
+        ("scaled_crps", pa.float64()),
+        ("coverage_80", pa.float64()),
+        ("beats_seasonal_naive", pa.bool_()),
+        ("season_length", pa.int32()),
+        ("run_id", pa.string()),
+        ("created_at", pa.timestamp("us", tz="UTC")),
     ]
 )

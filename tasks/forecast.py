@@ -18,7 +18,19 @@ from tasks.errors import InputDataError
 from tasks.frequency import freq_code
 from tasks.tables import write_table
 
-__all__ = ["ForecastStats", "build_forecast_table", "forecast_series", "mark_failed", "prepare_model"]
+__all__ = ["ForecastStats", "ModelInfo", "build_forecast_table", "forecast_series", "mark_failed", "prepare_model",
+           "render_sample"]
+
+
+class ModelInfo(BaseModel):
+    """The loaded model, as the manifest records it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    device: str
+    precision: str
+    weights_sha256: str
+    context_len: int
 
 
 class ForecastStats(BaseModel):
@@ -73,15 +85,16 @@ def mark_failed(status: pd.DataFrame, table: pd.DataFrame) -> tuple[pd.DataFrame
 
 
 @task(name="prepare-model", cache_policy=NO_CACHE)
-def prepare_model(engine: EngineConfig) -> str:
-    """Resolves the checkpoint and loads the model before any data work, so a bad checkpoint fails fast.
+def prepare_model(engine: EngineConfig) -> ModelInfo:
+    """Resolves the checkpoint, checks its pin and loads it before any data work, so a bad one fails fast.
 
-    The engine stays cached in this process for the forecast task; returns the device it runs on.
+    The engine stays cached in this process for the forecast task.
     """
     model = load_engine(engine)
-    get_run_logger().info("Model %s ready on %s (context %d)", engine.checkpoint, model.device,
-                          model.hparams.context_len)
-    return str(model.device)
+    get_run_logger().info("Model %s (sha256 %s) ready on %s", engine.checkpoint, model.weights_sha256,
+                          model.device)
+    return ModelInfo(device=str(model.device), precision=model.precision, weights_sha256=model.weights_sha256 or "",
+                     context_len=model.hparams.context_len)
 
 
 @task(name="forecast-series", cache_policy=NO_CACHE)
@@ -115,3 +128,11 @@ def forecast_series(
         device=str(model.device), forecasts_path=write_table(table, FORECAST_SCHEMA, staging / "forecasts.parquet"),
         status_path=write_table(status, STATUS_SCHEMA, staging / "series_status.parquet"),
     )
+
+
+@task(name="render-sample", cache_policy=NO_CACHE)
+def render_sample(regular_path: Path, forecasts_path: Path, staging: Path) -> Path:
+    """A PNG of a few series (history, forecast, q10-q90 band) for the MLflow run."""
+    from tasks.report import plot_sample
+
+    return plot_sample(pd.read_parquet(regular_path), pd.read_parquet(forecasts_path), staging / "sample.png")

@@ -8,12 +8,24 @@ from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
+from pydantic import BaseModel, ConfigDict
 
 from tasks.canonical import to_canonical
 from tasks.contracts import ID
+from tasks.manifest import input_fingerprint
 from tasks.sources import DuckDBSource, FileSource, SourcePolicy, TransientSourceError, UrlSource, read_source
 
-__all__ = ["load_series"]
+__all__ = ["LoadResult", "load_series"]
+
+
+class LoadResult(BaseModel):
+    """The staged canonical frame and its fingerprint."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: Path
+    fingerprint: str
+    rows: int
 
 
 def _is_transient(task: Task, task_run: TaskRun, state: State) -> bool:
@@ -23,10 +35,10 @@ def _is_transient(task: Task, task_run: TaskRun, state: State) -> bool:
 
 @task(name="load-series", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1,
       retry_condition_fn=_is_transient)
-def load_series(source: FileSource | UrlSource | DuckDBSource, policy: SourcePolicy, staging: Path) -> Path:
-    """Reads the source, maps it to the canonical frame and stages it; returns the staged path."""
+def load_series(source: FileSource | UrlSource | DuckDBSource, policy: SourcePolicy, staging: Path) -> LoadResult:
+    """Reads the source, maps it to the canonical frame and stages it with its fingerprint."""
     frame = to_canonical(read_source(source, policy), source.format, source.columns)
     staged = staging / "input.parquet"
     frame.to_parquet(staged, index=False)
     get_run_logger().info("Loaded %d rows of %d series from %s", len(frame), frame[ID].nunique(), source.describe())
-    return staged
+    return LoadResult(path=staged, fingerprint=input_fingerprint(frame), rows=len(frame))

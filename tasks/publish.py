@@ -9,10 +9,9 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-__all__ = ["TABLES", "discard_staging", "partition_dir", "publish_outputs", "staging_dir"]
+__all__ = ["DATA_FILE", "discard_staging", "partition_dir", "publish_outputs", "staging_dir"]
 
-TABLES = ("forecasts", "series_status")
-PART_FILE = "data.parquet"
+DATA_FILE = "data.parquet"
 
 
 def staging_dir(output_root: Path, run_id: str) -> Path:
@@ -28,19 +27,21 @@ def partition_dir(output_root: Path, table: str, job: str, as_of: str) -> Path:
 
 
 @task(name="publish-outputs", cache_policy=NO_CACHE)
-def publish_outputs(staging: Path, output_root: Path, job: str, as_of: str) -> dict[str, Path]:
-    """Moves each staged table over its partition file with ``os.replace``.
+def publish_outputs(staging: Path, output_root: Path, job: str, as_of: str,
+                    files: dict[str, str]) -> dict[str, Path]:
+    """Moves each staged ``<table>.parquet`` over its partition file (``files`` maps table -> file name).
 
-    Readers see the old file or the new one, never a mix; a re-run for the same job and ``as_of``
-    replaces the partition instead of adding to it.
+    Each move is one ``os.replace``: readers see the old file or the new one, never a mix, and a re-run
+    for the same job and ``as_of`` replaces the file instead of adding one. Tables move in the order
+    given, so put the run manifest (``runs``) last: once it is there, the run's data is too.
     """
-    staged = {table: staging / f"{table}.parquet" for table in TABLES}
+    staged = {table: staging / f"{table}.parquet" for table in files}
     missing = [str(path) for path in staged.values() if not path.is_file()]
     if missing:
         raise FileNotFoundError(f"Nothing to publish, staged tables are missing: {missing}")
     published = {}
     for table, source in staged.items():
-        target = partition_dir(output_root, table, job, as_of) / PART_FILE
+        target = partition_dir(output_root, table, job, as_of) / files[table]
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(source, target)
         published[table] = target

@@ -32,7 +32,8 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("data"), validation_alias="FORECAST_DATA_DIR")
     output_root: Path | None = Field(None, validation_alias="FORECAST_OUTPUT_ROOT")
     mlflow_tracking_uri: str | None = Field(None, validation_alias="MLFLOW_TRACKING_URI")
-    mlflow_experiment: str = Field("batch-forecast", validation_alias="MLFLOW_EXPERIMENT_NAME")
+    mlflow_experiment: str | None = Field(None, validation_alias="MLFLOW_EXPERIMENT_NAME",
+                                          description="Default: the flow name, plus '/<deployment>' if deployed.")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
     data_roots: str | None = Field(None, validation_alias="FORECAST_DATA_ROOTS",
                                    description="Directories sources may read, separated by ':' (default: cwd).")

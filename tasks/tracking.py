@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
+from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
@@ -13,7 +15,11 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 
-__all__ = ["ensure_experiment", "track_run"]
+__all__ = ["TrackingError", "ensure_experiment", "track_run"]
+
+
+class TrackingError(RuntimeError):
+    """The run could not be recorded in MLflow and the run requires it."""
 
 
 def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path | None) -> str:
@@ -38,12 +44,18 @@ def _is_transient(task: Task, task_run: TaskRun, state: State) -> bool:
       retry_condition_fn=_is_transient)
 def track_run(
     tracking_uri: str, experiment: str, artifact_root: Path | None, *, params: dict[str, str],
-    metrics: dict[str, float], tags: dict[str, str], artifacts: list[Path],
+    metrics: dict[str, float], tags: dict[str, str], artifacts: list[Path], manifest: dict[str, Any] | None = None,
 ) -> str:
-    """Creates one finished MLflow run holding everything about this flow run; returns its id."""
+    """Creates one finished MLflow run holding everything about this flow run; returns its id.
+
+    The manifest, if given, is logged as ``_manifest.json`` with this MLflow run's id filled in.
+    """
     client = MlflowClient(tracking_uri=tracking_uri)
     run = client.create_run(ensure_experiment(client, experiment, artifact_root), tags=tags)
     run_id = run.info.run_id
+    if manifest is not None:
+        client.log_text(run_id, json.dumps({**manifest, "mlflow_run_id": run_id, "tracking_status": "ok"},
+                                           indent=2, sort_keys=True, default=str), "_manifest.json")
     now = int(time.time() * 1000)
     client.log_batch(
         run_id,

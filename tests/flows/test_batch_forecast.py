@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 
@@ -73,7 +74,10 @@ def test_run_is_recorded_in_mlflow(workspace: Path, tiny_checkpoint: ResolvedChe
     assert recorded.data.metrics["series_ok"] == 12 and recorded.data.metrics["forecast_rows"] == 48
     assert recorded.data.metrics["series_per_second"] > 0
     artifacts = {a.path for a in client.list_artifacts(summary.mlflow_run_id)}
-    assert {"series_status.parquet", "summary.json", "validation.json"} <= artifacts
+    assert {"series_status.parquet", "_manifest.json", "validation.json", "sample.png"} <= artifacts
+    manifest = json.loads(Path(client.download_artifacts(summary.mlflow_run_id, "_manifest.json",
+                                                         str(workspace))).read_text())
+    assert manifest["mlflow_run_id"] == summary.mlflow_run_id and manifest["run_id"] == summary.run_id
     experiment = client.get_experiment(recorded.info.experiment_id)
     assert experiment.name == "batch-forecast"
 

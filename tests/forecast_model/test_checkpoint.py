@@ -113,3 +113,15 @@ def test_weights_of_another_shape_name_the_mismatch(tmp_path: Path, tiny_checkpo
                                                       "context_len": 512}))
     with pytest.raises(CheckpointError, match="does not match the hyperparameters"):
         load_decoder(resolve_checkpoint(str(tmp_path)), torch.device("cpu"))
+
+
+def test_sha256_pin(tiny_checkpoint: ResolvedCheckpoint) -> None:
+    import hashlib
+
+    from forecast_model.checkpoint import verify_sha256
+
+    expected = hashlib.sha256(tiny_checkpoint.weights.read_bytes()).hexdigest()
+    assert verify_sha256(tiny_checkpoint, None) == expected
+    assert verify_sha256(tiny_checkpoint, expected.upper()) == expected
+    with pytest.raises(CheckpointError, match=f"has SHA-256 {expected}, but {'0' * 64} was pinned"):
+        verify_sha256(tiny_checkpoint, "0" * 64)

@@ -67,3 +67,12 @@ def test_library_imports_no_orchestration_or_tracking() -> None:
             "print(bad)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "[]", f"forecast_model pulled in {done.stdout.strip()}"
+
+
+def test_pin_mismatch_fails_before_loading(tiny_checkpoint: ResolvedCheckpoint) -> None:
+    config = EngineConfig(checkpoint=str(tiny_checkpoint.weights.parent), device="cpu", expected_sha256="ab" * 32)
+    with pytest.raises(CheckpointError, match="was pinned"):
+        load_engine(config)
+    assert model_status().status is ModelState.ERROR
+    engine = load_engine(EngineConfig(checkpoint=str(tiny_checkpoint.weights.parent), device="cpu"))
+    assert engine.weights_sha256 and len(engine.weights_sha256) == 64

@@ -1,0 +1,111 @@
+"""What every batch flow does around its own stages: set up a run, then track, record and publish it."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger
+from prefect.runtime import deployment, flow_run
+
+from flows.params import ModelParams, default_job_name, validate_job_name
+from forecast_model import EngineConfig
+from tasks.catalog import refresh_catalog
+from tasks.manifest import RunManifest, write_manifest
+from tasks.publish import DATA_FILE, publish_outputs, staging_dir
+from tasks.settings import Settings, load_settings
+from tasks.sources import DuckDBSource, FileSource, UrlSource, redact_url
+from tasks.tracking import TrackingError, track_run
+
+__all__ = ["Published", "RunContext", "publish_run", "start_run"]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+    """The resolved identity and locations of one flow run."""
+
+    settings: Settings
+    run_id: str
+    flow_name: str
+    deployment: str | None
+    job: str
+    day: date
+    root: Path
+    staging: Path
+    engine: EngineConfig
+
+    @property
+    def experiment(self) -> str:
+        """MLflow experiment: MLFLOW_EXPERIMENT_NAME, else the flow (and deployment) name."""
+        return self.settings.mlflow_experiment or "/".join(filter(None, [self.flow_name, self.deployment]))
+
+
+@dataclasses.dataclass(frozen=True)
+class Published:
+    """Where the outputs went and what happened to tracking."""
+
+    outputs: dict[str, str]
+    mlflow_run_id: str | None
+    tracking_status: str
+
+
+def start_run(source: FileSource | UrlSource | DuckDBSource, model: ModelParams, job: str | None,
+              as_of: date | None, output_root: str | None) -> RunContext:
+    """Reads the settings, names the job, picks the logical date and creates the run's staging directory."""
+    settings = load_settings()
+    run_id = str(flow_run.id or uuid.uuid4())
+    root = Path(output_root).resolve() if output_root else settings.resolved_output_root()
+    engine = EngineConfig(checkpoint=model.checkpoint or settings.checkpoint, device=model.device or settings.backend,
+                          batch_size=model.batch_size or settings.batch_size, expected_sha256=model.expected_sha256)
+    return RunContext(settings=settings, run_id=run_id, flow_name=str(flow_run.flow_name or "batch"),
+                      deployment=deployment.name, job=validate_job_name(job or default_job_name(source)),
+                      day=as_of or datetime.now(timezone.utc).date(), root=root,
+                      staging=staging_dir(root, run_id), engine=engine)
+
+
+def publish_run(ctx: RunContext, manifest: RunManifest, *, tables: list[str], metrics: dict[str, float],
+                artifacts: list[Path], tracking_required: bool) -> Published:
+    """Tracks the run in MLflow, then publishes its tables, its manifest (last) and refreshes the catalog.
+
+    An unreachable tracking server does not stop the publish unless ``tracking_required``; the failure is
+    recorded in the manifest and logged.
+    """
+    mlflow_run_id, error = _track(ctx, manifest, metrics, artifacts, tracking_required)
+    manifest = manifest.model_copy(update={"mlflow_run_id": mlflow_run_id, "tracking_error": error,
+                                           "tracking_status": "failed" if error else "ok"})
+    write_manifest(manifest, ctx.staging)
+    files = {**dict.fromkeys(tables, DATA_FILE), "runs": f"{ctx.flow_name}.parquet"}
+    outputs = publish_outputs(ctx.staging, ctx.root, ctx.job, ctx.day.isoformat(), files)
+    refresh_catalog(ctx.root)
+    return Published({k: str(v) for k, v in outputs.items()}, mlflow_run_id, manifest.tracking_status)
+
+
+def _track(ctx: RunContext, manifest: RunManifest, metrics: dict[str, float], artifacts: list[Path],
+           required: bool) -> tuple[str | None, str | None]:
+    params = {k: str(v) for k, v in _flatten(manifest.parameters).items()}
+    state = track_run(
+        ctx.settings.resolved_tracking_uri(), ctx.experiment,
+        None if ctx.settings.mlflow_tracking_uri else ctx.settings.artifact_root(),
+        params=params, metrics=metrics, tags={"prefect.flow_run_id": ctx.run_id, "job": ctx.job},
+        artifacts=artifacts, manifest=manifest.model_dump(mode="json"), return_state=True,
+    )
+    if state.is_completed():
+        return state.result(), None
+    error = f"MLflow tracking at {redact_url(ctx.settings.resolved_tracking_uri())} failed: {state.message}"
+    if required:
+        raise TrackingError(error + " (tracking_required is set, so nothing is published)")
+    get_run_logger().warning("%s; publishing without tracking", error)
+    return None, error
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
