@@ -12,9 +12,10 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import date
+from typing import Any
 
 # None of these import Prefect, which must see the environment defaults below before it loads.
-from flows.params import ModelParams
+from flows.params import BacktestSummary, ModelParams, RunSummary
 from tasks.canonical import ColumnMapping
 from tasks.series_checks import SeriesChecks
 from tasks.sources import DuckDBSource, FileSource, UrlSource
@@ -28,35 +29,49 @@ _ENV_DEFAULTS = {
 }
 
 
+def _common_arguments(command: argparse.ArgumentParser) -> None:
+    """Source, model and run arguments shared by `run` and `backtest`."""
+    command.add_argument("--source", required=True,
+                         help="A .csv/.parquet path or glob, an http(s):// URL, or duckdb:///path/to.db "
+                              "(with --table or --query).")
+    command.add_argument("--table", help="DuckDB source: table or view to read.")
+    command.add_argument("--query", help="DuckDB source: one SELECT/WITH query; use ? placeholders.")
+    command.add_argument("--query-param", action="append", default=[], metavar="VALUE",
+                         help="DuckDB source: a value bound to the next ? placeholder (repeatable).")
+    command.add_argument("--content", choices=["auto", "csv", "parquet"], default="auto",
+                         help="URL source: file type (default: detect).")
+    command.add_argument("--format", choices=["long", "wide"], default="long")
+    command.add_argument("--id-col", default="unique_id")
+    command.add_argument("--time-col", default="ds")
+    command.add_argument("--target-col", default="y")
+    command.add_argument("--freq", help="Pandas frequency alias (e.g. D, W, MS, QS); inferred if omitted.")
+    command.add_argument("--checkpoint", help="Hugging Face repo id or local checkpoint path.")
+    command.add_argument("--expected-sha256", help="Fail unless the weights file has this SHA-256.")
+    command.add_argument("--device", choices=["auto", "cpu", "gpu"])
+    command.add_argument("--context-len", type=int)
+    command.add_argument("--job", help="Job name (default: derived from the source's name).")
+    command.add_argument("--max-rejected-fraction", type=float,
+                         help="Fail when a larger share of series is rejected (default 0.2).")
+    command.add_argument("--max-staleness", type=int,
+                         help="Reject series whose last value is more than this many periods before --as-of.")
+    command.add_argument("--output-root", help="Output directory (default FORECAST_OUTPUT_ROOT or data/outputs).")
+    command.add_argument("--as-of", type=date.fromisoformat, help="Logical date YYYY-MM-DD (default today, UTC).")
+    command.add_argument("--tracking-required", action="store_true",
+                         help="Fail, publishing nothing, if the run cannot be recorded in MLflow.")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="forecast", description="TimesFM-2.0 batch forecasting.")
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="Forecast a CSV or Parquet file and publish Parquet results.")
-    run.add_argument("--source", required=True,
-                     help="A .csv/.parquet path or glob, an http(s):// URL, or duckdb:///path/to.db "
-                          "(with --table or --query).")
-    run.add_argument("--table", help="DuckDB source: table or view to read.")
-    run.add_argument("--query", help="DuckDB source: one SELECT/WITH query; use ? placeholders.")
-    run.add_argument("--query-param", action="append", default=[], metavar="VALUE",
-                     help="DuckDB source: a value bound to the next ? placeholder (repeatable).")
-    run.add_argument("--content", choices=["auto", "csv", "parquet"], default="auto",
-                     help="URL source: file type (default: detect).")
+    run = commands.add_parser("run", help="Forecast a source and publish Parquet results.")
+    _common_arguments(run)
     run.add_argument("--horizon", type=int, help="Steps to forecast (default TIMESFM20_DEFAULT_HORIZON_LEN).")
-    run.add_argument("--format", choices=["long", "wide"], default="long")
-    run.add_argument("--id-col", default="unique_id")
-    run.add_argument("--time-col", default="ds")
-    run.add_argument("--target-col", default="y")
-    run.add_argument("--freq", help="Pandas frequency alias (e.g. D, W, MS, QS); inferred if omitted.")
-    run.add_argument("--checkpoint", help="Hugging Face repo id or local checkpoint path.")
-    run.add_argument("--device", choices=["auto", "cpu", "gpu"])
-    run.add_argument("--context-len", type=int)
-    run.add_argument("--job", help="Job name (default: derived from the source's name).")
-    run.add_argument("--max-rejected-fraction", type=float,
-                     help="Fail when a larger share of series is rejected (default 0.2).")
-    run.add_argument("--max-staleness", type=int,
-                     help="Reject series whose last value is more than this many periods before --as-of.")
-    run.add_argument("--output-root", help="Output directory (default FORECAST_OUTPUT_ROOT or data/outputs).")
-    run.add_argument("--as-of", type=date.fromisoformat, help="Logical date YYYY-MM-DD (default today, UTC).")
+    backtest = commands.add_parser("backtest", help="Score TimesFM against naive baselines on a source.")
+    _common_arguments(backtest)
+    backtest.add_argument("--h", type=int, default=12, help="Horizon of each window (default 12).")
+    backtest.add_argument("--n-windows", type=int, default=3, help="Number of cutoffs (default 3).")
+    backtest.add_argument("--step", type=int, help="Steps between cutoffs (default: h).")
+    backtest.add_argument("--season-length", type=int, help="Seasonal period (default: from the frequency).")
     tiny = commands.add_parser("make-tiny-checkpoint",
                                help="Write a tiny random-weight checkpoint (meaningless forecasts, for smoke runs).")
     tiny.add_argument("directory")
@@ -74,23 +89,44 @@ def _source(args: argparse.Namespace) -> FileSource | UrlSource | DuckDBSource:
     return FileSource(path=args.source, **common)
 
 
+def _run_options(args: argparse.Namespace) -> dict[str, Any]:
+    checks = {k: v for k, v in (("max_rejected_fraction", args.max_rejected_fraction),
+                                ("max_staleness", args.max_staleness)) if v is not None}
+    model = ModelParams(checkpoint=args.checkpoint, device=args.device, context_len=args.context_len,
+                        expected_sha256=args.expected_sha256)
+    return {"source": _source(args), "model": model, "checks": SeriesChecks(**checks), "freq": args.freq,
+            "job": args.job, "as_of": args.as_of, "output_root": args.output_root,
+            "tracking_required": args.tracking_required}
+
+
+def _report(summary: RunSummary | BacktestSummary, headline: str) -> int:
+    print(headline)
+    for table, path in summary.outputs.items():
+        print(f"{table}: {path}")
+    print(f"MLflow run: {summary.mlflow_run_id or 'not recorded (' + summary.tracking_status + ')'}")
+    print(json.dumps(summary.model_dump(mode="json")))
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from flows.batch_forecast import batch_forecast
 
-    checks = {k: v for k, v in (("max_rejected_fraction", args.max_rejected_fraction),
-                                ("max_staleness", args.max_staleness)) if v is not None}
-    model = ModelParams(checkpoint=args.checkpoint, device=args.device, context_len=args.context_len)
-    summary = batch_forecast(source=_source(args), horizon=args.horizon, model=model,
-                             checks=SeriesChecks(**checks), freq=args.freq, job=args.job, as_of=args.as_of,
-                             output_root=args.output_root)
-    print(f"Forecast {summary.series_ok} of {summary.series_in} series ({summary.forecast_rows} rows; "
-          f"{summary.series_rejected} rejected, {summary.series_failed} failed) for job {summary.job!r}, "
-          f"as_of {summary.as_of}.")
-    for table, path in summary.outputs.items():
-        print(f"{table}: {path}")
-    print(f"MLflow run: {summary.mlflow_run_id}")
-    print(json.dumps(summary.model_dump(mode="json")))
-    return 0
+    summary = batch_forecast(horizon=args.horizon, **_run_options(args))
+    return _report(summary, f"Forecast {summary.series_ok} of {summary.series_in} series ({summary.forecast_rows} "
+                            f"rows; {summary.series_rejected} rejected, {summary.series_failed} failed) for job "
+                            f"{summary.job!r}, as_of {summary.as_of}.")
+
+
+def _backtest(args: argparse.Namespace) -> int:
+    from flows.batch_backtest import batch_backtest
+
+    summary = batch_backtest(h=args.h, n_windows=args.n_windows, step=args.step,
+                             season_length=args.season_length, **_run_options(args))
+    lines = [f"  {model:<14} " + "  ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+             for model, metrics in summary.overall.items()]
+    return _report(summary, f"Backtested {summary.series_ok} of {summary.series_in} series for job {summary.job!r}; "
+                            f"TimesFM beats seasonal naive on {summary.share_beating_seasonal_naive:.0%} of them.\n"
+                            + "\n".join(lines))
 
 
 def _make_tiny(args: argparse.Namespace) -> int:
@@ -113,7 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from forecast_model import ConfigurationError
 
     try:
-        return _run(args) if args.command == "run" else _make_tiny(args)
+        commands = {"run": _run, "backtest": _backtest, "make-tiny-checkpoint": _make_tiny}
+        return commands[args.command](args)
     except (ConfigurationError, ValidationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from forecast_model import DeviceName
 from tasks.sources import DuckDBSource, FileSource, UrlSource
 
-__all__ = ["JobName", "ModelParams", "RunSummary", "default_job_name", "validate_job_name"]
+__all__ = ["BacktestSummary", "JobName", "ModelParams", "RunSummary", "default_job_name", "validate_job_name"]
 
 _JOB_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _JOB_NAME = re.compile(_JOB_PATTERN)
@@ -84,3 +84,24 @@ class RunSummary(BaseModel):
     @classmethod
     def _job(cls, value: str) -> str:
         return validate_job_name(value)
+
+
+class BacktestSummary(BaseModel):
+    """What a backtest run produced: counts, overall metrics per model, outputs and MLflow run."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    job: str
+    as_of: date
+    series_in: int
+    series_ok: int
+    series_rejected: int
+    evaluation_rows: int
+    share_beating_seasonal_naive: float
+    overall: dict[str, dict[str, float]]
+    checkpoint_sha256: str
+    input_fingerprint: str
+    outputs: dict[str, str]
+    mlflow_run_id: str | None
+    tracking_status: str

@@ -9,7 +9,7 @@ from pandas.tseries import offsets
 
 from tasks.errors import InputDataError
 
-__all__ = ["freq_code", "infer_frequency", "on_grid", "to_offset"]
+__all__ = ["freq_code", "infer_frequency", "on_grid", "season_length", "to_offset"]
 
 _MEDIUM = (offsets.Week, offsets.MonthBegin, offsets.MonthEnd, offsets.BusinessMonthBegin,
            offsets.BusinessMonthEnd, offsets.SemiMonthBegin, offsets.SemiMonthEnd)
@@ -62,3 +62,20 @@ def infer_frequency(timestamps: pd.Series | pd.DatetimeIndex) -> str | None:
     votes = Counter(pd.infer_freq(index[i:i + 3]) for i in range(min(len(index) - 2, _WINDOWS)))
     votes.pop(None, None)
     return next((freq for freq, _ in votes.most_common() if on_grid(index, freq)), None)
+
+
+def season_length(freq: str) -> int:
+    """The usual seasonal period of a frequency: a day of sub-daily steps, a week of days, a year of months."""
+    offset = to_offset(freq)
+    if isinstance(offset, offsets.Day):  # a calendar day, not a fixed 24 h Tick, in pandas 3
+        return 7 if offset.n == 1 else 1
+    if isinstance(offset, offsets.Tick):
+        seconds = pd.Timedelta(offset).total_seconds()
+        if seconds < 86400:
+            return max(int(86400 // seconds), 1)
+        return 7 if seconds == 86400 else 1
+    table: list[tuple[tuple[type, ...], int]] = [
+        ((offsets.BusinessDay, offsets.CustomBusinessDay), 5), ((offsets.Week,), 52),
+        ((offsets.SemiMonthBegin, offsets.SemiMonthEnd), 24), (_MEDIUM, 12), (_LOW[:4], 4),
+    ]
+    return next((period for kinds, period in table if isinstance(offset, kinds)), 1)

@@ -29,6 +29,7 @@ REASONS = {
     "constant": "every value is the same (and `reject_constant` is on)",
     "stale": "the last value is more than `max_staleness` periods before `as_of`",
     "non_finite_forecast": "the model returned a non-finite forecast (status `failed`)",
+    "too_short_for_backtest": "too few points for the backtest's windows plus a season of history (backtest only)",
 }
 
 

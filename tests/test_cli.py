@@ -84,3 +84,13 @@ def test_duckdb_source_from_the_command_line(tmp_path: Path, tiny_checkpoint: Re
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["series_in"] == 1 and summary["job"] == "w" and summary["forecast_rows"] == 3
+
+
+def test_backtest_command(tmp_path: Path, tiny_checkpoint: ResolvedCheckpoint) -> None:
+    done = forecast("backtest", "--source", str(SAMPLE), "--h", "4", "--n-windows", "2", "--checkpoint",
+                    str(tiny_checkpoint.weights.parent), "--tracking-required", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(summary["overall"]) == {"TimesFM", "SeasonalNaive", "Naive"} and summary["tracking_status"] == "ok"
+    assert "TimesFM beats seasonal naive on" in done.stdout
+    assert len(pd.read_parquet(summary["outputs"]["evaluations"])) == 3 * 13  # 12 series + __all__, 3 models
