@@ -103,4 +103,5 @@ def _manifest(ctx: RunContext, source: str, loaded: LoadResult, validation: Vali
 def _metrics(stats: ForecastStats) -> dict[str, float]:
     return {"series_in": stats.series_in, "series_ok": stats.series_ok, "series_rejected": stats.series_rejected,
             "series_failed": stats.series_failed, "forecast_rows": stats.forecast_rows,
-            "inference_seconds": stats.inference_seconds, "series_per_second": stats.series_per_second}
+            "inference_seconds": stats.inference_seconds, "series_per_second": stats.series_per_second,
+            "batch_size": stats.batch_size}

@@ -59,7 +59,8 @@ def start_run(source: FileSource | UrlSource | DuckDBSource, model: ModelParams,
     run_id = str(flow_run.id or uuid.uuid4())
     root = Path(output_root).resolve() if output_root else settings.resolved_output_root()
     engine = EngineConfig(checkpoint=model.checkpoint or settings.checkpoint, device=model.device or settings.backend,
-                          batch_size=model.batch_size or settings.batch_size, expected_sha256=model.expected_sha256)
+                          batch_size=model.batch_size or settings.batch_size, expected_sha256=model.expected_sha256,
+                          precision=model.precision)
     return RunContext(settings=settings, run_id=run_id, flow_name=str(flow_run.flow_name or "batch"),
                       deployment=deployment.name, job=validate_job_name(job or default_job_name(source)),
                       day=as_of or datetime.now(timezone.utc).date(), root=root,
@@ -87,8 +88,7 @@ def _track(ctx: RunContext, manifest: RunManifest, metrics: dict[str, float], ar
            required: bool) -> tuple[str | None, str | None]:
     params = {k: str(v) for k, v in _flatten(manifest.parameters).items()}
     state = track_run(
-        ctx.settings.resolved_tracking_uri(), ctx.experiment,
-        None if ctx.settings.mlflow_tracking_uri else ctx.settings.artifact_root(),
+        ctx.settings.resolved_tracking_uri(), ctx.experiment, ctx.settings.artifact_root(),
         params=params, metrics=metrics, tags={"prefect.flow_run_id": ctx.run_id, "job": ctx.job},
         artifacts=artifacts, manifest=manifest.model_dump(mode="json"), return_state=True,
     )

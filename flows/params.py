@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -32,6 +32,8 @@ class ModelParams(BaseModel):
                                     description="Most recent points given to the model "
                                                 "(default: TIMESFM20_DEFAULT_CONTEXT_LEN; capped by the model).")
     batch_size: int | None = Field(None, gt=0, le=4096, description="Series per inference batch.")
+    precision: Literal["auto", "fp32", "tf32", "bf16"] = Field(
+        "auto", description="auto: exact fp32 on CPU, tf32 on GPU (within 1e-3 of fp32 as measured).")
     expected_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$",
                                         description="Pin: fail before inference unless the weights file has "
                                                     "this SHA-256.")
@@ -73,6 +75,8 @@ class RunSummary(BaseModel):
     inference_seconds: float
     series_per_second: float
     device: str
+    precision: str
+    batch_size: int
     checkpoint: str
     checkpoint_sha256: str
     input_fingerprint: str

@@ -9,6 +9,7 @@ patch grid stays aligned to the end of each series, so the result equals the API
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,9 +17,12 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 
 from forecast_model.config import DEFAULT_QUANTILES, ModelHparams
+from forecast_model.decoder import Precision, last_patch_forecast
 from forecast_model.preprocess import prepare_contexts, round_up
 
-__all__ = ["ForecastResult", "TimesFmEngine"]
+__all__ = ["ForecastResult", "TimesFmEngine", "choose_batch_size"]
+
+logger = logging.getLogger(__name__)
 
 _MEDIAN = DEFAULT_QUANTILES.index(0.5)
 
@@ -41,10 +45,8 @@ class ForecastResult:
 class TimesFmEngine:
     """Runs a loaded TimesFM decoder on many series; create it with :func:`forecast_model.load_engine`."""
 
-    precision = "fp32"
-
     def __init__(self, module: torch.nn.Module, hparams: ModelHparams, device: torch.device,
-                 batch_size: int = 32, weights_sha256: str | None = None) -> None:
+                 batch_size: int = 32, weights_sha256: str | None = None, precision: Precision = "fp32") -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}.")
         self.module = module
@@ -52,6 +54,7 @@ class TimesFmEngine:
         self.device = device
         self.batch_size = batch_size
         self.weights_sha256 = weights_sha256
+        self.precision: Precision = precision
 
     def forecast(
         self,
@@ -78,14 +81,36 @@ class TimesFmEngine:
             raise ValueError("freq must hold one code in {0, 1, 2} per series.")
         full = np.empty((len(contexts), horizon, 1 + len(DEFAULT_QUANTILES)), dtype=np.float32)
         order = np.argsort([c.size for c in contexts], kind="stable")
-        for start in range(0, len(order), self.batch_size):
+        pending = []  # device results are copied back once, at the end, so batches queue without a sync
+        start = 0
+        while start < len(order):
             members = order[start:start + self.batch_size]
-            full[members] = self._decode_batch([contexts[i] for i in members], codes[members], horizon)
+            pending.append((members, self._decode_with_backoff([contexts[i] for i in members], codes[members],
+                                                               horizon)))
+            start += len(members)
+        for members, out in pending:
+            full[members] = out.float().cpu().numpy()
         return ForecastResult(point=full[:, :, 1 + _MEDIAN], mean=full[:, :, 0], quantiles=full[:, :, 1:])
+
+    def _decode_with_backoff(self, contexts: list[NDArray[np.float64]], codes: NDArray[np.int64],
+                             horizon: int) -> torch.Tensor:
+        """Decodes a batch; on out-of-memory, halves it (and the engine's batch size) and tries again."""
+        try:
+            return self._decode_batch(contexts, codes, horizon)
+        except torch.OutOfMemoryError:
+            if len(contexts) == 1:
+                raise
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            half = len(contexts) // 2
+            self.batch_size = min(self.batch_size, half)
+            logger.warning("Out of memory with %d series per batch; retrying with %d", len(contexts), half)
+            return torch.cat([self._decode_with_backoff(contexts[:half], codes[:half], horizon),
+                              self._decode_with_backoff(contexts[half:], codes[half:], horizon)])
 
     @torch.inference_mode()
     def _decode_batch(self, contexts: list[NDArray[np.float64]], codes: NDArray[np.int64],
-                      horizon: int) -> NDArray[np.float32]:
+                      horizon: int) -> torch.Tensor:
         values, padding = self._pad(contexts)
         freq = torch.from_numpy(codes).reshape(-1, 1).to(self.device)
         step_len = self.hparams.output_patch_len
@@ -93,11 +118,12 @@ class TimesFmEngine:
         for _ in range(-(-horizon // step_len)):
             # The window grows with each decoded patch, up to the model's context, as in the API.
             window = min(values.shape[1], self.hparams.context_len)
-            out = self.module(values[:, -window:], padding[:, -window:], freq)[:, -1, :step_len, :]
+            out = last_patch_forecast(self.module, values[:, -window:], padding[:, -window:], freq,
+                                      self.precision)[:, :step_len, :]
             outputs.append(out)
             values = torch.cat([values, out[:, :, 0]], dim=1)
             padding = torch.cat([padding, torch.zeros_like(out[:, :, 0])], dim=1)
-        return torch.cat(outputs, dim=1)[:, :horizon].float().cpu().numpy()
+        return torch.cat(outputs, dim=1)[:, :horizon]
 
     def _pad(self, contexts: list[NDArray[np.float64]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Right-aligns the contexts in a zero-filled block whose width is a whole number of patches."""
@@ -107,4 +133,25 @@ class TimesFmEngine:
         for row, context in enumerate(contexts):
             values[row, width - context.size:] = context
             padding[row, width - context.size:] = 0.0
-        return torch.from_numpy(values).to(self.device), torch.from_numpy(padding).to(self.device)
+        return self._to_device(values), self._to_device(padding)
+
+    def _to_device(self, array: NDArray[np.float32]) -> torch.Tensor:
+        tensor = torch.from_numpy(array)
+        if self.device.type == "cuda":  # pinned host memory lets the copy run asynchronously
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor
+
+
+def choose_batch_size(hparams: ModelHparams, device: torch.device, *, memory_fraction: float = 0.4,
+                      cap: int = 2048) -> int:
+    """Series per batch: 32 on CPU; on CUDA, what fits in ``memory_fraction`` of the free memory.
+
+    The estimate counts ~24 activation buffers of ``tokens x model_dims`` fp32 values per series at full
+    context; out-of-memory still backs off at run time.
+    """
+    if device.type != "cuda":
+        return 32
+    free, _ = torch.cuda.mem_get_info(device)
+    tokens = hparams.context_len // hparams.input_patch_len + hparams.output_patch_len // hparams.input_patch_len
+    per_series = tokens * hparams.model_dims * 4 * 24
+    return max(1, min(cap, int(free * memory_fraction // per_series)))

@@ -7,14 +7,18 @@ import enum
 import logging
 import threading
 import time
+from typing import Literal
+
+import torch
 
 from forecast_model.checkpoint import load_decoder, resolve_checkpoint, verify_sha256
 from forecast_model.config import DEFAULT_CHECKPOINT
+from forecast_model.decoder import Precision
 from forecast_model.device import resolve_device
-from forecast_model.engine import TimesFmEngine
-from forecast_model.errors import ForecastModelError
+from forecast_model.engine import TimesFmEngine, choose_batch_size
+from forecast_model.errors import ConfigurationError, ForecastModelError
 
-__all__ = ["EngineConfig", "ModelState", "ModelStatus", "load_engine", "model_status", "reset"]
+__all__ = ["EngineConfig", "ModelState", "ModelStatus", "load_engine", "model_status", "reset", "resolve_precision"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +38,9 @@ class EngineConfig:
 
     checkpoint: str = DEFAULT_CHECKPOINT
     device: str = "auto"
-    batch_size: int = 32
+    batch_size: int | None = None  # None: chosen from the device (32 on CPU, free memory on CUDA)
     expected_sha256: str | None = None
+    precision: Precision | Literal["auto"] = "auto"  # auto: fp32 on CPU, tf32 on CUDA
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,13 +79,25 @@ def load_engine(config: EngineConfig) -> TimesFmEngine:
         except ForecastModelError as exc:
             _status = dataclasses.replace(_status, status=ModelState.ERROR, error=str(exc))
             raise
-        engine = TimesFmEngine(module, checkpoint.hparams, device, config.batch_size, weights_sha256=sha256)
+        batch_size = config.batch_size or choose_batch_size(checkpoint.hparams, device)
+        engine = TimesFmEngine(module, checkpoint.hparams, device, batch_size, weights_sha256=sha256,
+                               precision=resolve_precision(config.precision, device))
         _engines[config] = engine
         seconds = time.perf_counter() - started
         _status = ModelStatus(ModelState.READY, checkpoint=config.checkpoint, device=str(device),
                               load_seconds=round(seconds, 3))
         logger.info("Loaded %s on %s in %.1f s", checkpoint.weights, device, seconds)
         return engine
+
+
+def resolve_precision(precision: str, device: torch.device) -> Precision:
+    """``auto`` is exact fp32 on CPU and tf32 on CUDA: the fastest precision measured within 5e-3 of fp32
+    (docs/PERFORMANCE.md); bf16 was not."""
+    if precision == "auto":
+        return "tf32" if device.type == "cuda" else "fp32"
+    if precision not in ("fp32", "tf32", "bf16"):
+        raise ConfigurationError(f"Unknown precision {precision!r}; use auto, fp32, tf32 or bf16.")
+    return precision  # type: ignore[return-value]
 
 
 def model_status() -> ModelStatus:

@@ -46,6 +46,8 @@ class ForecastStats(BaseModel):
     inference_seconds: float
     series_per_second: float
     device: str
+    precision: str
+    batch_size: int
     forecasts_path: Path
     status_path: Path
 
@@ -125,7 +127,8 @@ def forecast_series(
         series_rejected=int(counts.get(SeriesStatus.REJECTED.value, 0)),
         series_failed=int(counts.get(SeriesStatus.FAILED.value, 0)), forecast_rows=len(table),
         inference_seconds=round(seconds, 4), series_per_second=round(len(accepted) / max(seconds, 1e-9), 2),
-        device=str(model.device), forecasts_path=write_table(table, FORECAST_SCHEMA, staging / "forecasts.parquet"),
+        device=str(model.device), precision=model.precision, batch_size=model.batch_size,
+        forecasts_path=write_table(table, FORECAST_SCHEMA, staging / "forecasts.parquet"),
         status_path=write_table(status, STATUS_SCHEMA, staging / "series_status.parquet"),
     )
 

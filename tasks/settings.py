@@ -28,7 +28,8 @@ class Settings(BaseSettings):
     backend: Literal["auto", "cpu", "gpu"] = Field("auto", validation_alias="TIMESFM20_DEFAULT_BACKEND")
     context_len: int = Field(2048, gt=0, validation_alias="TIMESFM20_DEFAULT_CONTEXT_LEN")
     horizon_len: int = Field(128, gt=0, validation_alias="TIMESFM20_DEFAULT_HORIZON_LEN")
-    batch_size: int = Field(32, gt=0, validation_alias="TIMESFM20_DEFAULT_BATCH_SIZE")
+    batch_size: int | None = Field(None, gt=0, validation_alias="TIMESFM20_DEFAULT_BATCH_SIZE",
+                                   description="Empty: 32 on CPU, sized from free memory on GPU.")
     data_dir: Path = Field(Path("data"), validation_alias="FORECAST_DATA_DIR")
     output_root: Path | None = Field(None, validation_alias="FORECAST_OUTPUT_ROOT")
     mlflow_tracking_uri: str | None = Field(None, validation_alias="MLFLOW_TRACKING_URI")
@@ -62,8 +63,12 @@ class Settings(BaseSettings):
             max_download_bytes=self.url_max_bytes,
         )
 
-    def artifact_root(self) -> Path:
-        """Where runs of a local tracking store keep their artifacts."""
+    def artifact_root(self) -> Path | None:
+        """Where new experiments of a database or file tracking store keep artifacts: ``<data dir>/mlartifacts``
+        (MLflow's own default is ``./mlruns`` under whatever the working directory is). ``None`` for a
+        tracking server, which decides itself."""
+        if self.resolved_tracking_uri().startswith(("http://", "https://", "databricks")):
+            return None
         return (self.data_dir / "mlartifacts").resolve()
 
 

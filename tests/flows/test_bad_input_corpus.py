@@ -176,6 +176,7 @@ def earlier_output(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Re
     """Output root of one good run of the job, copied into every case's workspace."""
     root = tmp_path_factory.mktemp("earlier") / "outputs"
     with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root.parent)
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root.parent / 'mlflow.db'}")
         patch.setenv("FORECAST_DATA_ROOTS", str(SAMPLE.parent))
         summary = batch_forecast(source=FileSource(path=str(SAMPLE)), horizon=4, job=JOB, as_of=AS_OF,

@@ -7,6 +7,7 @@ import io
 
 import numpy as np
 import pytest
+import torch
 
 from forecast_model import EngineConfig, ResolvedCheckpoint, TimesFmEngine, load_engine
 
@@ -106,3 +107,44 @@ def test_bad_arguments_are_rejected(engine: TimesFmEngine, kwargs: dict, message
 def test_empty_series_is_rejected_with_its_index(engine: TimesFmEngine) -> None:
     with pytest.raises(ValueError, match="Series 1 must be a non-empty"):
         engine.forecast([np.arange(50.0), np.array([])], 8)
+
+
+def test_out_of_memory_backs_off_and_keeps_results(engine: TimesFmEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    import forecast_model.engine as engine_module
+
+    series = make_series(seed=4)
+    expected = engine.forecast(series, 40)
+    real = engine_module.last_patch_forecast
+    calls: list[int] = []
+
+    def small_memory(module, values, *args, **kwargs):
+        calls.append(values.shape[0])
+        if values.shape[0] > 2:
+            raise torch.OutOfMemoryError("simulated: CUDA out of memory")
+        return real(module, values, *args, **kwargs)
+
+    monkeypatch.setattr(engine_module, "last_patch_forecast", small_memory)
+    original = engine.batch_size
+    try:
+        result = engine.forecast(series, 40)
+        assert engine.batch_size == 2, "the engine should remember the batch size that fits"
+    finally:
+        engine.batch_size = original
+    assert max(calls) == 4 and all(c <= 2 for c in calls[1:] if c != 4), calls
+    assert_close_per_series(result.quantiles, expected.quantiles)
+
+
+def test_bf16_is_close_and_finite_tf32_is_fp32_on_cpu(tiny_checkpoint: ResolvedCheckpoint) -> None:
+    series = make_series(seed=5)
+    module = load_engine(EngineConfig(checkpoint=str(tiny_checkpoint.weights.parent), device="cpu")).module
+    results = {p: TimesFmEngine(module, tiny_checkpoint.hparams, torch.device("cpu"), 8, precision=p).forecast(
+        series, 24).quantiles for p in ("fp32", "tf32", "bf16")}
+    np.testing.assert_array_equal(results["tf32"], results["fp32"])
+    assert np.isfinite(results["bf16"]).all(), "bf16 produced non-finite values"
+    assert_close_per_series(results["bf16"], results["fp32"], rel=5e-2)
+
+
+def test_batch_size_on_cpu_is_32(tiny_checkpoint: ResolvedCheckpoint) -> None:
+    from forecast_model.engine import choose_batch_size
+
+    assert choose_batch_size(tiny_checkpoint.hparams, torch.device("cpu")) == 32

@@ -12,6 +12,7 @@ import torch
 
 from forecast_model import (
     CheckpointError,
+    ConfigurationError,
     DeviceError,
     EngineConfig,
     ModelState,
@@ -76,3 +77,13 @@ def test_pin_mismatch_fails_before_loading(tiny_checkpoint: ResolvedCheckpoint) 
     assert model_status().status is ModelState.ERROR
     engine = load_engine(EngineConfig(checkpoint=str(tiny_checkpoint.weights.parent), device="cpu"))
     assert engine.weights_sha256 and len(engine.weights_sha256) == 64
+
+
+def test_precision_auto_is_fp32_on_cpu_and_tf32_on_cuda() -> None:
+    from forecast_model.registry import resolve_precision
+
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    assert resolve_precision("auto", torch.device("cuda")) == "tf32"
+    assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
+    with pytest.raises(ConfigurationError, match="Unknown precision 'fp16'"):
+        resolve_precision("fp16", torch.device("cpu"))
