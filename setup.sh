@@ -3,6 +3,9 @@
 #   ./setup.sh init   create .venv and install the package with its dev tools
 #   ./setup.sh run    init if needed, then forecast the sample data once (embedded defaults)
 #   ./setup.sh test   init if needed, then lint, type-check and run the whole test suite
+#   ./setup.sh serve  init if needed, then start the local stack: Prefect server, MLflow server, work pools,
+#                     deployments from prefect.yaml and a CPU worker (docs/DEPLOYMENT.md)
+#   ./setup.sh stop   stop everything `serve` started
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -44,9 +47,78 @@ test() {
   "$VENV/bin/python" -m pytest "$@"
 }
 
+STACK=$(realpath -m "${FORECAST_DATA_DIR:-data}/stack")
+PREFECT_PORT=${PREFECT_PORT:-4200}
+MLFLOW_PORT=${MLFLOW_PORT:-5000}
+
+wait_http() {  # url seconds name
+  for _ in $(seq "$2"); do
+    "$VENV/bin/python" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" "$1" \
+      2>/dev/null && return 0
+    kill -0 "$(cat "$STACK/$3.pid")" 2>/dev/null || break
+    sleep 1
+  done
+  echo "error: $3 did not answer at $1 within $2 s; see $STACK/$3.log" >&2
+  return 1
+}
+
+start_bg() {  # name command... : own session (process group) so `stop` can end it and its children
+  local name=$1
+  shift
+  setsid "$@" >>"$STACK/$name.log" 2>&1 < /dev/null &
+  echo $! > "$STACK/$name.pid"
+}
+
+serve() {
+  init
+  mkdir -p "$STACK"
+  local db=${FORECAST_PREFECT_DATABASE_URL:-}
+  if [ -n "$db" ] && [[ "$db" != postgresql+asyncpg://* && "$db" != sqlite+aiosqlite://* ]]; then
+    echo "error: FORECAST_PREFECT_DATABASE_URL must use the async driver form, e.g." \
+         "postgresql+asyncpg://user:password@host:5432/prefect" >&2
+    exit 2
+  fi
+  export PREFECT_HOME=${PREFECT_HOME:-$STACK/prefect-home}
+  mkdir -p "$PREFECT_HOME"
+  export PREFECT_API_URL=http://127.0.0.1:$PREFECT_PORT/api
+  export FORECAST_REPO_DIR=$PWD
+  [ -n "$db" ] && export PREFECT_API_DATABASE_CONNECTION_URL=$db
+  start_bg prefect-server "$VENV/bin/prefect" server start --host 127.0.0.1 --port "$PREFECT_PORT"
+  MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false start_bg mlflow-server "$VENV/bin/mlflow" server --host 127.0.0.1 \
+    --port "$MLFLOW_PORT" --workers 1 --backend-store-uri "sqlite:///$STACK/mlflow.db" \
+    --artifacts-destination "$STACK/mlartifacts"
+  wait_http "$PREFECT_API_URL/health" 180 prefect-server
+  wait_http "http://127.0.0.1:$MLFLOW_PORT/health" 180 mlflow-server
+  "$VENV/bin/prefect" work-pool create cpu --type process --overwrite >/dev/null
+  "$VENV/bin/prefect" work-pool create gpu --type process --overwrite >/dev/null
+  "$VENV/bin/prefect" --no-prompt deploy --all >>"$STACK/deploy.log" 2>&1 || {
+    echo "error: prefect deploy failed; see $STACK/deploy.log" >&2; exit 1; }
+  MLFLOW_TRACKING_URI=http://127.0.0.1:$MLFLOW_PORT start_bg worker-cpu "$VENV/bin/prefect" worker start \
+    --pool cpu --type process
+  echo "Prefect UI:  http://127.0.0.1:$PREFECT_PORT   (API $PREFECT_API_URL)"
+  echo "MLflow UI:   http://127.0.0.1:$MLFLOW_PORT"
+  echo "Logs and PIDs in $STACK; stop everything with ./setup.sh stop"
+}
+
+stop() {
+  [ -d "$STACK" ] || return 0
+  local pidfile pid
+  for pidfile in "$STACK"/*.pid; do
+    [ -e "$pidfile" ] || continue
+    pid=$(cat "$pidfile")
+    kill -TERM -- "-$pid" 2>/dev/null || true
+    for _ in $(seq 30); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 1; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    rm -f "$pidfile"
+  done
+  echo "Stopped the local stack."
+}
+
 case "${1:-}" in
   init) init ;;
   run) shift; run "$@" ;;
   test) shift; test "$@" ;;
-  *) echo "usage: $0 {init|run|test} [args...]" >&2; exit 2 ;;
+  serve) serve ;;
+  stop) stop ;;
+  *) echo "usage: $0 {init|run|test|serve|stop} [args...]" >&2; exit 2 ;;
 esac

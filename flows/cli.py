@@ -72,6 +72,14 @@ def _parser() -> argparse.ArgumentParser:
     backtest.add_argument("--n-windows", type=int, default=3, help="Number of cutoffs (default 3).")
     backtest.add_argument("--step", type=int, help="Steps between cutoffs (default: h).")
     backtest.add_argument("--season-length", type=int, help="Seasonal period (default: from the frequency).")
+    health = commands.add_parser("health", help="Print the health report as JSON; exit 0 healthy, 1 unhealthy.")
+    health.add_argument("--checkpoint", help="Checkpoint to check (default TIMESFM20_DEFAULT_CHECKPOINT).")
+    health.add_argument("--device", choices=["auto", "cpu", "gpu"])
+    health.add_argument("--source", action="append", default=[],
+                        help="A source to check for reachability: path or glob, URL, or duckdb://file (repeatable).")
+    health.add_argument("--no-model", action="store_true", help="Skip loading the model (a cheap liveness check).")
+    health.add_argument("--min-free-gb", type=float, default=1.0)
+    health.add_argument("--output-root")
     tiny = commands.add_parser("make-tiny-checkpoint",
                                help="Write a tiny random-weight checkpoint (meaningless forecasts, for smoke runs).")
     tiny.add_argument("directory")
@@ -129,6 +137,26 @@ def _backtest(args: argparse.Namespace) -> int:
                             + "\n".join(lines))
 
 
+def _health(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from flows.params import engine_config
+    from tasks.health import build_report, health_config, run_checks
+    from tasks.settings import load_settings
+
+    settings = load_settings()
+    sources = tuple(UrlSource(url=s) if s.startswith(("http://", "https://")) else
+                    DuckDBSource(database=s.removeprefix("duckdb://"), query="SELECT 1") if s.startswith("duckdb://")
+                    else FileSource(path=s) for s in args.source)
+    model = ModelParams(checkpoint=args.checkpoint, device=args.device)
+    config = health_config(settings, engine_config(model, settings), sources, min_free_gb=args.min_free_gb,
+                           check_model=not args.no_model, prefect_api_url=os.environ.get("PREFECT_API_URL"),
+                           output_root=Path(args.output_root).resolve() if args.output_root else None)
+    report = build_report(run_checks(config))
+    print(json.dumps(report, indent=2))
+    return 0 if report["status"] == "healthy" else 1
+
+
 def _make_tiny(args: argparse.Namespace) -> int:
     from forecast_model import make_tiny_checkpoint
 
@@ -149,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from forecast_model import ConfigurationError
 
     try:
-        commands = {"run": _run, "backtest": _backtest, "make-tiny-checkpoint": _make_tiny}
+        commands = {"run": _run, "backtest": _backtest, "health": _health, "make-tiny-checkpoint": _make_tiny}
         return commands[args.command](args)
     except (ConfigurationError, ValidationError) as exc:
         print(f"error: {exc}", file=sys.stderr)

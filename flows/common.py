@@ -11,7 +11,7 @@ from typing import Any
 from prefect import get_run_logger
 from prefect.runtime import deployment, flow_run
 
-from flows.params import ModelParams, default_job_name, validate_job_name
+from flows.params import ModelParams, default_job_name, engine_config, validate_job_name
 from forecast_model import EngineConfig
 from tasks.catalog import refresh_catalog
 from tasks.manifest import RunManifest, write_manifest
@@ -20,7 +20,7 @@ from tasks.settings import Settings, load_settings
 from tasks.sources import DuckDBSource, FileSource, UrlSource, redact_url
 from tasks.tracking import TrackingError, track_run
 
-__all__ = ["Published", "RunContext", "publish_run", "start_run"]
+__all__ = ["Published", "RunContext", "logical_date", "publish_run", "start_run"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,13 +58,18 @@ def start_run(source: FileSource | UrlSource | DuckDBSource, model: ModelParams,
     settings = load_settings()
     run_id = str(flow_run.id or uuid.uuid4())
     root = Path(output_root).resolve() if output_root else settings.resolved_output_root()
-    engine = EngineConfig(checkpoint=model.checkpoint or settings.checkpoint, device=model.device or settings.backend,
-                          batch_size=model.batch_size or settings.batch_size, expected_sha256=model.expected_sha256,
-                          precision=model.precision)
+    engine = engine_config(model, settings)
     return RunContext(settings=settings, run_id=run_id, flow_name=str(flow_run.flow_name or "batch"),
                       deployment=deployment.name, job=validate_job_name(job or default_job_name(source)),
-                      day=as_of or datetime.now(timezone.utc).date(), root=root,
+                      day=as_of or logical_date(), root=root,
                       staging=staging_dir(root, run_id), engine=engine)
+
+
+def logical_date() -> date:
+    """The run's scheduled date (UTC): a scheduled run, and any retry of it, keeps the date it was
+    scheduled for; an ad-hoc run is scheduled when it is created, i.e. today."""
+    scheduled = flow_run.scheduled_start_time
+    return scheduled.astimezone(timezone.utc).date() if scheduled else datetime.now(timezone.utc).date()
 
 
 def publish_run(ctx: RunContext, manifest: RunManifest, *, tables: list[str], metrics: dict[str, float],

@@ -10,10 +10,12 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from forecast_model import DeviceName
+from forecast_model import DeviceName, EngineConfig
+from tasks.settings import Settings
 from tasks.sources import DuckDBSource, FileSource, UrlSource
 
-__all__ = ["BacktestSummary", "JobName", "ModelParams", "RunSummary", "default_job_name", "validate_job_name"]
+__all__ = ["BacktestSummary", "JobName", "ModelParams", "RunSummary", "default_job_name", "engine_config",
+           "validate_job_name"]
 
 _JOB_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _JOB_NAME = re.compile(_JOB_PATTERN)
@@ -37,6 +39,13 @@ class ModelParams(BaseModel):
     expected_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$",
                                         description="Pin: fail before inference unless the weights file has "
                                                     "this SHA-256.")
+
+
+def engine_config(model: ModelParams, settings: Settings) -> EngineConfig:
+    """The engine a run uses: its model parameters, empty ones filled from the settings."""
+    return EngineConfig(checkpoint=model.checkpoint or settings.checkpoint, device=model.device or settings.backend,
+                        batch_size=model.batch_size or settings.batch_size, expected_sha256=model.expected_sha256,
+                        precision=model.precision)
 
 
 def default_job_name(source: FileSource | UrlSource | DuckDBSource) -> str:

@@ -15,7 +15,7 @@ import logging
 import re
 import socket
 from typing import Literal
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
 import httpx
 import pandas as pd
@@ -29,6 +29,7 @@ __all__ = ["TransientSourceError", "UrlSource", "check_address", "read_url", "re
 
 _SECRET_KEYS = ("token", "key", "secret", "password", "passwd", "signature", "sig", "auth", "credential")
 _MAX_REDIRECTS = 5
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@?#]*@")
 _URL_IN_TEXT = re.compile(r"https?://[^\s\"'<>]+")
 
 
@@ -54,13 +55,18 @@ class UrlSource(BaseModel):
 
 
 def redact_url(url: str) -> str:
-    """The URL without user:password and with secret-looking query values replaced by ``***``."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    netloc = f"***@{netloc}" if "@" in parts.netloc else netloc
-    query = urlencode([(k, "***" if any(s in k.lower() for s in _SECRET_KEYS) else v)
-                       for k, v in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    """The URL with ``user:password@`` and secret-looking query values replaced by ``***``.
+
+    Works on any scheme (``postgresql://u:p@h/db``, ``sqlite:////abs/path``) and changes nothing else.
+    """
+    url = _USERINFO.sub(r"\1***@", url)
+    base, question, query = url.partition("?")
+    if not question:
+        return url
+    query = query.split("#", 1)[0]
+    masked = urlencode([(k, "***" if any(s in k.lower() for s in _SECRET_KEYS) else v)
+                        for k, v in parse_qsl(query, keep_blank_values=True)], safe="*")
+    return f"{base}?{masked}"
 
 
 class _RedactUrls(logging.Filter):

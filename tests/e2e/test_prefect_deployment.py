@@ -1,0 +1,80 @@
+"""End to end: a real Prefect server on PostgreSQL, pools and deployments from prefect.yaml, a process
+worker, and flow runs triggered through the REST API as another system would."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from forecast_model import ResolvedCheckpoint
+from tests.conftest import REPO, SAMPLE
+from tests.prefect_stack import PrefectStack, http_error
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: ResolvedCheckpoint) -> Iterator[PrefectStack]:
+    directory = tmp_path_factory.mktemp("prefect-e2e")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "PYTEST"))}
+    env.update({"FORECAST_REPO_DIR": str(REPO), "FORECAST_DATA_DIR": str(directory / "data"),
+                "FORECAST_DATA_ROOTS": str(SAMPLE.parent), "MLFLOW_TRACKING_URI": f"sqlite:///{directory}/mlflow.db",
+                "TIMESFM20_DEFAULT_CHECKPOINT": str(tiny_checkpoint.weights.parent), "HF_HUB_OFFLINE": "1"})
+    running = PrefectStack(directory, env)
+    try:
+        running.start_server()
+        running.cli("work-pool", "create", "cpu", "--type", "process")
+        running.cli("--no-prompt", "deploy", "--name", "on-demand")
+        running.start_worker("cpu")
+        yield running
+    finally:
+        running.stop()
+
+
+def create_run(stack: PrefectStack, parameters: dict, key: str | None = None, scheduled: str | None = None) -> dict:
+    deployment = stack.request("GET", "/deployments/name/batch-forecast/on-demand")
+    body: dict = {"parameters": parameters}
+    if key:
+        body["idempotency_key"] = key
+    if scheduled:  # as the scheduler creates them: a Scheduled state with its time
+        body["state"] = {"type": "SCHEDULED", "state_details": {"scheduled_time": scheduled}}
+    return stack.request("POST", f"/deployments/{deployment['id']}/create_flow_run", body)
+
+
+def test_rest_triggered_run_completes(stack: PrefectStack) -> None:
+    params = {"horizon": 3, "as_of": "2026-11-20"}
+    first = create_run(stack, params, key="nightly-2026-11-20")
+    duplicate = create_run(stack, params, key="nightly-2026-11-20")
+    assert duplicate["id"] == first["id"], "the idempotency key must not create a second run"
+    run = stack.wait_for(first["id"])
+    assert run["state_type"] == "COMPLETED", run["state"]
+    root = stack.directory / "data" / "outputs"
+    with duckdb.connect(str(root / "catalog.duckdb"), read_only=True) as con:
+        rows = con.execute("SELECT run_id, count(*) FROM forecasts WHERE as_of = DATE '2026-11-20' "
+                           "GROUP BY run_id").fetchall()
+        mlflow_run = con.execute("SELECT mlflow_run_id, deployment FROM runs").fetchone()
+    assert rows == [(first["id"], 36)]
+    assert mlflow_run is not None and mlflow_run[1] == "on-demand"
+    recorded = MlflowClient(f"sqlite:///{stack.directory}/mlflow.db").get_run(mlflow_run[0])
+    assert recorded.data.tags["prefect.flow_run_id"] == first["id"]
+
+
+
+def test_scheduled_date_is_the_partition_and_a_second_trigger_replaces_it(stack: PrefectStack) -> None:
+    runs = [stack.wait_for(create_run(stack, {"horizon": 2, "job": "sched"}, key=f"try-{i}",
+                                      scheduled="2026-11-19T02:00:00+00:00")["id"]) for i in range(2)]
+    assert [r["state_type"] for r in runs] == ["COMPLETED", "COMPLETED"]
+    root = stack.directory / "data" / "outputs"
+    files = sorted(p.relative_to(root) for p in (root / "forecasts" / "job=sched").rglob("*.parquet"))
+    assert files == [Path("forecasts/job=sched/as_of=2026-11-19/data.parquet")], files
+    run_ids = set(pd.read_parquet(root / files[0])["run_id"])
+    assert run_ids == {runs[1]["id"]}, "the second run must replace the first one's partition"
+
+
+def test_invalid_parameters_are_refused(stack: PrefectStack) -> None:
+    status, body = http_error(lambda: create_run(stack, {"horizon": -5}))
+    assert status in (409, 422) and "horizon" in body, body

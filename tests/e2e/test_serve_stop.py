@@ -1,0 +1,50 @@
+"""`./setup.sh serve` starts the whole local stack; `./setup.sh stop` leaves no process behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.conftest import REPO
+from tests.mlflow_server import free_port
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_serve_then_stop(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "PYTEST", "MLFLOW_"))}
+    env.update({"FORECAST_DATA_DIR": str(tmp_path), "PREFECT_PORT": str(free_port()),
+                "MLFLOW_PORT": str(free_port()), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
+    stack = tmp_path / "stack"
+    try:
+        served = subprocess.run([str(REPO / "setup.sh"), "serve"], env=env, capture_output=True, text=True,
+                                timeout=400)
+        assert served.returncode == 0, served.stdout + served.stderr[-3000:]
+        assert f"http://127.0.0.1:{env['PREFECT_PORT']}" in served.stdout
+        assert f"http://127.0.0.1:{env['MLFLOW_PORT']}" in served.stdout
+        groups = {p.stem: int(p.read_text()) for p in stack.glob("*.pid")}
+        assert set(groups) == {"prefect-server", "mlflow-server", "worker-cpu"}
+        request = urllib.request.Request(f"http://127.0.0.1:{env['PREFECT_PORT']}/api/deployments/filter",
+                                         data=b"{}", method="POST", headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            names = {d["name"] for d in json.loads(response.read())}
+        assert names == {"on-demand", "nightly", "backtest-weekly", "health-check"}
+    finally:
+        stopped = subprocess.run([str(REPO / "setup.sh"), "stop"], env=env, capture_output=True, text=True,
+                                 timeout=300)
+    assert stopped.returncode == 0, stopped.stderr
+    deadline = time.monotonic() + 30
+    while any(group_alive(g) for g in groups.values()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not [name for name, g in groups.items() if group_alive(g)], "processes left behind"
+    assert not list(stack.glob("*.pid"))
