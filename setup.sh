@@ -44,6 +44,7 @@ test() {
   export HF_HUB_OFFLINE=1
   "$VENV/bin/ruff" check .
   "$VENV/bin/mypy"
+  "$VENV/bin/hadolint" Dockerfile
   "$VENV/bin/python" -m pytest "$@"
 }
 

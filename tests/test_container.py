@@ -1,0 +1,30 @@
+"""The container definitions: no Docker engine runs here, so check what can be checked without one."""
+
+from __future__ import annotations
+
+import subprocess
+
+import yaml
+
+from tests.conftest import REPO
+
+
+def test_dockerfile_lints_clean_and_is_a_non_root_worker_with_a_health_check() -> None:
+    done = subprocess.run([str(REPO / ".venv" / "bin" / "hadolint"), str(REPO / "Dockerfile")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout
+    text = (REPO / "Dockerfile").read_text()
+    assert "ARG BASE_IMAGE=python:3.11-slim" in text and "ARG TORCH_INDEX_URL" in text
+    assert "USER 10001" in text and 'HEALTHCHECK' in text and '"forecast", "health"' in text
+    assert "scripts/install.sh" in text, "the image must install with the script CI runs"
+
+
+def test_compose_file_wires_the_stack() -> None:
+    spec = yaml.safe_load((REPO / "deployments" / "compose.yaml").read_text())
+    services = spec["services"]
+    assert set(services) == {"postgres", "prefect", "mlflow", "worker-cpu", "worker-gpu"}
+    assert "postgresql+asyncpg://" in services["prefect"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"]
+    assert "psycopg" in services["mlflow"]["command"]
+    gpu = services["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"][0]
+    assert gpu["capabilities"] == ["gpu"] and services["worker-gpu"]["command"] == ["--pool", "gpu"]
+    assert services["worker-cpu"]["environment"]["PREFECT_API_URL"] == "http://prefect:4200/api"
