@@ -9,16 +9,13 @@ from typing import Annotated
 from prefect import flow
 from pydantic import Field
 
-from flows.common import publish_run, start_run
+from flows.common import prepare_load_validate, publish_run, start_run
 from flows.params import BacktestSummary, JobName, ModelParams
 from tasks.evaluate import BacktestSpec, backtest_series
-from tasks.forecast import prepare_model
-from tasks.load import load_series
 from tasks.manifest import RunManifest, StageTimer, package_versions
 from tasks.publish import discard_staging
 from tasks.series_checks import SeriesChecks
 from tasks.sources import Source
-from tasks.validate import validate_series
 
 __all__ = ["batch_backtest"]
 
@@ -64,12 +61,7 @@ def batch_backtest(
                         context_len=model.context_len or ctx.settings.context_len)
     timer = StageTimer()
     try:
-        with timer("prepare_model"):
-            info = prepare_model(ctx.engine)
-        with timer("load"):
-            loaded = load_series(source, ctx.settings.source_policy(), ctx.staging)
-        with timer("validate"):
-            validation = validate_series(loaded.path, ctx.staging, checks, freq, ctx.day)
+        info, loaded, validation = prepare_load_validate(ctx, source, checks, freq, timer)
         with timer("backtest"):
             stats = backtest_series(validation.regular_path, validation.status_path, ctx.staging, ctx.engine, spec,
                                     run_id=ctx.run_id, created_at=datetime.now(timezone.utc))

@@ -9,15 +9,15 @@ from typing import Annotated, Any
 from prefect import flow
 from pydantic import Field
 
-from flows.common import RunContext, publish_run, start_run
+from flows.common import RunContext, prepare_load_validate, publish_run, start_run
 from flows.params import JobName, ModelParams, RunSummary
-from tasks.forecast import ForecastStats, ModelInfo, forecast_series, prepare_model, render_sample
-from tasks.load import LoadResult, load_series
+from tasks.forecast import ForecastStats, ModelInfo, forecast_series, render_sample
+from tasks.load import LoadResult
 from tasks.manifest import RunManifest, StageTimer, package_versions
 from tasks.publish import discard_staging
 from tasks.series_checks import SeriesChecks
 from tasks.sources import Source
-from tasks.validate import ValidationOutcome, validate_series
+from tasks.validate import ValidationOutcome
 
 __all__ = ["batch_forecast"]
 
@@ -59,12 +59,7 @@ def batch_forecast(
     context_len = model.context_len or ctx.settings.context_len
     timer = StageTimer()
     try:
-        with timer("prepare_model"):
-            info = prepare_model(ctx.engine)
-        with timer("load"):
-            loaded = load_series(source, ctx.settings.source_policy(), ctx.staging)
-        with timer("validate"):
-            validation = validate_series(loaded.path, ctx.staging, checks, freq, ctx.day)
+        info, loaded, validation = prepare_load_validate(ctx, source, checks, freq, timer)
         with timer("forecast"):
             stats = forecast_series(validation.regular_path, validation.status_path, ctx.staging, ctx.engine,
                                     horizon=horizon, context_len=context_len, run_id=ctx.run_id,

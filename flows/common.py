@@ -14,13 +14,17 @@ from prefect.runtime import deployment, flow_run
 from flows.params import ModelParams, default_job_name, engine_config, validate_job_name
 from forecast_model import EngineConfig
 from tasks.catalog import refresh_catalog
-from tasks.manifest import RunManifest, write_manifest
+from tasks.forecast import ModelInfo, prepare_model
+from tasks.load import LoadResult, load_series
+from tasks.manifest import RunManifest, StageTimer, write_manifest
 from tasks.publish import DATA_FILE, publish_outputs, staging_dir
+from tasks.series_checks import SeriesChecks
 from tasks.settings import Settings, load_settings
 from tasks.sources import DuckDBSource, FileSource, UrlSource, redact_url
 from tasks.tracking import TrackingError, track_run
+from tasks.validate import ValidationOutcome, validate_series
 
-__all__ = ["Published", "RunContext", "logical_date", "publish_run", "start_run"]
+__all__ = ["Published", "RunContext", "logical_date", "prepare_load_validate", "publish_run", "start_run"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +67,19 @@ def start_run(source: FileSource | UrlSource | DuckDBSource, model: ModelParams,
                       deployment=deployment.name, job=validate_job_name(job or default_job_name(source)),
                       day=as_of or logical_date(), root=root,
                       staging=staging_dir(root, run_id), engine=engine)
+
+
+def prepare_load_validate(ctx: RunContext, source: FileSource | UrlSource | DuckDBSource, checks: SeriesChecks,
+                          freq: str | None, timer: StageTimer) -> tuple[ModelInfo, LoadResult, ValidationOutcome]:
+    """The stages every batch flow starts with: load the model (a bad checkpoint fails before any data
+    work), read the source into the canonical frame, validate it."""
+    with timer("prepare_model"):
+        info = prepare_model(ctx.engine)
+    with timer("load"):
+        loaded = load_series(source, ctx.settings.source_policy(), ctx.staging)
+    with timer("validate"):
+        validation = validate_series(loaded.path, ctx.staging, checks, freq, ctx.day)
+    return info, loaded, validation
 
 
 def logical_date() -> date:

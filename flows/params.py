@@ -68,8 +68,8 @@ def validate_job_name(job: str) -> str:
     return job
 
 
-class RunSummary(BaseModel):
-    """What a batch forecast run produced: counts, where the outputs are, and its MLflow run."""
+class _RunOutcome(BaseModel):
+    """What every batch run reports: identity, counts, provenance, outputs and MLflow run."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -79,14 +79,6 @@ class RunSummary(BaseModel):
     series_in: int
     series_ok: int
     series_rejected: int
-    series_failed: int
-    forecast_rows: int
-    inference_seconds: float
-    series_per_second: float
-    device: str
-    precision: str
-    batch_size: int
-    checkpoint: str
     checkpoint_sha256: str
     input_fingerprint: str
     outputs: dict[str, str]
@@ -99,22 +91,22 @@ class RunSummary(BaseModel):
         return validate_job_name(value)
 
 
-class BacktestSummary(BaseModel):
-    """What a backtest run produced: counts, overall metrics per model, outputs and MLflow run."""
+class RunSummary(_RunOutcome):
+    """What a batch forecast run produced."""
 
-    model_config = ConfigDict(frozen=True)
+    series_failed: int
+    forecast_rows: int
+    inference_seconds: float
+    series_per_second: float
+    device: str
+    precision: str
+    batch_size: int
+    checkpoint: str
 
-    run_id: str
-    job: str
-    as_of: date
-    series_in: int
-    series_ok: int
-    series_rejected: int
+
+class BacktestSummary(_RunOutcome):
+    """What a backtest run produced, with overall metrics per model."""
+
     evaluation_rows: int
     share_beating_seasonal_naive: float
     overall: dict[str, dict[str, float]]
-    checkpoint_sha256: str
-    input_fingerprint: str
-    outputs: dict[str, str]
-    mlflow_run_id: str | None
-    tracking_status: str

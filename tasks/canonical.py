@@ -115,11 +115,9 @@ def _parse_timestamps(frame: pd.DataFrame, original_name: str) -> pd.Series:
         parsed = _to_datetime(raw, format="mixed")
         bad = raw.notna() & parsed.isna()
     if bad.any():
-        rows = frame.loc[bad, [ID, DS]].head(3)
-        examples = ", ".join(f"{v!r} (row {i}, series {s!r})" for i, s, v in rows.itertuples())
         raise InputDataError(
             f"Column {original_name!r} has {int(bad.sum())} values that are not timestamps, e.g. "
-            f"{examples}. Fix: correct or remove those rows, or map the right column with --time-col."
+            f"{_examples(frame, bad, DS)}. Fix: correct or remove those rows, or map the right column with --time-col."
         )
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
@@ -152,10 +150,15 @@ def _parse_values(frame: pd.DataFrame, original_name: str) -> pd.Series:
     values = pd.to_numeric(raw, errors="coerce")
     bad = raw.notna() & values.isna()
     if bad.any():
-        rows = frame.loc[bad, [ID, Y]].head(3)
-        examples = ", ".join(f"{v!r} (row {i}, series {s!r})" for i, s, v in rows.itertuples())
         raise InputDataError(
-            f"Column {original_name!r} has {int(bad.sum())} values that are not numbers, e.g. {examples}. "
+            f"Column {original_name!r} has {int(bad.sum())} values that are not numbers, e.g. "
+            f"{_examples(frame, bad, Y)}. "
             "Fix: correct those values (leave missing ones empty), or map the right column with --target-col."
         )
     return values.astype("float64")
+
+
+def _examples(frame: pd.DataFrame, bad: pd.Series, column: str, limit: int = 3) -> str:
+    """The first bad values of ``column`` with their row and series, for an error message."""
+    rows = frame.loc[bad, [ID, column]].head(limit)
+    return ", ".join(f"{value!r} (row {row}, series {series!r})" for row, series, value in rows.itertuples())

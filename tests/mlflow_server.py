@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 import urllib.request
@@ -13,11 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.processes import Process, free_port
 
 
 class MlflowServer:
@@ -27,19 +20,17 @@ class MlflowServer:
         self.directory = directory
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: Process | None = None
 
     def start(self, timeout: float = 90) -> None:
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
         command = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port",
                    str(self.port), "--workers", "1", "--backend-store-uri", f"sqlite:///{self.directory / 'store.db'}",
                    "--artifacts-destination", str(self.directory / "artifacts")]
-        log = (self.directory / "server.log").open("ab")
-        self.process = subprocess.Popen(command, cwd=self.directory, env=env, stdout=log, stderr=log,
-                                        start_new_session=True)
+        self.process = Process(command, env, self.directory / "server.log", self.directory)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+            if not self.process.alive():
                 raise RuntimeError(f"mlflow server exited: {(self.directory / 'server.log').read_text()[-2000:]}")
             try:
                 with urllib.request.urlopen(self.url + "/health", timeout=2) as response:
@@ -51,13 +42,8 @@ class MlflowServer:
         raise TimeoutError(f"mlflow server did not answer within {timeout} s")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=20)
+        if self.process:
+            self.process.stop()
         self.process = None
 
 

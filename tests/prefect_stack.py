@@ -7,8 +7,6 @@ and dropped afterwards.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import time
 import urllib.error
@@ -18,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import REPO
-from tests.mlflow_server import free_port
+from tests.processes import Process, free_port
 
 PREFECT = str(REPO / ".venv" / "bin" / "prefect")
 
@@ -26,24 +24,6 @@ PREFECT = str(REPO / ".venv" / "bin" / "prefect")
 def psql(sql: str) -> None:
     subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1",
                     "-c", sql], check=True, capture_output=True, timeout=60)
-
-
-class Process:
-    """A background command in its own process group, logging to a file."""
-
-    def __init__(self, command: list[str], env: dict[str, str], log: Path, cwd: Path) -> None:
-        self.log = log
-        self.handle = subprocess.Popen(command, env=env, cwd=cwd, stdout=log.open("ab"), stderr=subprocess.STDOUT,
-                                       start_new_session=True)
-
-    def stop(self) -> None:
-        if self.handle.poll() is None:
-            os.killpg(self.handle.pid, signal.SIGTERM)
-            try:
-                self.handle.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.handle.pid, signal.SIGKILL)
-                self.handle.wait(timeout=30)
 
 
 class PrefectStack:

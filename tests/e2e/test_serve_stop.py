@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.conftest import REPO
-from tests.mlflow_server import free_port
+from tests.processes import free_port
 
 
 def group_alive(pgid: int) -> bool:

@@ -1,0 +1,36 @@
+"""Background server processes for tests: each in its own process group, stopped by its PID."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Process:
+    """A background command in its own process group, logging to a file."""
+
+    def __init__(self, command: list[str], env: dict[str, str], log: Path, cwd: Path) -> None:
+        self.log = log
+        self.handle = subprocess.Popen(command, env=env, cwd=cwd, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+                                       start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.handle.poll() is None
+
+    def stop(self) -> None:
+        if self.alive():
+            os.killpg(self.handle.pid, signal.SIGTERM)
+            try:
+                self.handle.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.handle.pid, signal.SIGKILL)
+                self.handle.wait(timeout=30)
