@@ -7,6 +7,8 @@
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
 ARG TORCH_INDEX_URL=""
+# A directory of local wheels pip may take (scripts/build_image.sh mounts the machine's CPU torch wheel).
+ARG PIP_FIND_LINKS=""
 ENV PYTHONUNBUFFERED=1 \
     PREFECT_SERVER_ANALYTICS_ENABLED=false \
     MLFLOW_DISABLE_TELEMETRY=true \
@@ -26,7 +28,8 @@ COPY --chown=forecast:forecast tasks ./tasks
 COPY --chown=forecast:forecast flows ./flows
 COPY --chown=forecast:forecast deployments ./deployments
 COPY --chown=forecast:forecast data/samples ./data/samples
-RUN python3 -m venv .venv && TORCH_INDEX_URL="$TORCH_INDEX_URL" VENV=.venv bash scripts/install.sh
+RUN python3 -m venv .venv \
+    && TORCH_INDEX_URL="$TORCH_INDEX_URL" PIP_FIND_LINKS="$PIP_FIND_LINKS" VENV=.venv bash scripts/install.sh
 VOLUME ["/data", "/home/forecast/.cache/huggingface"]
 HEALTHCHECK --interval=60s --timeout=30s --start-period=120s CMD ["forecast", "health", "--no-model"]
 ENTRYPOINT ["prefect", "worker", "start", "--type", "process"]
