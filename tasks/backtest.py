@@ -18,10 +18,9 @@ from numpy.typing import NDArray
 from forecast_model import ForecastResult
 from forecast_model.preprocess import fill_missing
 
-__all__ = ["METRICS", "MODELS", "QUANTILES", "Window", "baseline_forecasts", "make_windows", "overall_metrics",
+__all__ = ["METRICS", "QUANTILES", "Window", "baseline_forecasts", "make_windows", "overall_metrics",
            "score_windows", "summarize"]
 
-MODELS = ("TimesFM", "SeasonalNaive", "Naive")
 METRICS = ("mae", "rmse", "smape", "mase", "scaled_crps", "coverage_80")
 QUANTILES = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
 Array = NDArray[np.float64]

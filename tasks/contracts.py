@@ -15,6 +15,7 @@ __all__ = [
     "EVALUATION_SCHEMA",
     "FORECAST_SCHEMA",
     "ID",
+    "INPUT_SCHEMA",
     "QUANTILE_COLUMNS",
     "RUNS_SCHEMA",
     "STATUS_SCHEMA",

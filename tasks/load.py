@@ -11,9 +11,10 @@ from prefect.states import State
 from pydantic import BaseModel, ConfigDict
 
 from tasks.canonical import to_canonical
-from tasks.contracts import ID
+from tasks.contracts import ID, INPUT_SCHEMA
 from tasks.manifest import input_fingerprint
 from tasks.sources import DuckDBSource, FileSource, SourcePolicy, TransientSourceError, UrlSource, read_source
+from tasks.tables import write_table
 
 __all__ = ["LoadResult", "load_series"]
 
@@ -38,7 +39,6 @@ def _is_transient(task: Task, task_run: TaskRun, state: State) -> bool:
 def load_series(source: FileSource | UrlSource | DuckDBSource, policy: SourcePolicy, staging: Path) -> LoadResult:
     """Reads the source, maps it to the canonical frame and stages it with its fingerprint."""
     frame = to_canonical(read_source(source, policy), source.format, source.columns)
-    staged = staging / "input.parquet"
-    frame.to_parquet(staged, index=False)
+    staged = write_table(frame, INPUT_SCHEMA, staging / "input.parquet")
     get_run_logger().info("Loaded %d rows of %d series from %s", len(frame), frame[ID].nunique(), source.describe())
     return LoadResult(path=staged, fingerprint=input_fingerprint(frame), rows=len(frame))
