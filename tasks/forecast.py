@@ -12,14 +12,14 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
 
-from forecast_model import EngineConfig, ForecastResult, load_engine
+from forecast_model import EngineConfig, ForecastResult, TimesFmEngine, load_engine
 from tasks.contracts import DS, FORECAST_SCHEMA, ID, QUANTILE_COLUMNS, STATUS_SCHEMA, SeriesStatus, Y
 from tasks.errors import InputDataError
 from tasks.frequency import freq_code
 from tasks.tables import write_table
 
 __all__ = ["ForecastStats", "ModelInfo", "build_forecast_table", "forecast_series", "mark_failed", "prepare_model",
-           "render_sample"]
+           "render_sample", "series_values"]
 
 
 class ModelInfo(BaseModel):
@@ -60,10 +60,9 @@ def build_forecast_table(
     Quantiles are sorted per row so that q10 <= ... <= q90 even where the model's heads cross.
     """
     horizon = result.point.shape[1]
-    future = [pd.date_range(row.last_ds, periods=horizon + 1, freq=row.freq)[1:] for row in accepted.itertuples()]
     table = pd.DataFrame({
         ID: np.repeat(accepted[ID].to_numpy(), horizon),
-        DS: np.concatenate(future) if future else np.array([], dtype="datetime64[us]"),
+        DS: _future_stamps(accepted, horizon).reshape(-1),
         "step": np.tile(np.arange(1, horizon + 1, dtype=np.int32), len(accepted)),
         "forecast": result.point.reshape(-1).astype("float64"),
     })
@@ -73,6 +72,25 @@ def build_forecast_table(
     table["run_id"] = run_id
     table["created_at"] = pd.Timestamp(created_at).tz_convert("UTC")
     return table
+
+
+def _future_stamps(accepted: pd.DataFrame, horizon: int) -> np.ndarray:
+    """The ``horizon`` timestamps after each series' last one, one row per series; a date range is built
+    once per distinct (last timestamp, frequency), not once per series."""
+    if accepted.empty:
+        return np.empty((0, horizon), dtype="datetime64[us]")
+    codes, keys = pd.MultiIndex.from_frame(accepted[["last_ds", "freq"]]).factorize()
+    grids = np.stack([pd.date_range(last, periods=horizon + 1, freq=freq)[1:].to_numpy().astype("datetime64[us]")
+                      for last, freq in keys])
+    return grids[codes]
+
+
+def series_values(frame: pd.DataFrame, ids: pd.Series) -> list[np.ndarray]:
+    """The ``y`` values of each series of ``ids``, from a frame whose rows of one series are contiguous."""
+    id_values = frame[ID].to_numpy()
+    starts = np.flatnonzero(np.r_[True, id_values[1:] != id_values[:-1]]) if len(frame) else np.array([], int)
+    blocks = dict(zip(id_values[starts], np.split(frame[Y].to_numpy(), starts[1:]), strict=True))
+    return [blocks[i] for i in ids]
 
 
 def mark_failed(status: pd.DataFrame, table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -102,20 +120,22 @@ def prepare_model(engine: EngineConfig) -> ModelInfo:
 @task(name="forecast-series", cache_policy=NO_CACHE)
 def forecast_series(
     regular_path: Path, status_path: Path, staging: Path, engine: EngineConfig, *, horizon: int,
-    context_len: int, run_id: str, created_at: datetime,
+    context_len: int, run_id: str, created_at: datetime, allow_empty: bool = False,
 ) -> ForecastStats:
-    """Forecasts every accepted series and stages the forecast and final series-status tables."""
+    """Forecasts every accepted series and stages the forecast and final series-status tables.
+
+    With no accepted series this fails, unless ``allow_empty`` (a shard of a larger job may hold only
+    rejected series).
+    """
     status = pd.read_parquet(status_path)
     frame = pd.read_parquet(regular_path)
     accepted = status[status["status"] == SeriesStatus.OK.value].reset_index(drop=True)
-    if accepted.empty:
+    if accepted.empty and not allow_empty:
         raise InputDataError(f"No series can be forecast: all {len(status)} were rejected. Reasons: "
                              f"{status['reason'].value_counts().to_dict()}; see docs/DATA_FORMAT.md.")
-    values = dict(tuple(frame.groupby(ID, sort=False)[Y]))
     model = load_engine(engine)
     started = time.perf_counter()
-    result = model.forecast([values[i].to_numpy() for i in accepted[ID]], horizon,
-                            [freq_code(f) for f in accepted["freq"]], context_len)
+    result = _run_model(model, frame, accepted, horizon, context_len)
     seconds = time.perf_counter() - started
     table = build_forecast_table(accepted, result, model=engine.checkpoint, run_id=run_id, created_at=created_at)
     status, table = mark_failed(status, table)
@@ -131,6 +151,15 @@ def forecast_series(
         forecasts_path=write_table(table, FORECAST_SCHEMA, staging / "forecasts.parquet"),
         status_path=write_table(status, STATUS_SCHEMA, staging / "series_status.parquet"),
     )
+
+
+def _run_model(model: TimesFmEngine, frame: pd.DataFrame, accepted: pd.DataFrame, horizon: int,
+               context_len: int) -> ForecastResult:
+    if accepted.empty:
+        empty = np.empty((0, horizon), np.float32)
+        return ForecastResult(empty, empty, np.empty((0, horizon, len(QUANTILE_COLUMNS)), np.float32))
+    return model.forecast(series_values(frame, accepted[ID]), horizon, [freq_code(f) for f in accepted["freq"]],
+                          context_len)
 
 
 @task(name="render-sample", cache_policy=NO_CACHE)

@@ -6,7 +6,9 @@ codes are documented in docs/DATA_FORMAT.md.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -53,6 +55,8 @@ def check_series(frame: pd.DataFrame, rejected: dict[str, str], checks: SeriesCh
     """One row per series: status, reason, n_obs, first/last timestamp, frequency and gap share.
 
     ``rejected`` holds reasons already found by row-level validation; those series are not re-checked.
+    Frequencies are inferred once per distinct timestamp signature, not once per series: a panel of a
+    million series on one calendar costs one inference.
     """
     grouped = frame.groupby(ID, sort=True)
     summary = pd.DataFrame({"n_obs": grouped[Y].count().astype("int64"), "first_ds": grouped[DS].min(),
@@ -61,14 +65,13 @@ def check_series(frame: pd.DataFrame, rejected: dict[str, str], checks: SeriesCh
     summary["freq"], summary["missing_fraction"] = None, np.nan
     _flag(summary, summary["n_obs"] == 0, "all_missing")
     _flag(summary, summary["n_obs"] < checks.min_observations, "too_few_observations")
-    for series_id, stamps in grouped[DS]:
-        if pd.isna(summary.at[series_id, "reason"]):
-            summary.at[series_id, "freq"] = _frequency(pd.DatetimeIndex(stamps.dropna()), freq)
+    pending = summary["reason"].isna()
+    summary.loc[pending, "freq"] = _frequencies(frame, summary.index[pending], freq)
     _flag(summary, summary["freq"].isna(), "irregular_timestamps")
     ok = summary["reason"].isna()
-    summary.loc[ok, "missing_fraction"] = [
-        1 - row.n_obs / len(pd.date_range(row.first_ds, row.last_ds, freq=row.freq))
-        for row in summary[ok].itertuples()]
+    grid = _per_distinct(summary.loc[ok, ["first_ds", "last_ds", "freq"]],
+                         lambda first, last, f: len(pd.date_range(first, last, freq=f)))
+    summary.loc[ok, "missing_fraction"] = (1 - summary.loc[ok, "n_obs"] / grid).astype("float64")
     _flag(summary, summary["missing_fraction"] > checks.max_missing_fraction, "too_many_gaps")
     if checks.reject_constant:
         _flag(summary, summary["std"] == 0, "constant")
@@ -84,6 +87,37 @@ def _flag(summary: pd.DataFrame, mask: pd.Series, reason: str) -> None:
     summary.loc[mask.fillna(False).astype(bool) & summary["reason"].isna(), "reason"] = reason
 
 
+def _per_distinct(keys: pd.DataFrame, compute: Callable[..., Any]) -> pd.Series:
+    """``compute(*key)`` for each row of ``keys``, evaluated once per distinct key."""
+    if keys.empty:
+        return pd.Series(index=keys.index, dtype=object)
+    codes, uniques = pd.MultiIndex.from_frame(keys).factorize()
+    values = np.array([compute(*key) for key in uniques], dtype=object)
+    return pd.Series(values[codes], index=keys.index).infer_objects()
+
+
+def _frequencies(frame: pd.DataFrame, series: pd.Index, declared: str | None) -> pd.Series:
+    """The frequency of each series in ``series`` (None where none fits), once per timestamp signature.
+
+    A signature is (count, first, last, sum of the timestamps' 64-bit hashes): equal timestamp sets give
+    equal signatures, and unequal ones collide with negligible probability.
+    """
+    rows = frame.loc[frame[ID].isin(series) & frame[DS].notna(), [ID, DS]]
+    hashes = pd.Series(pd.util.hash_pandas_object(rows[DS], index=False).to_numpy(), index=rows.index)
+    by_series = rows.assign(hash=hashes).groupby(ID, sort=True)
+    keys = pd.DataFrame({"n": by_series[DS].count(), "first": by_series[DS].min(), "last": by_series[DS].max(),
+                         "hash": by_series["hash"].sum()}).reindex(series)
+    positions = by_series.indices
+    stamps = rows[DS].to_numpy()
+    example = keys.reset_index().drop_duplicates(subset=["n", "first", "last", "hash"]).set_index(ID)
+
+    def infer(series_id: str) -> str | None:
+        return _frequency(pd.DatetimeIndex(stamps[positions[series_id]]), declared)
+
+    found = {tuple(row[1:]): infer(row[0]) for row in example.itertuples()}
+    return pd.Series([found[key] for key in keys.itertuples(index=False, name=None)], index=series, dtype=object)
+
+
 def _frequency(index: pd.DatetimeIndex, declared: str | None) -> str | None:
     index = index.sort_values()
     if declared is None:
@@ -92,22 +126,28 @@ def _frequency(index: pd.DatetimeIndex, declared: str | None) -> str | None:
 
 
 def _periods_since(summary: pd.DataFrame, as_of: date) -> pd.Series:
+    ok = summary["reason"].isna()
     periods = pd.Series(np.nan, index=summary.index)
-    for series_id, row in summary[summary["reason"].isna()].iterrows():
-        grid = pd.date_range(row["last_ds"], pd.Timestamp(as_of), freq=to_offset(row["freq"]))
-        periods[series_id] = max(len(grid) - 1, 0)
+    periods[ok] = _per_distinct(summary.loc[ok, ["last_ds", "freq"]], lambda last, f: max(
+        len(pd.date_range(last, pd.Timestamp(as_of), freq=to_offset(f))) - 1, 0)).astype(float)
     return periods
 
 
 def regularize(frame: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
-    """The accepted series on their full frequency grid: every gap becomes a row with a missing value."""
+    """The accepted series on their full frequency grid: every gap becomes a row with a missing value.
+
+    Series with a row for every grid point (checked, so already regular) are taken as they are; only the
+    others are reindexed, one by one.
+    """
     accepted = summary[summary["status"] == SeriesStatus.OK.value].set_index(ID)
-    parts = []
-    for series_id, group in frame[frame[ID].isin(accepted.index)].groupby(ID, sort=True):
+    rows = frame[frame[ID].isin(accepted.index)]
+    grid_len = (accepted["n_obs"] / (1 - accepted["missing_fraction"])).round().astype("int64")
+    complete = rows.groupby(ID, sort=True)[DS].size().reindex(accepted.index) == grid_len
+    parts = [rows[rows[ID].isin(complete.index[complete])]]
+    for series_id, group in rows[rows[ID].isin(complete.index[~complete])].groupby(ID, sort=True):
         row = accepted.loc[series_id]
         grid = pd.date_range(row["first_ds"], row["last_ds"], freq=row["freq"], name=DS)
         values = group.set_index(DS)[Y].reindex(grid)
         parts.append(pd.DataFrame({ID: series_id, DS: grid.astype("datetime64[us]"), Y: values.to_numpy()}))
-    if not parts:
-        return frame.iloc[0:0]
-    return pd.concat(parts, ignore_index=True)
+    regular = pd.concat(parts, ignore_index=True)[[ID, DS, Y]]
+    return regular.sort_values([ID, DS], kind="stable", ignore_index=True)

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from tasks.canonical import to_canonical
+from tasks.frequency import infer_frequency
 from tasks.series_checks import REASONS, SeriesChecks, check_series, regularize
 
 
@@ -65,3 +66,28 @@ def test_regularize_fills_gaps_with_missing_values() -> None:
     gappy = regular[regular["unique_id"] == "gappy_ok"]
     assert len(gappy) == 30 and gappy["y"].isna().sum() == 3
     assert set(regular["unique_id"]) == set(status.loc[status["status"] == "ok", "unique_id"])
+
+
+def test_frequencies_inferred_once_per_calendar_match_per_series_inference() -> None:
+    calendars = {
+        "daily": pd.date_range("2024-01-01", periods=40, freq="D"),
+        "daily_late": pd.date_range("2024-01-05", periods=40, freq="D"),
+        "monthly": pd.date_range("2020-01-01", periods=30, freq="MS"),
+        "weekly_wed": pd.date_range("2024-01-03", periods=30, freq="W-WED"),
+        "hourly_gaps": pd.date_range("2024-01-01", periods=60, freq="h").delete([5, 6, 30]),
+        "quarter_end": pd.date_range("2015-03-31", periods=20, freq="QE"),
+    }
+    rows = []
+    for k in range(60):  # many series share each calendar, as in a retail panel
+        name = list(calendars)[k % len(calendars)]
+        stamps = calendars[name]
+        rows.append(pd.DataFrame({"unique_id": f"{name}-{k:02d}", "ds": stamps,
+                                  "y": np.random.default_rng(k).normal(size=len(stamps))}))
+    frame = to_canonical(pd.concat(rows).astype({"ds": str}))
+    status = check_series(frame, {}, SeriesChecks(), None, date(2026, 1, 1)).set_index("unique_id")
+    for series_id, group in frame.groupby("unique_id"):
+        assert status.loc[series_id, "freq"] == infer_frequency(group["ds"]), series_id
+    assert (status["status"] == "ok").all()
+    regular = regularize(frame, status.reset_index())
+    assert regular.groupby("unique_id").size().loc["hourly_gaps-04"] == 60, "gaps are filled"
+    assert regular[["unique_id", "ds"]].equals(regular[["unique_id", "ds"]].sort_values(["unique_id", "ds"]))
