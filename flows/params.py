@@ -14,8 +14,8 @@ from forecast_model import DeviceName, EngineConfig
 from tasks.settings import Settings
 from tasks.sources import DuckDBSource, FileSource, UrlSource
 
-__all__ = ["BacktestSummary", "JobName", "ModelParams", "RunSummary", "default_job_name", "engine_config",
-           "validate_job_name"]
+__all__ = ["BacktestSummary", "JobName", "ModelParams", "RunSummary", "ShardedRunSummary", "Sharding",
+           "default_job_name", "engine_config", "validate_job_name"]
 
 _JOB_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _JOB_NAME = re.compile(_JOB_PATTERN)
@@ -39,6 +39,25 @@ class ModelParams(BaseModel):
     expected_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$",
                                         description="Pin: fail before inference unless the weights file has "
                                                     "this SHA-256.")
+
+
+class Sharding(BaseModel):
+    """How a sharded run splits the job and where its shards run."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    series_per_shard: int = Field(20000, gt=0, le=5_000_000,
+                                  description="Target series per shard: peak memory of a shard run follows it.")
+    shards: int | None = Field(None, gt=0, le=100_000,
+                               description="Fixed number of shards (keeps every series in the same shard from run "
+                                           "to run); empty: series / series_per_shard, rounded up.")
+    deployment: str | None = Field(None, pattern=r"^[^/]+/[^/]+$",
+                                   description="Shard deployment to fan out to, as 'forecast-shard/<name>'; its "
+                                               "workers must share the output root. Empty: shards run one after "
+                                               "another in this run's process.")
+    max_attempts: int = Field(3, ge=1, le=10, description="Tries per shard before the run fails (crashed or "
+                                                          "failed shard runs are retried; bad data is not).")
+    poll_seconds: float = Field(2.0, gt=0, le=60, description="How often the parent checks its shard runs.")
 
 
 def engine_config(model: ModelParams, settings: Settings) -> EngineConfig:
@@ -110,3 +129,10 @@ class BacktestSummary(_RunOutcome):
     evaluation_rows: int
     share_beating_seasonal_naive: float
     overall: dict[str, dict[str, float]]
+
+
+class ShardedRunSummary(RunSummary):
+    """What a sharded forecast run produced, and which workers ran its shards."""
+
+    shards: int
+    shard_workers: dict[str, int]

@@ -87,6 +87,7 @@ RUNS_SCHEMA = pa.schema(
         ("versions", pa.string()),
         ("parameters", pa.string()),
         ("timings", pa.string()),
+        ("shards", pa.string()),
         ("mlflow_run_id", pa.string()),
         ("tracking_status", pa.string()),
         ("tracking_error", pa.string()),

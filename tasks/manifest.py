@@ -49,6 +49,7 @@ class RunManifest(BaseModel):
     versions: dict[str, str]
     parameters: dict[str, Any]
     timings: dict[str, float]
+    shards: list[dict[str, Any]] = Field(default_factory=list)  # sharded runs: which worker ran which shard
     mlflow_run_id: str | None = None
     tracking_status: str = "pending"
     tracking_error: str | None = None
@@ -77,7 +78,7 @@ def write_manifest(manifest: RunManifest, staging: Path) -> Path:
     record = manifest.model_dump(mode="json")
     (staging / "_manifest.json").write_text(json.dumps(record, indent=2, sort_keys=True))
     row = {name: record.get(name) for name in RUNS_SCHEMA.names}
-    for name in ("rejected_by_reason", "versions", "parameters", "timings"):
+    for name in ("rejected_by_reason", "versions", "parameters", "timings", "shards"):
         row[name] = json.dumps(record[name], sort_keys=True)
     row["created_at"] = manifest.created_at
     return write_table(pd.DataFrame([row]), RUNS_SCHEMA, staging / "runs.parquet")

@@ -14,7 +14,7 @@ from tasks.errors import InputDataError
 from tasks.sources.files import resolve_within_roots
 from tasks.sources.policy import SourcePolicy
 
-__all__ = ["DuckDBSource", "check_query", "read_duckdb"]
+__all__ = ["DuckDBSource", "Scalar", "check_query", "read_duckdb", "table_sql"]
 
 Scalar = str | int | float | bool | None
 
@@ -66,13 +66,13 @@ def read_duckdb(source: DuckDBSource, policy: SourcePolicy) -> pd.DataFrame:
         check_query(source.query)
     try:
         with duckdb.connect(str(path), read_only=True, config={"enable_external_access": False}) as con:
-            sql = _table_sql(con, source.table) if source.table else str(source.query)
+            sql = table_sql(con, source.table) if source.table else str(source.query)
             return con.execute(sql, source.params or None).df()
     except duckdb.Error as exc:
         raise InputDataError(f"DuckDB could not read {source.describe()}: {str(exc).splitlines()[0]}.") from exc
 
 
-def _table_sql(con: duckdb.DuckDBPyConnection, table: str) -> str:
+def table_sql(con: duckdb.DuckDBPyConnection, table: str) -> str:
     """``SELECT *`` from the named table, its schema found when not given; names are quoted, never spliced."""
     schema, _, name = table.rpartition(".")
     schemas = [row[0] for row in con.execute(

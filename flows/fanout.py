@@ -1,0 +1,141 @@
+"""Running the shards of a sharded run: in this process, or as child flow runs of a deployment on a work pool.
+
+Prefect does the distributing: each shard is a flow run of the `forecast-shard` deployment, picked up by
+whichever worker of the pool is free. This module only starts them, watches their states, retries a
+crashed or failed shard a bounded number of times, and reports progress.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+from uuid import UUID
+
+from prefect import get_run_logger
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.deployments import run_deployment
+from prefect.states import Cancelling
+
+from tasks.errors import InputDataError
+from tasks.shard_store import ShardRecord, read_attempt
+
+__all__ = ["ShardFailedError", "run_local", "run_remote"]
+
+# A shard that failed on bad input fails the same way every time: these are not retried.
+_NOT_RETRIED = ("InputDataError", "DataValidationError", "ConfigurationError", "CheckpointError")
+
+
+class ShardFailedError(RuntimeError):
+    """A shard kept failing after its last attempt; nothing of the run is published."""
+
+
+class _Progress:
+    """A Prefect progress artifact on the parent run, plus a log line per finished shard."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done = total, 0
+        self.artifact = cast(UUID, create_progress_artifact(0.0, key="shards-done",
+                                                            description=f"Shards done of {total}"))
+
+    def finished(self, record: ShardRecord) -> None:
+        self.done += 1
+        update_progress_artifact(self.artifact, 100.0 * self.done / self.total)
+        get_run_logger().info("Shard %d done by %s on %s (%d series): %d of %d shards", record.shard, record.worker,
+                              record.host, record.series_in, self.done, self.total)
+
+
+def run_local(shards: list[int], run_shard: Callable[[int], ShardRecord], max_attempts: int) -> list[ShardRecord]:
+    """Runs the shards one after another in this process (subflows), retrying each up to ``max_attempts``."""
+    progress, records = _Progress(len(shards)), []
+    for shard in shards:
+        for attempt in range(1, max_attempts + 1):
+            try:
+                record = run_shard(shard)
+                break
+            except InputDataError:
+                raise
+            except Exception as exc:
+                if attempt == max_attempts:
+                    raise ShardFailedError(f"Shard {shard} failed {attempt} times; last error: {exc!r}. "
+                                           "Nothing was published.") from exc
+                get_run_logger().warning("Shard %d attempt %d failed (%r); retrying", shard, attempt, exc)
+        progress.finished(record)
+        records.append(record)
+    _summary_artifact(records)
+    return records
+
+
+def run_remote(shards: list[int], deployment: str, parameters: Callable[[int], dict[str, Any]], staging: Path,
+               *, parent_id: str, max_attempts: int, poll_seconds: float) -> list[ShardRecord]:
+    """Starts one flow run of ``deployment`` per shard, waits for all, and retries crashed or failed ones.
+
+    A shard counts as done only when its run Completed *and* its attempt directory holds a committed
+    ``_SUCCESS.json``; its output is read from that attempt only.
+    """
+    logger, progress = get_run_logger(), _Progress(len(shards))
+    attempts = dict.fromkeys(shards, 0)
+    running: dict[int, UUID] = {}
+    done: dict[int, ShardRecord] = {}
+
+    def submit(shard: int) -> None:
+        attempts[shard] += 1
+        run = cast(FlowRun, run_deployment(deployment, parameters=parameters(shard), timeout=0, as_subflow=True,
+                             flow_run_name=f"shard-{shard:05d}-try-{attempts[shard]}",
+                             idempotency_key=f"{parent_id}:{shard}:{attempts[shard]}"))
+        running[shard] = run.id
+
+    for shard in shards:
+        submit(shard)
+    with get_client(sync_client=True) as client:
+        try:
+            while running:
+                time.sleep(poll_seconds)
+                for shard, run_id in list(running.items()):
+                    run = client.read_flow_run(run_id)
+                    if run.state is None or not run.state.is_final():
+                        continue
+                    del running[shard]
+                    record = read_attempt(staging, shard, str(run_id)) if run.state.is_completed() else None
+                    if record is not None:
+                        done[shard] = record
+                        progress.finished(record)
+                        continue
+                    problem = _describe(run)
+                    if attempts[shard] >= max_attempts or _not_retried(run):
+                        raise ShardFailedError(f"Shard {shard} failed after {attempts[shard]} attempt(s): {problem}. "
+                                               "Nothing was published.")
+                    logger.warning("Shard %d: %s; starting attempt %d", shard, problem, attempts[shard] + 1)
+                    submit(shard)
+        except BaseException:
+            for run_id in running.values():  # stop the rest: their staging is about to go
+                client.set_flow_run_state(run_id, Cancelling(), force=True)
+            raise
+    records = [done[shard] for shard in shards]
+    _summary_artifact(records)
+    return records
+
+
+def _describe(run: FlowRun) -> str:
+    state = run.state
+    if state is not None and state.is_completed():
+        return f"run {run.name} completed without committing its output"
+    return f"run {run.name} ended {state.type.value if state else 'without a state'}: " + \
+        (state.message if state and state.message else "no message")
+
+
+def _not_retried(run: FlowRun) -> bool:
+    state = run.state
+    if state is None or state.type == StateType.CANCELLED:
+        return True
+    return state.type == StateType.FAILED and any(name in (state.message or "") for name in _NOT_RETRIED)
+
+
+def _summary_artifact(records: list[ShardRecord]) -> None:
+    create_table_artifact(key="shards", description="Which worker ran which shard", table=[
+        {"shard": r.shard, "worker": r.worker, "host": r.host, "series": r.series_in, "ok": r.series_ok,
+         "rejected": r.series_rejected, "inference_s": r.inference_seconds, "attempt": r.attempt}
+        for r in records])

@@ -1,0 +1,94 @@
+"""Where shard runs leave their results, and how the parent combines them.
+
+Each attempt at a shard writes into its own directory, ``<staging>/shards/<shard>/<attempt>/`` (the
+attempt is the child flow run id), and commits by writing ``_SUCCESS.json`` last, as Hadoop and Spark
+output committers do. The parent reads only the attempt of the child run it saw complete, so a
+worker that died, or a zombie that finishes late, can never add a second copy of a shard.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["ShardRecord", "attempt_dir", "combine_tables", "commit_attempt", "read_attempt", "worker_identity"]
+
+SUCCESS = "_SUCCESS.json"
+
+
+class ShardRecord(BaseModel):
+    """What one successful attempt at a shard did, and where it ran."""
+
+    model_config = ConfigDict(frozen=True)
+
+    shard: int
+    attempt: str
+    worker: str
+    host: str
+    pid: int
+    series_in: int
+    series_ok: int
+    series_rejected: int
+    series_failed: int
+    forecast_rows: int
+    rejected_by_reason: dict[str, int]
+    input_fingerprint: str
+    weights_sha256: str
+    device: str
+    precision: str
+    batch_size: int
+    inference_seconds: float
+    timings: dict[str, float]
+
+
+def worker_identity() -> tuple[str, str, int]:
+    """(worker name, host, pid): the Prefect worker sets PREFECT__WORKER_NAME in the runs it starts."""
+    return os.environ.get("PREFECT__WORKER_NAME", "in-process"), socket.gethostname(), os.getpid()
+
+
+def attempt_dir(staging: Path, shard: int, attempt: str) -> Path:
+    """A fresh directory for one attempt at one shard."""
+    path = staging / "shards" / f"{shard:05d}" / attempt
+    if path.exists():  # the same flow run retried in place: start its attempt over
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
+def commit_attempt(directory: Path, record: ShardRecord) -> Path:
+    """Marks the attempt complete: ``_SUCCESS.json`` appears whole (rename) after every data file."""
+    temporary = directory / f".{SUCCESS}.tmp"
+    temporary.write_text(record.model_dump_json(indent=2))
+    os.replace(temporary, directory / SUCCESS)
+    return directory / SUCCESS
+
+
+def read_attempt(staging: Path, shard: int, attempt: str) -> ShardRecord | None:
+    """The committed record of an attempt, or None if it never committed."""
+    marker = staging / "shards" / f"{shard:05d}" / attempt / SUCCESS
+    if not marker.is_file():
+        return None
+    return ShardRecord.model_validate(json.loads(marker.read_text()))
+
+
+@task(name="combine-shards", cache_policy=NO_CACHE)
+def combine_tables(staging: Path, records: list[ShardRecord], table: str, schema: pa.Schema) -> Path:
+    """Streams one table of every committed attempt, in shard order, into ``<staging>/<table>.parquet``.
+
+    One shard's table is in memory at a time; each becomes its own row groups in the output.
+    """
+    target = staging / f"{table}.parquet"
+    with pq.ParquetWriter(target, schema, compression="zstd") as writer:
+        for record in sorted(records, key=lambda r: r.shard):
+            part = staging / "shards" / f"{record.shard:05d}" / record.attempt / f"{table}.parquet"
+            writer.write_table(pq.read_table(part, schema=schema))
+    return target

@@ -1,0 +1,106 @@
+"""The sharded flow, shards run in-process, under a real Prefect API with the tiny checkpoint."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+import flows.forecast_shard
+from flows.batch_forecast import batch_forecast
+from flows.params import ModelParams, Sharding
+from flows.sharded_forecast import sharded_forecast
+from forecast_model import ResolvedCheckpoint
+from tasks.canonical import to_canonical
+from tasks.errors import DataValidationError, InputDataError
+from tasks.series_checks import SeriesChecks
+from tasks.sources import FileSource
+from tests.conftest import SAMPLE
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+AS_OF = date(2026, 11, 26)
+
+
+def model(checkpoint: ResolvedCheckpoint) -> ModelParams:
+    return ModelParams(checkpoint=str(checkpoint.weights.parent), device="cpu")
+
+
+def table(root: Path, name: str) -> pd.DataFrame:
+    return duckdb.sql(f"SELECT * FROM read_parquet('{root}/{name}/**/*.parquet', hive_partitioning = true)").df()
+
+
+def panel(workspace: Path) -> Path:
+    path = workspace / "panel.parquet"
+    to_canonical(pd.read_csv(SAMPLE)).to_parquet(path)
+    return path
+
+
+def test_sharded_run_publishes_what_one_batch_run_does(workspace: Path, tiny_checkpoint: ResolvedCheckpoint) -> None:
+    source = FileSource(path=str(panel(workspace)))
+    single = batch_forecast(source=source, horizon=8, model=model(tiny_checkpoint), as_of=AS_OF, job="one",
+                            output_root=str(workspace / "single"))
+    summary = sharded_forecast(source=source, horizon=8, model=model(tiny_checkpoint), as_of=AS_OF, job="one",
+                               sharding=Sharding(series_per_shard=5), output_root=str(workspace / "sharded"))
+    assert (summary.shards, summary.series_in, summary.series_ok) == (3, 12, 12)
+    assert summary.shard_workers == {"in-process": 3} and summary.forecast_rows == single.forecast_rows
+    expected, got = (table(workspace / root, "forecasts").sort_values(["unique_id", "step"], ignore_index=True)
+                     for root in ("single", "sharded"))
+    assert got.groupby("unique_id").size().eq(8).all() and len(got) == 96, "every series exactly once"
+    np.testing.assert_allclose(got["forecast"], expected["forecast"], rtol=1e-5)
+    assert got[["unique_id", "ds", "cutoff"]].equals(expected[["unique_id", "ds", "cutoff"]])
+    status = table(workspace / "sharded", "series_status")
+    assert sorted(status["unique_id"]) == sorted(table(workspace / "single", "series_status")["unique_id"])
+    runs = table(workspace / "sharded", "runs")
+    assert len(runs) == 1 and runs.loc[0, "run_id"] == summary.run_id
+    shards = json.loads(runs.loc[0, "shards"])
+    assert sorted(s["shard"] for s in shards) == [0, 1, 2] and all(s["worker"] == "in-process" for s in shards)
+    assert sum(s["series_in"] for s in shards) == 12
+    assert not any((workspace / "sharded" / "_staging").iterdir()), "staging must be cleaned up"
+
+
+def test_rejections_are_judged_over_the_whole_job(workspace: Path, tiny_checkpoint: ResolvedCheckpoint) -> None:
+    frame = to_canonical(pd.read_csv(SAMPLE))
+    frame.loc[frame["unique_id"].isin(["cpi", "m1"]), "y"] = 1.0  # two constant series: rejected
+    path = workspace / "two_bad.parquet"
+    frame.to_parquet(path)
+    params = {"source": FileSource(path=str(path)), "horizon": 4, "model": model(tiny_checkpoint), "as_of": AS_OF,
+              "sharding": Sharding(shards=6)}
+    summary = sharded_forecast(**params, checks=SeriesChecks(max_rejected_fraction=0.2))
+    assert (summary.series_ok, summary.series_rejected) == (10, 2)
+    before = sorted(p.read_bytes() for p in (workspace / "data" / "outputs").rglob("*.parquet"))
+    with pytest.raises(DataValidationError, match=r"2 of 12 series were rejected .*constant"):
+        sharded_forecast(**params, checks=SeriesChecks(max_rejected_fraction=0.1))
+    after = sorted(p.read_bytes() for p in (workspace / "data" / "outputs").rglob("*.parquet"))
+    assert before == after, "a failed run must leave the earlier outputs as they were"
+
+
+def test_a_failing_shard_is_retried_then_fails_the_run_cleanly(workspace: Path, tiny_checkpoint: ResolvedCheckpoint,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    failures = {"left": 1}
+    real = flows.forecast_shard.read_shard
+
+    def flaky(*args: object, **kwargs: object) -> pd.DataFrame:
+        if args[3] == 1 and failures["left"]:
+            failures["left"] -= 1
+            raise OSError("disk hiccup")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(flows.forecast_shard, "read_shard", flaky)
+    params = {"source": FileSource(path=str(panel(workspace))), "horizon": 4, "model": model(tiny_checkpoint),
+              "as_of": AS_OF}
+    summary = sharded_forecast(**params, sharding=Sharding(shards=3, max_attempts=2))
+    assert summary.series_ok == 12 and failures["left"] == 0
+    failures["left"] = 5
+    with pytest.raises(Exception, match="Shard 1 failed 2 times.*disk hiccup.*Nothing was published"):
+        sharded_forecast(**params, sharding=Sharding(shards=3, max_attempts=2), job="other")
+    assert not (workspace / "data" / "outputs" / "forecasts" / "job=other").exists()
+
+
+def test_unshardable_source_fails_before_any_work(workspace: Path, tiny_checkpoint: ResolvedCheckpoint) -> None:
+    with pytest.raises(InputDataError, match="Sharded runs read long-format .* Fix: use the batch-forecast flow"):
+        sharded_forecast(source=FileSource(path=str(SAMPLE), format="wide"), model=model(tiny_checkpoint))

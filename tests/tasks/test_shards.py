@@ -1,0 +1,95 @@
+"""Shard planning and reading: a stable hash that SQL and Python agree on, and each shard read alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tasks.canonical import to_canonical
+from tasks.errors import InputDataError
+from tasks.shard_store import ShardRecord, attempt_dir, combine_tables, commit_attempt, read_attempt
+from tasks.shards import plan_shards, read_shard, shard_of, shard_sql
+from tasks.sources import DuckDBSource, FileSource, SourcePolicy, UrlSource
+from tests.conftest import SAMPLE
+
+
+@pytest.fixture
+def policy(tmp_path: Path) -> SourcePolicy:
+    return SourcePolicy(data_roots=(tmp_path, SAMPLE.parent))
+
+
+def test_python_and_sql_agree_on_every_shard() -> None:
+    ids = [f"S{i:04d}-P{i % 97}" for i in range(2000)] + ["", "ünïcode-✓", "it's", 'a "quoted" id', "x" * 300]
+    expected = shard_of(ids, 7)
+    with duckdb.connect() as con:
+        got = con.execute(f"SELECT {shard_sql('id', 7)} FROM unnest(?) AS t(id)", [ids]).fetchnumpy()
+    assert np.array_equal(next(iter(got.values())), expected)
+    counts = np.bincount(shard_of(ids[:2000], 7))
+    assert counts.min() > 2000 / 7 * 0.8, f"the hash should spread series evenly, got {counts}"
+    assert np.array_equal(shard_of(ids, 7), expected), "the same id must land in the same shard every time"
+
+
+def test_shards_partition_the_source_exactly(tmp_path: Path, policy: SourcePolicy) -> None:
+    frame = to_canonical(pd.read_csv(SAMPLE))
+    path = tmp_path / "panel.parquet"
+    frame.to_parquet(path)
+    plan = plan_shards.fn(FileSource(path=str(path)), policy, tmp_path, series_per_shard=5)
+    assert plan.shards == 3 and plan.series == 12 and sum(plan.sizes) == 12
+    parts = [read_shard(FileSource(path=str(path)), policy, plan.map_path, k) for k in range(plan.shards)]
+    for k, part in enumerate(parts):
+        assert set(shard_of(part["unique_id"].unique(), 3)) <= {k}
+        assert part["unique_id"].nunique() == plan.sizes[k]
+    whole = pd.concat(parts).sort_values(["unique_id", "ds"], ignore_index=True)
+    pd.testing.assert_frame_equal(whole, frame)
+
+
+def test_csv_and_duckdb_sources_read_the_same_shard(tmp_path: Path, policy: SourcePolicy) -> None:
+    frame = to_canonical(pd.read_csv(SAMPLE))
+    database = tmp_path / "sales.duckdb"
+    with duckdb.connect(str(database)) as con:
+        con.execute("CREATE TABLE m AS SELECT * FROM frame")
+    csv = FileSource(path=str(SAMPLE))
+    query = DuckDBSource(database=str(database), query="SELECT * FROM m WHERE ds >= ?", params=["1959-01-01"])
+    plan = plan_shards.fn(csv, policy, tmp_path, series_per_shard=100, shards=2)
+    from_csv = read_shard(csv, policy, plan.map_path, 1)
+    pd.testing.assert_frame_equal(from_csv, read_shard(query, policy, plan.map_path, 1))
+    pd.testing.assert_frame_equal(from_csv, frame[frame["unique_id"].isin(from_csv["unique_id"])]
+                                  .reset_index(drop=True))
+
+
+@pytest.mark.parametrize(("source", "problem"), [
+    (UrlSource(url="http://127.0.0.1:9/x.csv"), "is a URL"),
+    (FileSource(path=str(SAMPLE), format="wide"), "is wide"),
+    (FileSource(path="/etc/passwd"), "outside the data roots"),
+])
+def test_unshardable_sources_name_the_fix(tmp_path: Path, policy: SourcePolicy, source: object,
+                                          problem: str) -> None:
+    with pytest.raises(InputDataError, match=problem):
+        plan_shards.fn(source, policy, tmp_path, series_per_shard=10)  # type: ignore[arg-type]
+
+
+def _record(shard: int, attempt: str) -> ShardRecord:
+    return ShardRecord(shard=shard, attempt=attempt, worker="w", host="h", pid=1, series_in=1, series_ok=1,
+                       series_rejected=0, series_failed=0, forecast_rows=1, rejected_by_reason={},
+                       input_fingerprint="f", weights_sha256="s", device="cpu", precision="fp32", batch_size=1,
+                       inference_seconds=0.1, timings={})
+
+
+def test_only_the_committed_attempt_is_combined(tmp_path: Path) -> None:
+    schema = pa.schema([("unique_id", pa.string())])
+    for shard, attempt, ids, commit in [(1, "b", ["b1"], True), (0, "zombie", ["a-late"], False),
+                                        (0, "a", ["a1", "a2"], True)]:
+        directory = attempt_dir(tmp_path, shard, attempt)
+        pq.write_table(pa.table({"unique_id": ids}, schema=schema), directory / "forecasts.parquet")
+        if commit:
+            commit_attempt(directory, _record(shard, attempt))
+    assert read_attempt(tmp_path, 0, "zombie") is None, "an attempt without _SUCCESS.json is not done"
+    records = [r for r in (read_attempt(tmp_path, s, a) for s, a in [(1, "b"), (0, "a")]) if r]
+    combined = combine_tables.fn(tmp_path, records, "forecasts", schema)
+    assert pq.read_table(combined).column("unique_id").to_pylist() == ["a1", "a2", "b1"]
