@@ -59,8 +59,16 @@ class PrefectStack:
             raise RuntimeError(f"prefect {' '.join(args)} failed: {done.stdout[-2000:]} {done.stderr[-2000:]}")
         return done.stdout
 
-    def start_worker(self, pool: str) -> Process:
-        worker = Process([PREFECT, "worker", "start", "--pool", pool, "--type", "process"], self.env,
+    def python(self, *args: str) -> str:
+        """Runs this repository's Python against the stack's API; returns its output."""
+        done = subprocess.run([str(REPO / ".venv" / "bin" / "python"), *args], env=self.env, cwd=REPO,
+                              capture_output=True, text=True, timeout=300)
+        if done.returncode:
+            raise RuntimeError(f"python {' '.join(args)} failed: {done.stdout[-2000:]} {done.stderr[-2000:]}")
+        return done.stdout
+
+    def start_worker(self, pool: str, *options: str) -> Process:
+        worker = Process([PREFECT, "worker", "start", "--pool", pool, "--type", "process", *options], self.env,
                          self.directory / f"worker-{len(self.processes)}.log", REPO)
         self.processes.append(worker)
         return worker

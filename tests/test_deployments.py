@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pytest
 import yaml
 from prefect.flows import load_flow_from_entrypoint
 
-from tests.conftest import REPO
+from flows.params import ModelParams
+from flows.sharded_forecast import shard_parameters
+from tasks.series_checks import SeriesChecks
+from tasks.sources import FileSource
+from tests.conftest import REPO, SAMPLE
 
 SPEC = yaml.safe_load((REPO / "prefect.yaml").read_text())
 DEPLOYMENTS = {d["name"]: d for d in SPEC["deployments"]}
@@ -20,6 +25,11 @@ def test_prefect_yaml_entrypoint_loads_with_its_parameters(name: str, monkeypatc
     spec = DEPLOYMENTS[name]
     flow = load_flow_from_entrypoint(spec["entrypoint"])
     base = spec.get("parameters") or {}
+    if name == "shard":  # started by sharded-forecast runs only, with the parameters they send
+        base = shard_parameters({"source": FileSource(path=str(SAMPLE)), "staging": "/shared/_staging/run",
+                                 "horizon": 8, "as_of": date(2026, 11, 26), "run_id": "run", "shard": 3,
+                                 "model": ModelParams(checkpoint="google/timesfm-2.0-500m-pytorch"),
+                                 "checks": SeriesChecks(), "freq": None})
     # A scheduled run gets the deployment's parameters overlaid with its schedule's, as Prefect merges them.
     parameter_sets = [{**base, **s.get("parameters", {})} for s in spec.get("schedules", [])] or [base]
     for parameters in parameter_sets:
