@@ -1,0 +1,151 @@
+"""Scale-out benchmarks of the sharded-forecast flow: wall time, peak memory, and 1 versus 2 workers.
+
+    python benchmarks/scale_benchmark.py memory --series 1000000        # one process, shards in turn
+    python benchmarks/scale_benchmark.py memory --series 100000         # the CI-sized variant
+    python benchmarks/scale_benchmark.py workers --series 8000 --shards 8   # 1 vs 2 Prefect process workers
+
+``memory`` runs the whole flow (plan, read each shard through DuckDB, validate, forecast, combine, publish,
+MLflow) in one child process on the embedded defaults and reports its peak RSS (``ru_maxrss``) and that of
+its largest child (Prefect's ephemeral server). ``workers`` starts a Prefect server on the local
+PostgreSQL, deploys ``forecast-shard/shard``, starts one and then two process workers (one torch thread
+each, standing for one core or machine each) and times the same job on both. Data: benchmarks/panel.py
+(synthetic, seeded); model: the tiny random checkpoint, so every number here is about the pipeline, not
+about TimesFM-2.0's own cost (see engine_benchmark.py for that) or its accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.panel import write_panel  # noqa: E402
+
+HORIZON = 28
+
+
+def _env(workdir: Path, checkpoint: Path, panel: Path, threads: int | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "FORECAST_"))}
+    env.update({"FORECAST_DATA_DIR": str(workdir / "data"), "FORECAST_DATA_ROOTS": os.pathsep.join([str(workdir), str(panel.resolve().parent)]),
+                "MLFLOW_TRACKING_URI": f"sqlite:///{workdir}/mlflow.db", "HF_HUB_OFFLINE": "1",
+                "TIMESFM20_DEFAULT_CHECKPOINT": str(checkpoint), "TIMESFM20_DEFAULT_BACKEND": "cpu",
+                "PREFECT_HOME": str(workdir / "prefect-home"), "PREFECT_LOGGING_LEVEL": "WARNING",
+                "PYTHONPATH": str(REPO)})
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return env
+
+
+def _setup(workdir: Path, series: int, length: int, panel: Path | None) -> tuple[Path, Path]:
+    from forecast_model import make_tiny_checkpoint
+
+    checkpoint = make_tiny_checkpoint(workdir / "tiny").weights.parent
+    if panel is None or not panel.is_file():
+        panel = panel or workdir / "panel.parquet"
+        started = time.perf_counter()
+        write_panel(panel, series, length)
+        print(f"wrote {series:,} series x {length} points to {panel} in {time.perf_counter() - started:.0f} s")
+    return checkpoint, panel
+
+
+def run_flow(panel: str, series_per_shard: int, as_of: str) -> None:
+    """Child process: run the sharded flow in this process and print its figures as JSON."""
+    from flows.params import Sharding
+    from flows.sharded_forecast import sharded_forecast
+    from tasks.sources import FileSource
+
+    started = time.perf_counter()
+    summary = sharded_forecast(source=FileSource(path=panel), horizon=HORIZON, as_of=date.fromisoformat(as_of),
+                               sharding=Sharding(series_per_shard=series_per_shard), job="scale")
+    print(json.dumps({"seconds": time.perf_counter() - started, "series_ok": summary.series_ok,
+                      "shards": summary.shards, "forecast_rows": summary.forecast_rows,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "largest_child_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+
+
+def memory(args: argparse.Namespace) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="scale-", dir=args.workdir)).resolve()
+    checkpoint, panel = _setup(workdir, args.series, args.length, args.panel)
+    command = [sys.executable, __file__, "_run", str(panel), str(args.series_per_shard), "2026-11-20"]
+    started = time.perf_counter()
+    done = subprocess.run(command, env=_env(workdir, checkpoint, panel), capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"flow failed: {done.stdout[-3000:]}{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result.update(wall_seconds=time.perf_counter() - started, series=args.series, length=args.length,
+                  series_per_shard=args.series_per_shard, horizon=HORIZON, workdir=str(workdir))
+    print(f"{args.series:,} series x {args.length} points, {result['shards']} shards of ~{args.series_per_shard:,},"
+          f" horizon {HORIZON}: {result['seconds']:.0f} s in the flow ({result['series_ok'] / result['seconds']:,.0f}"
+          f" series/s), peak RSS {result['peak_rss_mb']:,.0f} MB (largest child {result['largest_child_rss_mb']:,.0f}"
+          f" MB)")
+    return result
+
+
+def workers(args: argparse.Namespace) -> dict:
+    from tests.prefect_stack import PrefectStack
+
+    workdir = Path(tempfile.mkdtemp(prefix="workers-", dir=args.workdir)).resolve()
+    checkpoint, panel = _setup(workdir, args.series, args.length, args.panel)
+    timings = {}
+    for count in (1, 2):
+        stack = PrefectStack(workdir / f"stack-{count}", {**_env(workdir, checkpoint, panel, threads=1),
+                                                          "FORECAST_REPO_DIR": str(REPO)})
+        stack.directory.mkdir()
+        try:
+            stack.start_server()
+            stack.cli("work-pool", "create", "cpu", "--type", "process")
+            stack.cli("--no-prompt", "deploy", "--name", "shard", "--name", "sharded-on-demand")
+            for i in range(count):
+                stack.start_worker("cpu", "--work-queue", "shards", "--limit", "1", "--name", f"w{i}")
+            stack.start_worker("cpu", "--work-queue", "control", "--name", "control")
+            deployment = stack.request("GET", "/deployments/name/sharded-forecast/sharded-on-demand")
+            started = time.perf_counter()
+            run = stack.request("POST", f"/deployments/{deployment['id']}/create_flow_run", {"parameters": {
+                "source": {"kind": "file", "path": str(panel)}, "horizon": HORIZON, "job": f"w{count}",
+                "sharding": {"shards": args.shards, "deployment": "forecast-shard/shard", "poll_seconds": 1}}})
+            final = stack.wait_for(run["id"], timeout=3600)
+            timings[count] = time.perf_counter() - started
+            if final["state_type"] != "COMPLETED":
+                raise SystemExit(f"{count} worker(s): run ended {final['state_type']}: {final['state']}")
+            print(f"{count} worker(s): {args.series:,} series in {args.shards} shards: {timings[count]:.1f} s "
+                  f"({args.series / timings[count]:,.0f} series/s)")
+        finally:
+            stack.stop()
+    print(f"speed-up with 2 workers: {timings[1] / timings[2]:.2f}x")
+    return {"series": args.series, "shards": args.shards, "seconds_1_worker": timings[1],
+            "seconds_2_workers": timings[2], "speedup": timings[1] / timings[2]}
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["_run"]:
+        run_flow(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=["memory", "workers"])
+    parser.add_argument("--series", type=int, default=100_000)
+    parser.add_argument("--length", type=int, default=200)
+    parser.add_argument("--series-per-shard", type=int, default=20_000)
+    parser.add_argument("--shards", type=int, default=8, help="workers mode: shards of the job")
+    parser.add_argument("--panel", type=Path, help="reuse a panel written by an earlier run")
+    parser.add_argument("--workdir", type=Path, default=None, help="parent of the temporary working directory")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    print(f"host: {platform.node()} ({os.cpu_count()} cores), python {platform.python_version()}")
+    result = memory(args) if args.mode == "memory" else workers(args)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
