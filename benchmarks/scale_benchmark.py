@@ -37,11 +37,14 @@ HORIZON = 28
 
 def _env(workdir: Path, checkpoint: Path, panel: Path, threads: int | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "FORECAST_"))}
-    env.update({"FORECAST_DATA_DIR": str(workdir / "data"), "FORECAST_DATA_ROOTS": os.pathsep.join([str(workdir), str(panel.resolve().parent)]),
+    roots = os.pathsep.join([str(workdir), str(panel.resolve().parent)])
+    env.update({"FORECAST_DATA_DIR": str(workdir / "data"), "FORECAST_DATA_ROOTS": roots,
                 "MLFLOW_TRACKING_URI": f"sqlite:///{workdir}/mlflow.db", "HF_HUB_OFFLINE": "1",
                 "TIMESFM20_DEFAULT_CHECKPOINT": str(checkpoint), "TIMESFM20_DEFAULT_BACKEND": "cpu",
                 "PREFECT_HOME": str(workdir / "prefect-home"), "PREFECT_LOGGING_LEVEL": "WARNING",
-                "PYTHONPATH": str(REPO)})
+                "PYTHONPATH": str(REPO),
+                # a fresh PREFECT_HOME migrates its database first: slow on a busy 2-core machine
+                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300"})
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     return env

@@ -21,6 +21,13 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
+def post(env: dict[str, str], path: str) -> list[dict]:
+    request = urllib.request.Request(f"http://127.0.0.1:{env['PREFECT_PORT']}/api{path}", data=b"{}", method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return list(json.loads(response.read()))
+
+
 def test_serve_then_stop(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "PYTEST", "MLFLOW_"))}
     env.update({"FORECAST_DATA_DIR": str(tmp_path), "PREFECT_PORT": str(free_port()),
@@ -34,11 +41,9 @@ def test_serve_then_stop(tmp_path: Path) -> None:
         assert f"http://127.0.0.1:{env['MLFLOW_PORT']}" in served.stdout
         groups = {p.stem: int(p.read_text()) for p in stack.glob("*.pid")}
         assert set(groups) == {"prefect-server", "mlflow-server", "worker-cpu"}
-        request = urllib.request.Request(f"http://127.0.0.1:{env['PREFECT_PORT']}/api/deployments/filter",
-                                         data=b"{}", method="POST", headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            names = {d["name"] for d in json.loads(response.read())}
-        assert names == {"on-demand", "nightly", "backtest-weekly", "health-check"}
+        names = {d["name"] for d in post(env, "/deployments/filter")}
+        assert names == {"on-demand", "nightly", "backtest-weekly", "health-check", "sharded-on-demand", "shard"}
+        assert [a["name"] for a in post(env, "/automations/filter")] == ["crash-silent-flow-runs"]
     finally:
         stopped = subprocess.run([str(REPO / "setup.sh"), "stop"], env=env, capture_output=True, text=True,
                                  timeout=300)

@@ -69,7 +69,7 @@ def test_rejections_are_judged_over_the_whole_job(workspace: Path, tiny_checkpoi
     path = workspace / "two_bad.parquet"
     frame.to_parquet(path)
     params = {"source": FileSource(path=str(path)), "horizon": 4, "model": model(tiny_checkpoint), "as_of": AS_OF,
-              "sharding": Sharding(shards=6)}
+              "sharding": Sharding(shards=2)}
     summary = sharded_forecast(**params, checks=SeriesChecks(max_rejected_fraction=0.2))
     assert (summary.series_ok, summary.series_rejected) == (10, 2)
     before = sorted(p.read_bytes() for p in (workspace / "data" / "outputs").rglob("*.parquet"))
