@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from datetime import date
 from typing import Annotated, Any
 
@@ -91,9 +92,7 @@ def sharded_forecast(
                                 tracking_required=tracking_required)
     finally:
         discard_staging(ctx.staging)
-    workers: dict[str, int] = {}
-    for record in records:
-        workers[record.worker] = workers.get(record.worker, 0) + 1
+    workers = dict(Counter(record.worker for record in records))
     inference = sum(r.inference_seconds for r in records)
     return ShardedRunSummary(
         run_id=ctx.run_id, job=ctx.job, as_of=ctx.day, checkpoint=ctx.engine.checkpoint,
@@ -130,10 +129,7 @@ def _check_job(records: list[ShardRecord], checks: SeriesChecks) -> None:
     total = sum(r.series_in for r in records)
     rejected = sum(r.series_rejected for r in records)
     if rejected and rejected / total > checks.max_rejected_fraction:
-        reasons: dict[str, int] = {}
-        for record in records:
-            for reason, count in record.rejected_by_reason.items():
-                reasons[reason] = reasons.get(reason, 0) + count
+        reasons = _rejected_by_reason(records)
         raise DataValidationError(
             f"{rejected} of {total} series were rejected ({rejected / total:.0%}, more than max_rejected_fraction="
             f"{checks.max_rejected_fraction:.0%}), so nothing is published. Reasons: {reasons}; the "
@@ -143,17 +139,13 @@ def _check_job(records: list[ShardRecord], checks: SeriesChecks) -> None:
 
 def _manifest(ctx: RunContext, source: str, records: list[ShardRecord], parameters: dict[str, Any],
               timer: StageTimer) -> RunManifest:
-    reasons: dict[str, int] = {}
-    for record in records:
-        for reason, count in record.rejected_by_reason.items():
-            reasons[reason] = reasons.get(reason, 0) + count
     fingerprints = "".join(r.input_fingerprint for r in sorted(records, key=lambda r: r.shard))
     return RunManifest(
         run_id=ctx.run_id, flow_name=ctx.flow_name, deployment=ctx.deployment, job=ctx.job,
         as_of=ctx.day.isoformat(), source=source, input_fingerprint=hashlib.sha256(fingerprints.encode()).hexdigest(),
         series_in=sum(r.series_in for r in records), series_ok=sum(r.series_ok for r in records),
         series_rejected=sum(r.series_rejected for r in records), series_failed=sum(r.series_failed for r in records),
-        output_rows=sum(r.forecast_rows for r in records), rejected_by_reason=reasons,
+        output_rows=sum(r.forecast_rows for r in records), rejected_by_reason=_rejected_by_reason(records),
         checkpoint=ctx.engine.checkpoint, checkpoint_sha256=records[0].weights_sha256,
         device=",".join(sorted({r.device for r in records})),
         precision=",".join(sorted({r.precision for r in records})),
@@ -162,6 +154,10 @@ def _manifest(ctx: RunContext, source: str, records: list[ShardRecord], paramete
                                       "series_rejected", "series_failed", "inference_seconds", "timings"})
                 for r in records],
     )
+
+
+def _rejected_by_reason(records: list[ShardRecord]) -> dict[str, int]:
+    return dict(sum((Counter(r.rejected_by_reason) for r in records), Counter()))
 
 
 def _throughput(records: list[ShardRecord], timer: StageTimer) -> float:
