@@ -19,7 +19,7 @@ from tasks.errors import DataValidationError
 from tasks.manifest import RunManifest, StageTimer, package_versions
 from tasks.publish import discard_staging
 from tasks.series_checks import SeriesChecks
-from tasks.shard_store import ShardRecord, combine_tables
+from tasks.shard_store import ShardRecord, attempt_path, combine_tables
 from tasks.shards import ShardPlan, plan_shards
 from tasks.sources import Source
 
@@ -86,7 +86,7 @@ def sharded_forecast(
                       "sharding": sharding.model_dump(), "freq": freq, "job": ctx.job, "as_of": ctx.day.isoformat(),
                       "tracking_required": tracking_required}
         manifest = _manifest(ctx, source.describe(), records, parameters, timer)
-        sample = ctx.staging / "shards" / f"{records[0].shard:05d}" / records[0].attempt / "sample.png"
+        sample = attempt_path(ctx.staging, records[0].shard, records[0].attempt) / "sample.png"
         published = publish_run(ctx, manifest, tables=["forecasts", "series_status"], metrics=_metrics(records, timer),
                                 artifacts=[status_path, *([sample] if sample.is_file() else [])],
                                 tracking_required=tracking_required)

@@ -20,7 +20,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["ShardRecord", "attempt_dir", "combine_tables", "commit_attempt", "read_attempt", "worker_identity"]
+__all__ = ["ShardRecord", "attempt_dir", "attempt_path", "combine_tables", "commit_attempt", "read_attempt",
+           "worker_identity"]
 
 SUCCESS = "_SUCCESS.json"
 
@@ -55,9 +56,14 @@ def worker_identity() -> tuple[str, str, int]:
     return os.environ.get("PREFECT__WORKER_NAME", "in-process"), socket.gethostname(), os.getpid()
 
 
+def attempt_path(staging: Path, shard: int, attempt: str) -> Path:
+    """``<staging>/shards/<shard>/<attempt>``: where one attempt at one shard writes."""
+    return staging / "shards" / f"{shard:05d}" / attempt
+
+
 def attempt_dir(staging: Path, shard: int, attempt: str) -> Path:
     """A fresh directory for one attempt at one shard."""
-    path = staging / "shards" / f"{shard:05d}" / attempt
+    path = attempt_path(staging, shard, attempt)
     if path.exists():  # the same flow run retried in place: start its attempt over
         shutil.rmtree(path)
     path.mkdir(parents=True)
@@ -74,7 +80,7 @@ def commit_attempt(directory: Path, record: ShardRecord) -> Path:
 
 def read_attempt(staging: Path, shard: int, attempt: str) -> ShardRecord | None:
     """The committed record of an attempt, or None if it never committed."""
-    marker = staging / "shards" / f"{shard:05d}" / attempt / SUCCESS
+    marker = attempt_path(staging, shard, attempt) / SUCCESS
     if not marker.is_file():
         return None
     return ShardRecord.model_validate(json.loads(marker.read_text()))
@@ -89,6 +95,6 @@ def combine_tables(staging: Path, records: list[ShardRecord], table: str, schema
     target = staging / f"{table}.parquet"
     with pq.ParquetWriter(target, schema, compression="zstd") as writer:
         for record in sorted(records, key=lambda r: r.shard):
-            part = staging / "shards" / f"{record.shard:05d}" / record.attempt / f"{table}.parquet"
+            part = attempt_path(staging, record.shard, record.attempt) / f"{table}.parquet"
             writer.write_table(pq.read_table(part, schema=schema))
     return target
