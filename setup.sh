@@ -70,6 +70,18 @@ start_bg() {  # name command... : own session (process group) so `stop` can end 
   echo $! > "$STACK/$name.pid"
 }
 
+api_auth() {  # the server refuses requests without this user:password; every client started here sends it
+  local file=$STACK/api-auth
+  if [ -n "${PREFECT_SERVER_API_AUTH_STRING:-}" ]; then
+    (umask 077 && printf '%s' "$PREFECT_SERVER_API_AUTH_STRING" > "$file")
+  elif [ ! -s "$file" ]; then
+    (umask 077 && printf 'forecast:%s' "$("$VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(24))')" \
+      > "$file")
+  fi
+  PREFECT_SERVER_API_AUTH_STRING=$(cat "$file")
+  export PREFECT_SERVER_API_AUTH_STRING PREFECT_API_AUTH_STRING=$PREFECT_SERVER_API_AUTH_STRING
+}
+
 serve() {
   init
   mkdir -p "$STACK"
@@ -83,6 +95,7 @@ serve() {
   mkdir -p "$PREFECT_HOME"
   export PREFECT_API_URL=http://127.0.0.1:$PREFECT_PORT/api
   export FORECAST_REPO_DIR=$PWD
+  api_auth
   [ -n "$db" ] && export PREFECT_API_DATABASE_CONNECTION_URL=$db
   start_bg prefect-server "$VENV/bin/prefect" server start --host 127.0.0.1 --port "$PREFECT_PORT"
   MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false start_bg mlflow-server "$VENV/bin/mlflow" server --host 127.0.0.1 \
@@ -98,7 +111,8 @@ serve() {
     echo "error: creating the Prefect automations failed; see $STACK/deploy.log" >&2; exit 1; }
   MLFLOW_TRACKING_URI=http://127.0.0.1:$MLFLOW_PORT start_bg worker-cpu "$VENV/bin/prefect" worker start \
     --pool cpu --type process
-  echo "Prefect UI:  http://127.0.0.1:$PREFECT_PORT   (API $PREFECT_API_URL)"
+  echo "Prefect UI:  http://127.0.0.1:$PREFECT_PORT   (API $PREFECT_API_URL; user:password in $STACK/api-auth)"
+  echo "CLI/clients: export PREFECT_API_URL=$PREFECT_API_URL PREFECT_API_AUTH_STRING=\$(cat $STACK/api-auth)"
   echo "MLflow UI:   http://127.0.0.1:$MLFLOW_PORT"
   echo "Logs and PIDs in $STACK; stop everything with ./setup.sh stop"
 }

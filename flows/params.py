@@ -6,7 +6,6 @@ import re
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -73,7 +72,7 @@ def default_job_name(source: FileSource | UrlSource | DuckDBSource) -> str:
         path = Path(source.path)
         name = path.parent.name if set("*?[") & set(path.name) else path.stem
     elif isinstance(source, UrlSource):
-        name = Path(urlsplit(source.url).path).stem
+        name = source.name_hint()
     else:
         name = source.table or Path(source.database).stem
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")[:64] or "job"

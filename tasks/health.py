@@ -29,6 +29,7 @@ from tasks.errors import InputDataError
 from tasks.sources import DuckDBSource, FileSource, SourcePolicy, UrlSource
 from tasks.sources.files import expand, resolve_within_roots
 from tasks.sources.http import TransientSourceError, check_address, redact_url
+from tasks.sources.secrets import resolve_headers
 
 __all__ = [
     "HealthConfig",
@@ -101,10 +102,10 @@ def check_output_root(root: Path, min_free_bytes: int) -> Check:
     return True, f"{root} writable, {free / 2**30:.1f} GiB free"
 
 
-def check_http(url: str, timeout: float = 5.0) -> Check:
+def check_http(url: str, timeout: float = 5.0, headers: dict[str, str] | None = None) -> Check:
     """A GET answers 2xx within ``timeout`` seconds."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=timeout) as response:
             return 200 <= response.status < 300, f"{redact_url(url)} answered {response.status}"
     except OSError as exc:
         return False, f"{redact_url(url)} did not answer: {getattr(exc, 'reason', exc)}"
@@ -134,8 +135,10 @@ def check_source(source: FileSource | UrlSource | DuckDBSource, policy: SourcePo
         if isinstance(source, DuckDBSource):
             path = resolve_within_roots(Path(source.database), policy)
             return path.is_file(), f"{path} {'exists' if path.is_file() else 'does not exist'}"
-        check_address(source.url, policy)
-        return check_http(source.url, timeout=policy.connect_timeout)
+        url = source.resolved_url()
+        check_address(url, policy)
+        headers = resolve_headers(source.headers_secret) if source.headers_secret else None
+        return check_http(url, timeout=policy.connect_timeout, headers=headers)
     except (InputDataError, TransientSourceError) as exc:
         return False, str(exc)
 

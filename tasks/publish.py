@@ -15,9 +15,16 @@ DATA_FILE = "data.parquet"
 
 
 def staging_dir(output_root: Path, run_id: str) -> Path:
-    """A private directory for one run, on the same filesystem as the outputs so publishing is a rename."""
+    """A private directory for one run, on the same filesystem as the outputs so publishing is a rename.
+
+    A retried flow run keeps its id: whatever an earlier attempt left there (it crashed, or its machine was
+    lost, before it could clean up) is removed, so the retry starts from nothing and never publishes a
+    table the dead attempt staged.
+    """
     path = output_root / "_staging" / run_id
-    path.mkdir(parents=True, exist_ok=False)
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
     return path
 
 

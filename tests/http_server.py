@@ -18,16 +18,21 @@ class Route:
     content_type: str = "text/csv"
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    require: tuple[str, str] | None = None  # (header, value) the request must carry, else 401
 
 
 class _Handler(BaseHTTPRequestHandler):
     routes: dict[str, Route]
     hits: Counter[str]
+    seen: dict[str, list[dict[str, str]]]
 
     def do_GET(self) -> None:
         path = self.path.split("?")[0]
         self.hits[path] += 1
+        self.seen.setdefault(path, []).append(dict(self.headers.items()))
         route = self.routes.get(path, Route(404, b"not found", "text/plain"))
+        if route.require and self.headers.get(route.require[0]) != route.require[1]:
+            route = Route(401, b"unauthorized", "text/plain")
         if route.delay:
             time.sleep(route.delay)
         self.send_response(route.status)
@@ -50,6 +55,7 @@ class LocalServer:
     base: str
     routes: dict[str, Route]
     hits: Counter[str]
+    seen: dict[str, list[dict[str, str]]]  # request headers per path
 
     def url(self, path: str) -> str:
         return self.base + path
@@ -60,13 +66,14 @@ def http_server() -> Iterator[LocalServer]:
     """Serves on 127.0.0.1 on a free port from a thread; stopped on exit."""
     routes: dict[str, Route] = {}
     hits: Counter[str] = Counter()
-    handler = type("Handler", (_Handler,), {"routes": routes, "hits": hits})
+    seen: dict[str, list[dict[str, str]]] = {}
+    handler = type("Handler", (_Handler,), {"routes": routes, "hits": hits, "seen": seen})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield LocalServer(f"http://127.0.0.1:{server.server_address[1]}", routes, hits)
+        yield LocalServer(f"http://127.0.0.1:{server.server_address[1]}", routes, hits, seen)
     finally:
         server.shutdown()
         server.server_close()

@@ -1,12 +1,15 @@
 """Real Prefect processes for end-to-end tests: a server on PostgreSQL, a process worker.
 
-Every process gets its own process group and is stopped by its PID; databases are created per test run
-and dropped afterwards.
+The server requires an API password (``PREFECT_SERVER_API_AUTH_STRING``), as ``./setup.sh serve`` and
+compose run it; every client here sends it. Every process gets its own process group and is stopped by its
+PID; databases are created per test run and dropped afterwards.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import secrets
 import subprocess
 import time
 import urllib.error
@@ -29,21 +32,47 @@ def psql(sql: str) -> None:
 class PrefectStack:
     """A Prefect server on a fresh PostgreSQL database, and the environment its clients need."""
 
-    def __init__(self, directory: Path, env: dict[str, str]) -> None:
+    def __init__(self, directory: Path, env: dict[str, str], database_password: str | None = None) -> None:
         self.directory = directory
         self.database = f"prefect_e2e_{uuid.uuid4().hex[:8]}"
+        # A password-protected database owner, as in production (PostgreSQL here trusts 127.0.0.1, so the
+        # password is not checked, but it is in the server's connection URL like a real one).
+        self.database_password = database_password or secrets.token_urlsafe(12)
+        self.database_url = (f"postgresql+asyncpg://{self.database}:{self.database_password}"
+                             f"@127.0.0.1:5432/{self.database}")
         self.port = free_port()
         self.api = f"http://127.0.0.1:{self.port}/api"
+        self.auth = f"e2e:{secrets.token_urlsafe(16)}"
         self.env = {**env, "PREFECT_API_URL": self.api, "PREFECT_HOME": str(directory / "prefect-home"),
-                    "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+                    "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_API_AUTH_STRING": self.auth}
         self.processes: list[Process] = []
 
     def start_server(self, timeout: float = 180) -> None:
-        psql(f"CREATE DATABASE {self.database}")
-        server_env = {**self.env, "PREFECT_API_DATABASE_CONNECTION_URL":
-                      f"postgresql+asyncpg://postgres@127.0.0.1:5432/{self.database}", "PREFECT_UI_ENABLED": "false"}
-        self.processes.append(Process([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
-                                      server_env, self.directory / "server.log", self.directory))
+        psql(f"CREATE ROLE {self.database} LOGIN PASSWORD '{self.database_password}'")
+        psql(f"CREATE DATABASE {self.database} OWNER {self.database}")
+        self.server = self._server()
+        self._wait_healthy(timeout)
+
+    def restart_server(self, down_seconds: float = 0, timeout: float = 180) -> float:
+        """Kills the server (SIGKILL: a crash or a lost host, no graceful shutdown), waits ``down_seconds``,
+        starts it again on the same port and database; returns the outage in seconds."""
+        started = time.monotonic()
+        self.server.kill()
+        self.processes.remove(self.server)
+        time.sleep(down_seconds)
+        self.server = self._server()
+        self._wait_healthy(timeout)
+        return time.monotonic() - started
+
+    def _server(self) -> Process:
+        server_env = {**self.env, "PREFECT_API_DATABASE_CONNECTION_URL": self.database_url,
+                      "PREFECT_UI_ENABLED": "false", "PREFECT_SERVER_API_AUTH_STRING": self.auth}
+        server = Process([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+                         server_env, self.directory / "server.log", self.directory)
+        self.processes.append(server)
+        return server
+
+    def _wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -73,10 +102,14 @@ class PrefectStack:
         self.processes.append(worker)
         return worker
 
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None, *, auth: str | None = "") -> Any:
+        """One API call, authenticated with the stack's password unless ``auth`` says otherwise (None: none)."""
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.api + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json"}
+        password = self.auth if auth == "" else auth
+        if password is not None:
+            headers["Authorization"] = "Basic " + base64.b64encode(password.encode()).decode()
+        request = urllib.request.Request(self.api + path, data=data, method=method, headers=headers)
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read() or b"null")
 
@@ -95,8 +128,14 @@ class PrefectStack:
             process.stop()
         try:
             psql(f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)")
+            psql(f"DROP ROLE IF EXISTS {self.database}")
         except subprocess.CalledProcessError:
             pass
+
+    def dump(self) -> str:
+        """Everything the server stored, as SQL text (pg_dump of its database)."""
+        return subprocess.run(["pg_dump", "-h", "127.0.0.1", "-U", "postgres", "--data-only", self.database],
+                              check=True, capture_output=True, text=True, timeout=120).stdout
 
 
 def http_error(call: Any) -> tuple[int, str]:

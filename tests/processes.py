@@ -26,6 +26,12 @@ class Process:
     def alive(self) -> bool:
         return self.handle.poll() is None
 
+    def kill(self) -> None:
+        """SIGKILL to the whole group: a crash, no chance to clean up."""
+        if self.alive():
+            os.killpg(self.handle.pid, signal.SIGKILL)
+            self.handle.wait(timeout=30)
+
     def stop(self) -> None:
         if self.alive():
             os.killpg(self.handle.pid, signal.SIGTERM)
@@ -34,3 +40,16 @@ class Process:
             except subprocess.TimeoutExpired:
                 os.killpg(self.handle.pid, signal.SIGKILL)
                 self.handle.wait(timeout=30)
+
+
+def children(pid: int) -> list[int]:
+    """PIDs of the live direct children of ``pid`` (read from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found

@@ -28,3 +28,7 @@ def test_compose_file_wires_the_stack() -> None:
     gpu = services["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["capabilities"] == ["gpu"] and services["worker-gpu"]["command"] == ["--pool", "gpu"]
     assert services["worker-cpu"]["environment"]["PREFECT_API_URL"] == "http://prefect:4200/api"
+    server_auth = services["prefect"]["environment"]["PREFECT_SERVER_API_AUTH_STRING"]
+    assert server_auth.startswith("${PREFECT_AUTH_STRING:?"), "the server must refuse to start without a password"
+    for worker in ("worker-cpu", "worker-gpu"):
+        assert services[worker]["environment"]["PREFECT_API_AUTH_STRING"] == "${PREFECT_AUTH_STRING}"

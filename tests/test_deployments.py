@@ -9,6 +9,7 @@ import pytest
 import yaml
 from prefect.flows import load_flow_from_entrypoint
 
+from deployments.automations import DEPLOYED_FLOWS
 from flows.params import ModelParams
 from flows.sharded_forecast import shard_parameters
 from tasks.series_checks import SeriesChecks
@@ -36,6 +37,14 @@ def test_prefect_yaml_entrypoint_loads_with_its_parameters(name: str, monkeypatc
         validated = flow.validate_parameters(parameters)
         if "source" in validated:
             assert Path(validated["source"].path).is_file(), f"{name}: source {validated['source'].path} missing"
+
+
+def test_every_deployed_flow_is_watched_for_silent_crashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    deployed = {load_flow_from_entrypoint(d["entrypoint"]).name for d in DEPLOYMENTS.values()}
+    assert deployed == set(DEPLOYED_FLOWS)
+    assert all("PREFECT_FLOWS_HEARTBEAT_FREQUENCY" in d["work_pool"]["job_variables"]["env"]
+               for d in DEPLOYMENTS.values()), "a watched flow without heartbeats would be crashed while healthy"
 
 
 def test_flow_parameter_schema_has_descriptions() -> None:

@@ -14,16 +14,18 @@ import ipaddress
 import logging
 import re
 import socket
+from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
 import httpx
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks.canonical import ColumnMapping, FileKind, Layout, parse_bytes
 from tasks.errors import InputDataError
 from tasks.sources.policy import SourcePolicy
+from tasks.sources.secrets import resolve_headers, resolve_secret
 
 __all__ = ["TransientSourceError", "UrlSource", "check_address", "read_url", "redact_url"]
 
@@ -38,20 +40,55 @@ class TransientSourceError(RuntimeError):
 
 
 class UrlSource(BaseModel):
-    """A CSV or Parquet file served over HTTP(S)."""
+    """A CSV or Parquet file served over HTTP(S). Credentials are never part of it: they are named, and
+    resolved on the worker (``tasks/sources/secrets.py``)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # hide_input_in_errors: a refused URL with a password in it must not be echoed into logs and states.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     kind: Literal["url"] = "url"
-    url: str = Field(..., pattern=r"^[A-Za-z][A-Za-z0-9+.-]*://", description="http:// or https:// address.")
+    url: str | None = Field(None, pattern=r"^[A-Za-z][A-Za-z0-9+.-]*://",
+                            description="http:// or https:// address without credentials (no user:password@, "
+                                        "no token in the query): parameters are stored and shown in Prefect.")
+    url_secret: str | None = Field(None, min_length=1, description=(
+        "Instead of url: the name of a Prefect Secret block (or env:VARIABLE) holding the whole address, for "
+        "addresses that carry a token (pre-signed links, ?api_key=...)."))
+    headers_secret: str | None = Field(None, min_length=1, description=(
+        "Name of a Prefect Secret block (or env:VARIABLE) holding a JSON object of HTTP headers to send, e.g. "
+        '{"Authorization": "Bearer <token>"}.'))
     content: Literal["auto", "csv", "parquet"] = Field(
         "auto", description="File type; auto decides from the content, the Content-Type and the URL's extension.")
     format: Layout = Field("long", description="long or wide, as for files.")
     columns: ColumnMapping = Field(default_factory=ColumnMapping, description="Input column names.")
 
+    @model_validator(mode="after")
+    def _one_address_without_credentials(self) -> UrlSource:
+        if (self.url is None) == (self.url_secret is None):
+            raise ValueError("give exactly one of `url` or `url_secret`")
+        if self.url is not None and redact_url(self.url) != self.url:
+            raise ValueError(
+                f"url {redact_url(self.url)} carries credentials (user:password@ or a token-like query value); "
+                "parameters are stored in the Prefect database and shown in the UI. Fix: put the whole URL in a "
+                "Prefect Secret block and pass its name as url_secret, or send the credential as a header "
+                "through headers_secret.")
+        return self
+
     def describe(self) -> str:
-        """A loggable description: credentials and secret-looking query values are masked."""
-        return f"url:{redact_url(self.url)}"
+        """A loggable description: the address, or the name of the secret holding it."""
+        return f"url:{self.url}" if self.url else f"url:secret:{self.url_secret}"
+
+    def resolved_url(self) -> str:
+        """The address to fetch (reads the secret if the address is one; never log the result unredacted)."""
+        if self.url is not None:
+            return self.url
+        url = str(resolve_secret(str(self.url_secret)))
+        if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", url):
+            raise InputDataError(f"Secret {self.url_secret!r} does not hold a URL (it must start with https://).")
+        return url
+
+    def name_hint(self) -> str:
+        """The file name part of the address (or the secret's name), for naming the job."""
+        return Path(urlsplit(self.url).path).stem if self.url else str(self.url_secret).removeprefix("env:")
 
 
 def redact_url(url: str) -> str:
@@ -119,18 +156,23 @@ def check_address(url: str, policy: SourcePolicy) -> None:
 
 def read_url(source: UrlSource, policy: SourcePolicy) -> pd.DataFrame:
     """Downloads the source (bounded in time and size) and parses it as CSV or Parquet."""
-    body, content_type, final_url = _download(source.url, policy)
-    return parse_bytes(body, _kind(source, body, content_type, final_url), redact_url(source.url))
+    url = source.resolved_url()
+    headers = resolve_headers(source.headers_secret) if source.headers_secret else {}
+    body, content_type, final_url = _download(url, policy, headers)
+    return parse_bytes(body, _kind(source, body, content_type, final_url), redact_url(url))
 
 
-def _download(url: str, policy: SourcePolicy) -> tuple[bytes, str, str]:
+def _download(url: str, policy: SourcePolicy, headers: dict[str, str]) -> tuple[bytes, str, str]:
     _redact_client_logs()
     timeout = httpx.Timeout(policy.read_timeout, connect=policy.connect_timeout)
+    origin = urlsplit(url).netloc
     with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
         for _ in range(_MAX_REDIRECTS + 1):
             check_address(url, policy)
+            # Credentials go to the host they were meant for only, never along a redirect to another host.
+            sent = headers if urlsplit(url).netloc == origin else {}
             try:
-                with client.stream("GET", url) as response:
+                with client.stream("GET", url, headers=sent) as response:
                     if response.is_redirect and "location" in response.headers:
                         url = urljoin(url, response.headers["location"])
                         continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -10,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.conftest import REPO
+from tests.prefect_stack import http_error
 from tests.processes import free_port
 
 
@@ -21,9 +23,12 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def post(env: dict[str, str], path: str) -> list[dict]:
+def post(env: dict[str, str], path: str, auth: str | None) -> list[dict]:
+    headers = {"Content-Type": "application/json"}
+    if auth:
+        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
     request = urllib.request.Request(f"http://127.0.0.1:{env['PREFECT_PORT']}/api{path}", data=b"{}", method="POST",
-                                     headers={"Content-Type": "application/json"})
+                                     headers=headers)
     with urllib.request.urlopen(request, timeout=30) as response:
         return list(json.loads(response.read()))
 
@@ -41,9 +46,13 @@ def test_serve_then_stop(tmp_path: Path) -> None:
         assert f"http://127.0.0.1:{env['MLFLOW_PORT']}" in served.stdout
         groups = {p.stem: int(p.read_text()) for p in stack.glob("*.pid")}
         assert set(groups) == {"prefect-server", "mlflow-server", "worker-cpu"}
-        names = {d["name"] for d in post(env, "/deployments/filter")}
+        auth = (stack / "api-auth").read_text()
+        assert (stack / "api-auth").stat().st_mode & 0o077 == 0, "the API password file must be private"
+        assert http_error(lambda: post(env, "/deployments/filter", None))[0] == 401
+        assert http_error(lambda: post(env, "/deployments/filter", "forecast:wrong"))[0] == 401
+        names = {d["name"] for d in post(env, "/deployments/filter", auth)}
         assert names == {"on-demand", "nightly", "backtest-weekly", "health-check", "sharded-on-demand", "shard"}
-        assert [a["name"] for a in post(env, "/automations/filter")] == ["crash-silent-flow-runs"]
+        assert [a["name"] for a in post(env, "/automations/filter", auth)] == ["crash-silent-flow-runs"]
     finally:
         stopped = subprocess.run([str(REPO / "setup.sh"), "stop"], env=env, capture_output=True, text=True,
                                  timeout=300)

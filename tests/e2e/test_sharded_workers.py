@@ -18,7 +18,7 @@ from benchmarks.panel import write_panel
 from forecast_model import ResolvedCheckpoint
 from tests.conftest import REPO
 from tests.prefect_stack import PrefectStack
-from tests.processes import Process
+from tests.processes import Process, children
 
 SERIES, SHARDS, HORIZON = 48, 8, 6
 
@@ -45,18 +45,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: ResolvedChe
 
 def shard_records(root: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in root.glob("_staging/*/shards/*/*/_SUCCESS.json")]
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
 
 
 def kill_while_busy(worker: Process, name: str, root: Path, timeout: float = 240) -> int:

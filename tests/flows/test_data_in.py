@@ -12,6 +12,7 @@ import duckdb
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
 
@@ -119,11 +120,16 @@ def test_transient_failures_are_retried_and_4xx_are_not(workspace: Path, tiny_ch
 
 def test_url_credentials_never_reach_logs_or_mlflow(workspace: Path, tiny_checkpoint: ResolvedCheckpoint,
                                                     server: LocalServer, caplog: pytest.LogCaptureFixture) -> None:
-    secret_url = server.url("/macro.csv").replace("http://", "http://svc:hunter2@") + "?api_key=k3y"
+    server.routes["/private/macro.csv"] = Route(body=SAMPLE.read_bytes(), require=("X-Api-Token", "t0k3n"))
+    secret_url = server.url("/private/macro.csv").replace("http://", "http://svc:hunter2@") + "?api_key=k3y"
+    Secret(value=secret_url).save("macro-url", overwrite=True)
+    Secret(value={"X-Api-Token": "t0k3n"}).save("macro-headers", overwrite=True)
     with caplog.at_level(logging.DEBUG):
-        summary = run(tiny_checkpoint, UrlSource(url=secret_url))
+        summary = run(tiny_checkpoint, UrlSource(url_secret="macro-url", headers_secret="macro-headers"))
+    assert summary.series_ok == 12 and summary.job == "macro-url"
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "macro.csv" in logged, "the load should be logged (redacted)"
-    assert "hunter2" not in logged and "k3y" not in logged, "a credential leaked into the logs"
     params = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}").get_run(summary.mlflow_run_id).data.params
-    assert "hunter2" not in str(params) and "k3y" not in str(params)
+    for secret in ("hunter2", "k3y", "t0k3n"):
+        assert secret not in logged, f"a credential ({secret}) leaked into the logs"
+        assert secret not in str(params)

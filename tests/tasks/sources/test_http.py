@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
 from tasks.errors import InputDataError
 from tasks.sources import SourcePolicy, TransientSourceError, UrlSource, read_source, redact_url
@@ -103,10 +104,42 @@ def test_redirect_to_a_private_address_is_refused(server: LocalServer) -> None:
         read_source(UrlSource(url=server.url("/to-private")), policy())
 
 
-def test_credentials_never_appear_in_errors(server: LocalServer) -> None:
+def test_credentials_in_the_url_parameter_are_refused_with_the_fix() -> None:
+    for url in ("https://alice:s3cr3t@example.com/x.csv", "https://example.com/x.csv?api_key=s3cr3t"):
+        with pytest.raises(ValidationError, match="url_secret") as caught:
+            UrlSource(url=url)
+        assert "s3cr3t" not in str(caught.value), "the refusal must not echo the credential"
+    with pytest.raises(ValidationError, match="exactly one of `url` or `url_secret`"):
+        UrlSource(url="https://example.com/x.csv", url_secret="both")
+
+
+def test_credentials_never_appear_in_errors(server: LocalServer, monkeypatch: pytest.MonkeyPatch) -> None:
     url = server.url("/missing.csv").replace("http://", "http://alice:s3cr3t@") + "?token=t0k3n&page=2"
+    monkeypatch.setenv("SALES_URL", url)
+    source = UrlSource(url_secret="env:SALES_URL")
     with pytest.raises(InputDataError) as caught:
-        read_source(UrlSource(url=url), policy())
+        read_source(source, policy())
     assert "s3cr3t" not in str(caught.value) and "t0k3n" not in str(caught.value)
     assert redact_url(url).endswith("/missing.csv?token=***&page=2") and "***@127.0.0.1" in redact_url(url)
-    assert "s3cr3t" not in UrlSource(url=url).describe()
+    assert source.describe() == "url:secret:env:SALES_URL"
+    with pytest.raises(InputDataError, match="SALES_URL is not set"):
+        monkeypatch.delenv("SALES_URL")
+        read_source(source, policy())
+
+
+def test_headers_from_a_secret_go_to_their_host_only(server: LocalServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    server.routes["/private.csv"] = Route(body=SAMPLE.read_bytes(), require=("Authorization", "Bearer t0k3n"))
+    server.routes["/away"] = Route(302, b"", headers={"Location": server.url("/private.csv").replace(
+        "127.0.0.1", "localhost")})
+    monkeypatch.setenv("SALES_HEADERS", '{"Authorization": "Bearer t0k3n"}')
+    assert len(read_source(UrlSource(url=server.url("/private.csv"), headers_secret="env:SALES_HEADERS"),
+                           policy())) == 2436
+    with pytest.raises(InputDataError, match="HTTP 401"):
+        read_source(UrlSource(url=server.url("/private.csv")), policy())
+    with pytest.raises(InputDataError, match="HTTP 401"):  # the redirect goes to another host name
+        read_source(UrlSource(url=server.url("/away"), headers_secret="env:SALES_HEADERS"),
+                    policy(url_allowlist=("127.0.0.1/32", "localhost")))
+    assert server.seen["/private.csv"][-1].get("Authorization") is None
+    monkeypatch.setenv("SALES_HEADERS", "Bearer t0k3n")
+    with pytest.raises(InputDataError, match="JSON object of header names"):
+        read_source(UrlSource(url=server.url("/private.csv"), headers_secret="env:SALES_HEADERS"), policy())
