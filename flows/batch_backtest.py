@@ -9,11 +9,10 @@ from typing import Annotated
 from prefect import flow
 from pydantic import Field
 
-from flows.common import prepare_load_validate, publish_run, start_run
+from flows.common import prepare_load_validate, publish_run, staged, start_run
 from flows.params import BacktestSummary, JobName, ModelParams
 from tasks.evaluate import BacktestSpec, backtest_series
 from tasks.manifest import RunManifest, StageTimer, package_versions
-from tasks.publish import discard_staging
 from tasks.series_checks import SeriesChecks
 from tasks.sources import Source
 
@@ -60,7 +59,7 @@ def batch_backtest(
     spec = BacktestSpec(h=h, n_windows=n_windows, step=step or h, season_length=season_length,
                         context_len=model.context_len or ctx.settings.context_len)
     timer = StageTimer()
-    try:
+    with staged(ctx):
         info, loaded, validation = prepare_load_validate(ctx, source, checks, freq, timer)
         with timer("backtest"):
             stats = backtest_series(validation.regular_path, validation.status_path, ctx.staging, ctx.engine, spec,
@@ -80,8 +79,6 @@ def batch_backtest(
                                 metrics={**metrics, "share_beating_seasonal_naive": stats.share_beating_seasonal_naive},
                                 artifacts=[stats.evaluations_path, stats.status_path, validation.report_path],
                                 tracking_required=tracking_required)
-    finally:
-        discard_staging(ctx.staging)
     return BacktestSummary(run_id=ctx.run_id, job=ctx.job, as_of=ctx.day, checkpoint_sha256=info.weights_sha256,
                            input_fingerprint=loaded.fingerprint, outputs=published.outputs,
                            mlflow_run_id=published.mlflow_run_id, tracking_status=published.tracking_status,

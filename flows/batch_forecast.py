@@ -9,12 +9,11 @@ from typing import Annotated, Any
 from prefect import flow
 from pydantic import Field
 
-from flows.common import RunContext, prepare_load_validate, publish_run, start_run
+from flows.common import RunContext, prepare_load_validate, publish_run, staged, start_run
 from flows.params import JobName, ModelParams, RunSummary
 from tasks.forecast import ForecastStats, ModelInfo, forecast_series, render_sample
 from tasks.load import LoadResult
 from tasks.manifest import RunManifest, StageTimer, package_versions
-from tasks.publish import discard_staging
 from tasks.series_checks import SeriesChecks
 from tasks.sources import Source
 from tasks.validate import ValidationOutcome
@@ -58,7 +57,7 @@ def batch_forecast(
     horizon = horizon or ctx.settings.horizon_len
     context_len = model.context_len or ctx.settings.context_len
     timer = StageTimer()
-    try:
+    with staged(ctx):
         info, loaded, validation = prepare_load_validate(ctx, source, checks, freq, timer)
         with timer("forecast"):
             stats = forecast_series(validation.regular_path, validation.status_path, ctx.staging, ctx.engine,
@@ -74,8 +73,6 @@ def batch_forecast(
                                 artifacts=[stats.status_path, validation.report_path, plot,
                                            *([validation.docs_path] if validation.docs_path else [])],
                                 tracking_required=tracking_required)
-    finally:
-        discard_staging(ctx.staging)
     return RunSummary(run_id=ctx.run_id, job=ctx.job, as_of=ctx.day, checkpoint=ctx.engine.checkpoint,
                       checkpoint_sha256=info.weights_sha256, input_fingerprint=loaded.fingerprint,
                       outputs=published.outputs, mlflow_run_id=published.mlflow_run_id,

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import uuid
+from collections.abc import Iterator
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -14,17 +17,18 @@ from prefect.runtime import deployment, flow_run
 from flows.params import ModelParams, default_job_name, engine_config, validate_job_name
 from forecast_model import EngineConfig
 from tasks.catalog import refresh_catalog
+from tasks.errors import OutputSpaceError
 from tasks.forecast import ModelInfo, prepare_model
 from tasks.load import LoadResult, load_series
 from tasks.manifest import RunManifest, StageTimer, write_manifest
-from tasks.publish import DATA_FILE, publish_outputs, staging_dir
+from tasks.publish import DATA_FILE, discard_staging, publish_outputs, staging_dir
 from tasks.series_checks import SeriesChecks
 from tasks.settings import Settings, load_settings
 from tasks.sources import DuckDBSource, FileSource, UrlSource, redact_url
 from tasks.tracking import TrackingError, track_run
 from tasks.validate import ValidationOutcome, validate_series
 
-__all__ = ["Published", "RunContext", "logical_date", "prepare_load_validate", "publish_run", "start_run"]
+__all__ = ["Published", "RunContext", "logical_date", "prepare_load_validate", "publish_run", "staged", "start_run"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +71,26 @@ def start_run(source: FileSource | UrlSource | DuckDBSource, model: ModelParams,
                       deployment=deployment.name, job=validate_job_name(job or default_job_name(source)),
                       day=as_of or logical_date(), root=root,
                       staging=staging_dir(root, run_id), engine=engine)
+
+
+@contextlib.contextmanager
+def staged(ctx: RunContext) -> Iterator[None]:
+    """Wraps everything a run does between ``start_run`` and its publish: the staging directory is removed
+    however the body ends, and a full output filesystem fails with the fix instead of a bare OSError.
+
+    Nothing is published before the body's last step, so a failure here leaves earlier outputs as they were.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT) and "No space left on device" not in str(exc):
+            raise
+        raise OutputSpaceError(
+            f"The output filesystem of {ctx.root} is full ({exc}). Nothing was published and earlier outputs "
+            "are intact. Fix: free space there, or set FORECAST_OUTPUT_ROOT (or output_root) to a larger volume, "
+            "then run again; the health check's output_root entry reports the free space.") from exc
+    finally:
+        discard_staging(ctx.staging)
 
 
 def prepare_load_validate(ctx: RunContext, source: FileSource | UrlSource | DuckDBSource, checks: SeriesChecks,

@@ -10,14 +10,13 @@ from typing import Annotated, Any
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
-from flows.common import RunContext, publish_run, start_run
+from flows.common import RunContext, publish_run, staged, start_run
 from flows.fanout import run_local, run_remote
 from flows.forecast_shard import forecast_shard
 from flows.params import JobName, ModelParams, ShardedRunSummary, Sharding
 from tasks.contracts import FORECAST_SCHEMA, STATUS_SCHEMA
 from tasks.errors import DataValidationError
 from tasks.manifest import RunManifest, StageTimer, package_versions
-from tasks.publish import discard_staging
 from tasks.series_checks import SeriesChecks
 from tasks.shard_store import ShardRecord, attempt_path, combine_tables
 from tasks.shards import ShardPlan, plan_shards
@@ -67,7 +66,7 @@ def sharded_forecast(
                            batch_size=ctx.engine.batch_size, precision=model.precision,
                            expected_sha256=model.expected_sha256)
     timer = StageTimer()
-    try:
+    with staged(ctx):
         with timer("plan"):
             plan = plan_shards(source, ctx.settings.source_policy(), ctx.staging,
                              series_per_shard=sharding.series_per_shard, shards=sharding.shards)
@@ -90,8 +89,6 @@ def sharded_forecast(
         published = publish_run(ctx, manifest, tables=["forecasts", "series_status"], metrics=_metrics(records, timer),
                                 artifacts=[status_path, *([sample] if sample.is_file() else [])],
                                 tracking_required=tracking_required)
-    finally:
-        discard_staging(ctx.staging)
     workers = dict(Counter(record.worker for record in records))
     inference = sum(r.inference_seconds for r in records)
     return ShardedRunSummary(

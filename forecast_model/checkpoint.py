@@ -151,9 +151,10 @@ def load_decoder(checkpoint: ResolvedCheckpoint, device: torch.device) -> torch.
     module = build_decoder(checkpoint.hparams)
     try:
         state = torch.load(checkpoint.weights, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, EOFError, OSError) as exc:
+    except (pickle.UnpicklingError, EOFError, OSError, RuntimeError) as exc:  # RuntimeError: a truncated zip
         raise CheckpointError(
-            f"Cannot load weights from {checkpoint.weights}: not a readable torch state dict, or it holds "
+            f"Cannot load weights from {checkpoint.weights}: not a readable torch state dict (truncated or "
+            "corrupt?), or it holds "
             "pickled objects that safe loading (weights_only=True) refuses. Re-download the checkpoint or "
             "use another one."
         ) from exc

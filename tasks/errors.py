@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from forecast_model.errors import ConfigurationError
 
-__all__ = ["DataValidationError", "InputDataError"]
+__all__ = ["DataValidationError", "InputDataError", "OutputSpaceError"]
 
 
 class InputDataError(ConfigurationError):
@@ -13,3 +13,7 @@ class InputDataError(ConfigurationError):
 
 class DataValidationError(InputDataError):
     """The canonical frame breaks the data contract."""
+
+
+class OutputSpaceError(ConfigurationError):
+    """The output filesystem ran out of space (or quota) while a run was staging its tables."""
