@@ -77,8 +77,9 @@ def to_canonical(frame: pd.DataFrame, layout: Layout = "long", columns: ColumnMa
     columns = columns or ColumnMapping()
     if layout == "wide":
         _require(frame, [columns.time_col], "--time-col (parameter source.columns.time_col)")
-        frame = frame.melt(id_vars=columns.time_col, var_name=ID, value_name=Y)
-        frame = frame.rename(columns={columns.time_col: DS})
+        # Melt into private names: a series may well be called "y" or "unique_id", which melt refuses.
+        frame = frame.melt(id_vars=columns.time_col, var_name="__series__", value_name="__value__")
+        frame = pd.DataFrame({ID: frame["__series__"], DS: frame[columns.time_col], Y: frame["__value__"]})
     else:
         _require(frame, [columns.id_col, columns.time_col, columns.target_col],
                  "--id-col/--time-col/--target-col (parameter source.columns), or use --format wide")
