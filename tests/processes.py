@@ -32,11 +32,11 @@ class Process:
             os.killpg(self.handle.pid, signal.SIGKILL)
             self.handle.wait(timeout=30)
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 10) -> None:
         if self.alive():
             os.killpg(self.handle.pid, signal.SIGTERM)
             try:
-                self.handle.wait(timeout=30)
+                self.handle.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 os.killpg(self.handle.pid, signal.SIGKILL)
                 self.handle.wait(timeout=30)
