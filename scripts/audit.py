@@ -24,6 +24,27 @@ from pathlib import Path
 ACCEPTED: dict[str, str] = {}
 
 
+def judge(dependencies: list[dict], strict: bool) -> tuple[int, list[str]]:
+    """The exit code and the lines to print for pip-audit's ``dependencies`` list."""
+    found = [(d["name"], d["version"], v) for d in dependencies for v in d.get("vulns", [])]
+    skipped = [d for d in dependencies if "skip_reason" in d]
+    checked = len(dependencies) - len(skipped)
+    lines = [f"VULNERABLE {name} {version}: {vuln['id']} {vuln.get('aliases', [])} (fixed in: "
+             f"{', '.join(vuln.get('fix_versions') or []) or 'no fixed release yet'})" for name, version, vuln in found]
+    lines.append(f"dependency audit: {len(dependencies)} distributions, {checked} checked, {len(skipped)} not "
+                 f"checked, {len(found)} known vulnerabilities, {len(ACCEPTED)} accepted")
+    if skipped:
+        lines.append(f"  not checked, e.g. {skipped[0]['skip_reason']}")
+    if found:
+        return 1, lines
+    if checked == 0:
+        lines.append("AUDIT NOT PERFORMED: no distribution could be looked up in PyPI's advisory data from this "
+                     "machine. Run `.venv/bin/python scripts/audit.py` where "
+                     "https://pypi.org/pypi/<name>/<version>/json is reachable.")
+        return (1 if strict else 0), lines
+    return 0, lines
+
+
 def main() -> int:
     audit = Path(sys.executable).parent / "pip-audit"
     with tempfile.TemporaryDirectory() as scratch:
@@ -35,24 +56,9 @@ def main() -> int:
             print(f"pip-audit did not run: {done.stderr.strip()[-2000:]}", file=sys.stderr)
             return 2
         dependencies = json.loads(report.read_text())["dependencies"]
-    found = [(d["name"], d["version"], v) for d in dependencies for v in d.get("vulns", [])]
-    skipped = [d for d in dependencies if "skip_reason" in d]
-    checked = len(dependencies) - len(skipped)
-    for name, version, vuln in found:
-        fixed = ", ".join(vuln.get("fix_versions") or []) or "no fixed release yet"
-        print(f"VULNERABLE {name} {version}: {vuln['id']} {vuln.get('aliases', [])} (fixed in: {fixed})")
-    print(f"dependency audit: {len(dependencies)} distributions, {checked} checked, {len(skipped)} not checked, "
-          f"{len(found)} known vulnerabilities, {len(ACCEPTED)} accepted")
-    if skipped:
-        print(f"  not checked, e.g. {skipped[0]['skip_reason']}")
-    if found:
-        return 1
-    if checked == 0:
-        print("AUDIT NOT PERFORMED: no distribution could be looked up in PyPI's advisory data from this machine. "
-              "Run `.venv/bin/python scripts/audit.py` where https://pypi.org/pypi/<name>/<version>/json is "
-              "reachable.")
-        return 1 if os.environ.get("AUDIT_STRICT") else 0
-    return 0
+    code, lines = judge(dependencies, strict=bool(os.environ.get("AUDIT_STRICT")))
+    print("\n".join(lines))
+    return code
 
 
 if __name__ == "__main__":
