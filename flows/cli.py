@@ -32,7 +32,8 @@ _ENV_DEFAULTS = {
 def _common_arguments(command: argparse.ArgumentParser) -> None:
     """Source, model and run arguments shared by `run` and `backtest`."""
     command.add_argument("--source", required=True,
-                         help="A .csv/.parquet path or glob, an http(s):// URL, or duckdb:///path/to.db "
+                         help="A .csv/.parquet path or glob, an http(s):// URL, secret:NAME (a URL kept in "
+                              "Prefect Secret block NAME, or secret:env:VAR), or duckdb:///path/to.db "
                               "(with --table or --query).")
     command.add_argument("--table", help="DuckDB source: table or view to read.")
     command.add_argument("--query", help="DuckDB source: one SELECT/WITH query; use ? placeholders.")
@@ -40,6 +41,8 @@ def _common_arguments(command: argparse.ArgumentParser) -> None:
                          help="DuckDB source: a value bound to the next ? placeholder (repeatable).")
     command.add_argument("--content", choices=["auto", "csv", "parquet"], default="auto",
                          help="URL source: file type (default: detect).")
+    command.add_argument("--headers-secret", metavar="NAME",
+                         help="URL source: Prefect Secret block (or env:VAR) holding a JSON object of HTTP headers.")
     command.add_argument("--format", choices=["long", "wide"], default="long")
     command.add_argument("--id-col", default="unique_id")
     command.add_argument("--time-col", default="ds")
@@ -89,8 +92,10 @@ def _parser() -> argparse.ArgumentParser:
 def _source(args: argparse.Namespace) -> FileSource | UrlSource | DuckDBSource:
     columns = ColumnMapping(id_col=args.id_col, time_col=args.time_col, target_col=args.target_col)
     common = {"format": args.format, "columns": columns}
-    if args.source.startswith(("http://", "https://")):
-        return UrlSource(url=args.source, content=args.content, **common)
+    if args.source.startswith(("http://", "https://", "secret:")):
+        address = ({"url_secret": args.source.removeprefix("secret:")} if args.source.startswith("secret:")
+                   else {"url": args.source})
+        return UrlSource(**address, headers_secret=args.headers_secret, content=args.content, **common)
     if args.source.startswith("duckdb://"):
         return DuckDBSource(database=args.source.removeprefix("duckdb://"), table=args.table, query=args.query,
                             params=args.query_param, **common)

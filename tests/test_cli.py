@@ -77,6 +77,8 @@ def test_usage_error_exits_2(tmp_path: Path) -> None:
         (["--source", "data/*.parquet"], FileSource(path="data/*.parquet")),
         (["--source", "https://example.com/x.csv", "--content", "csv"],
          UrlSource(url="https://example.com/x.csv", content="csv")),
+        (["--source", "secret:sales-url", "--headers-secret", "env:SALES_HEADERS"],
+         UrlSource(url_secret="sales-url", headers_secret="env:SALES_HEADERS")),
         (["--source", "duckdb:///srv/w.duckdb", "--table", "sales"],
          DuckDBSource(database="/srv/w.duckdb", table="sales")),
         (["--source", "duckdb://w.duckdb", "--query", "SELECT * FROM s WHERE id = ?", "--query-param", "7"],
