@@ -29,7 +29,6 @@ from tasks.errors import InputDataError
 from tasks.sources import DuckDBSource, FileSource, SourcePolicy, UrlSource
 from tasks.sources.files import expand, resolve_within_roots
 from tasks.sources.http import TransientSourceError, check_address, redact_url
-from tasks.sources.secrets import resolve_headers
 
 __all__ = [
     "HealthConfig",
@@ -137,8 +136,7 @@ def check_source(source: FileSource | UrlSource | DuckDBSource, policy: SourcePo
             return path.is_file(), f"{path} {'exists' if path.is_file() else 'does not exist'}"
         url = source.resolved_url()
         check_address(url, policy)
-        headers = resolve_headers(source.headers_secret) if source.headers_secret else None
-        return check_http(url, timeout=policy.connect_timeout, headers=headers)
+        return check_http(url, timeout=policy.connect_timeout, headers=source.resolved_headers())
     except (InputDataError, TransientSourceError) as exc:
         return False, str(exc)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-__all__ = ["DATA_FILE", "discard_staging", "partition_dir", "publish_outputs", "staging_dir"]
+__all__ = ["DATA_FILE", "discard_staging", "fresh_dir", "partition_dir", "publish_outputs", "staging_dir"]
 
 DATA_FILE = "data.parquet"
 
@@ -21,7 +21,11 @@ def staging_dir(output_root: Path, run_id: str) -> Path:
     lost, before it could clean up) is removed, so the retry starts from nothing and never publishes a
     table the dead attempt staged.
     """
-    path = output_root / "_staging" / run_id
+    return fresh_dir(output_root / "_staging" / run_id)
+
+
+def fresh_dir(path: Path) -> Path:
+    """``path`` as a new empty directory: what an earlier attempt left there is removed first."""
     if path.exists():
         shutil.rmtree(path)
     path.mkdir(parents=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 from pathlib import Path
 
@@ -19,6 +18,8 @@ import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
+
+from tasks.publish import fresh_dir
 
 __all__ = ["ShardRecord", "attempt_dir", "attempt_path", "combine_tables", "commit_attempt", "read_attempt",
            "worker_identity"]
@@ -63,11 +64,7 @@ def attempt_path(staging: Path, shard: int, attempt: str) -> Path:
 
 def attempt_dir(staging: Path, shard: int, attempt: str) -> Path:
     """A fresh directory for one attempt at one shard."""
-    path = attempt_path(staging, shard, attempt)
-    if path.exists():  # the same flow run retried in place: start its attempt over
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
-    return path
+    return fresh_dir(attempt_path(staging, shard, attempt))  # a retry in place starts its attempt over
 
 
 def commit_attempt(directory: Path, record: ShardRecord) -> Path:

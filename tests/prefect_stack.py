@@ -105,10 +105,7 @@ class PrefectStack:
     def request(self, method: str, path: str, body: dict[str, Any] | None = None, *, auth: str | None = "") -> Any:
         """One API call, authenticated with the stack's password unless ``auth`` says otherwise (None: none)."""
         data = json.dumps(body).encode() if body is not None else None
-        headers = {"Content-Type": "application/json"}
-        password = self.auth if auth == "" else auth
-        if password is not None:
-            headers["Authorization"] = "Basic " + base64.b64encode(password.encode()).decode()
+        headers = {"Content-Type": "application/json", **basic_auth(self.auth if auth == "" else auth)}
         request = urllib.request.Request(self.api + path, data=data, method=method, headers=headers)
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read() or b"null")
@@ -136,6 +133,13 @@ class PrefectStack:
         """Everything the server stored, as SQL text (pg_dump of its database)."""
         return subprocess.run(["pg_dump", "-h", "127.0.0.1", "-U", "postgres", "--data-only", self.database],
                               check=True, capture_output=True, text=True, timeout=120).stdout
+
+
+def basic_auth(user_password: str | None) -> dict[str, str]:
+    """The Authorization header the Prefect server's API password wants (none for None)."""
+    if user_password is None:
+        return {}
+    return {"Authorization": "Basic " + base64.b64encode(user_password.encode()).decode()}
 
 
 def http_error(call: Any) -> tuple[int, str]:

@@ -86,6 +86,10 @@ class UrlSource(BaseModel):
             raise InputDataError(f"Secret {self.url_secret!r} does not hold a URL (it must start with https://).")
         return url
 
+    def resolved_headers(self) -> dict[str, str]:
+        """The headers to send (read from ``headers_secret``; none without it)."""
+        return resolve_headers(self.headers_secret) if self.headers_secret else {}
+
     def name_hint(self) -> str:
         """The file name part of the address (or the secret's name), for naming the job."""
         return Path(urlsplit(self.url).path).stem if self.url else str(self.url_secret).removeprefix("env:")
@@ -157,8 +161,7 @@ def check_address(url: str, policy: SourcePolicy) -> None:
 def read_url(source: UrlSource, policy: SourcePolicy) -> pd.DataFrame:
     """Downloads the source (bounded in time and size) and parses it as CSV or Parquet."""
     url = source.resolved_url()
-    headers = resolve_headers(source.headers_secret) if source.headers_secret else {}
-    body, content_type, final_url = _download(url, policy, headers)
+    body, content_type, final_url = _download(url, policy, source.resolved_headers())
     return parse_bytes(body, _kind(source, body, content_type, final_url), redact_url(url))
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
@@ -11,7 +10,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.conftest import REPO
-from tests.prefect_stack import http_error
+from tests.prefect_stack import basic_auth, http_error
 from tests.processes import free_port
 
 
@@ -24,9 +23,7 @@ def group_alive(pgid: int) -> bool:
 
 
 def post(env: dict[str, str], path: str, auth: str | None) -> list[dict]:
-    headers = {"Content-Type": "application/json"}
-    if auth:
-        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+    headers = {"Content-Type": "application/json", **basic_auth(auth)}
     request = urllib.request.Request(f"http://127.0.0.1:{env['PREFECT_PORT']}/api{path}", data=b"{}", method="POST",
                                      headers=headers)
     with urllib.request.urlopen(request, timeout=30) as response:
