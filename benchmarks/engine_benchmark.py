@@ -117,21 +117,50 @@ def run(args: argparse.Namespace) -> list[dict]:
         api_batch = args.api_batch or min(256, len(series))
         api = timesfm_api(weights, hparams, args.horizon, device, api_batch)
         api.forecast(series[:2], freq=freq[:2])  # warm-up
-        (_, api_full), api_seconds = timed(lambda: api.forecast(series, freq=freq), device)
         module = api._model  # the same weights, already on the device
+    configurations = [(layout, precision, int(batch)) for layout in args.layouts.split(",")
+                      for precision in args.precisions.split(",") for batch in args.batch_sizes.split(",")]
+    engines = {c: TimesFmEngine(module, hparams, device, c[2], precision=c[1],  # type: ignore[arg-type]
+                                packed=c[0] == "packed") for c in configurations}
+    for engine in engines.values():
+        engine.forecast(series[:4], args.horizon, freq[:4])  # warm-up
+    # Rounds interleave the API and every engine so that a slow spell of a shared machine hits them alike;
+    # each row reports its median round.
+    seconds: dict[object, list[float]] = {c: [] for c in ["api", *configurations]}
+    peaks: dict[object, float] = dict.fromkeys(seconds, 0.0)
+    results = {}
+    for _ in range(args.repeats):
+        (_, api_full), elapsed = timed(lambda: api.forecast(series, freq=freq), device)
+        seconds["api"].append(elapsed)
+        peaks["api"] = max(peaks["api"], peak_memory_mb(device))
+        for c, engine in engines.items():
+            results[c], elapsed = timed(lambda e=engine: e.forecast(series, args.horizon, freq), device)
+            seconds[c].append(elapsed)
+            peaks[c] = max(peaks[c], peak_memory_mb(device))
+    api_seconds = float(np.median(seconds["api"]))
     rows = [{"method": "timesfm API", "precision": "fp32", "batch": api_batch, "seconds": api_seconds,
+             "round_seconds": seconds["api"],
              "series_per_s": len(series) / api_seconds, "ratio": 1.0, "rel_error": 0.0,
-             "nan": int(np.isnan(api_full).sum()), "peak_mb": peak_memory_mb(device)}]
-    for precision in args.precisions.split(","):
-        for batch in [int(b) for b in args.batch_sizes.split(",")]:
-            engine = TimesFmEngine(module, hparams, device, batch, precision=precision)  # type: ignore[arg-type]
-            engine.forecast(series[:4], args.horizon, freq[:4])  # warm-up
-            result, seconds = timed(lambda e=engine: e.forecast(series, args.horizon, freq), device)
-            rows.append({"method": "engine", "precision": precision, "batch": batch, "seconds": seconds,
-                         "series_per_s": len(series) / seconds, "ratio": api_seconds / seconds,
-                         "rel_error": relative_error(result.quantiles, api_full[:, :, 1:]),
-                         "nan": int(np.isnan(result.quantiles).sum()), "peak_mb": peak_memory_mb(device)})
+             "nan": int(np.isnan(api_full).sum()), "peak_mb": peaks["api"]}]
+    for c in configurations:
+        layout, precision, batch = c
+        median = float(np.median(seconds[c]))
+        rows.append({"method": f"engine {layout}", "precision": precision, "batch": batch, "seconds": median,
+                     "round_seconds": seconds[c],
+                     "series_per_s": len(series) / median, "ratio": api_seconds / median,
+                     "rel_error": relative_error(results[c].quantiles, api_full[:, :, 1:]),
+                     "nan": int(np.isnan(results[c].quantiles).sum()), "peak_mb": peaks[c]})
     return rows
+
+
+def cpu_name() -> str:
+    """The CPU model and the threads torch uses (``platform.processor()`` is often empty on Linux)."""
+    try:
+        models = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")]
+    except OSError:
+        models = []
+    return f"{models[0] if models else platform.processor() or 'cpu'}, {torch.get_num_threads()} threads"
 
 
 def describe(device_name: str, n: int) -> str:
@@ -148,18 +177,21 @@ def main() -> int:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--precisions", default="fp32")
     parser.add_argument("--batch-sizes", default="32")
+    parser.add_argument("--layouts", default="packed,padded",
+                        help="packed: real patches only, stacked (the CPU default); padded: to each batch's longest")
     parser.add_argument("--api-batch", type=int, help="API batch (default: 256, or the series count if fewer)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds; each row shows its median")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     rows = run(args)
     device = torch.cuda.get_device_name() if rows and torch.cuda.is_available() and args.device != "cpu" else \
-        platform.processor() or "cpu"
+        cpu_name()
     print(describe(device, args.series or WORKLOADS["quick" if args.quick else args.workload]))
-    print(f"{'method':<12} {'prec':<5} {'batch':>5} {'series/s':>10} {'x API':>7} {'rel err':>9} {'NaN':>5} "
+    print(f"{'method':<15} {'prec':<5} {'batch':>5} {'series/s':>10} {'x API':>7} {'rel err':>9} {'NaN':>5} "
           f"{'peak MB':>9}")
     for r in rows:
-        print(f"{r['method']:<12} {r['precision']:<5} {r['batch']:>5} {r['series_per_s']:>10.1f} {r['ratio']:>7.2f} "
+        print(f"{r['method']:<15} {r['precision']:<5} {r['batch']:>5} {r['series_per_s']:>10.1f} {r['ratio']:>7.2f} "
               f"{r['rel_error']:>9.1e} {r['nan']:>5} {r['peak_mb']:>9.0f}")
     if args.json:
         args.json.write_text(json.dumps({"device": device, "rows": rows}, indent=2))

@@ -11,4 +11,5 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 benchmarks/engine_benchmark.py --quick --device cuda --precisions fp32,tf32,bf16 --batch-sizes 4,16 \
   --json "$OUT/quick.json"
 python3 benchmarks/engine_benchmark.py --workload w1 --series "${SERIES:-4096}" --device cuda \
-  --precisions fp32,tf32,bf16 --batch-sizes "${BATCHES:-256,1024}" --json "$OUT/w1.json" || true
+  --precisions fp32,tf32,bf16 --batch-sizes "${BATCHES:-256,1024}" --layouts "${LAYOUTS:-padded,packed}" \
+  --repeats "${REPEATS:-2}" --json "$OUT/w1.json" || true

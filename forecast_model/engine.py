@@ -46,7 +46,10 @@ class TimesFmEngine:
     """Runs a loaded TimesFM decoder on many series; create it with :func:`forecast_model.load_engine`."""
 
     def __init__(self, module: torch.nn.Module, hparams: ModelHparams, device: torch.device,
-                 batch_size: int = 32, weights_sha256: str | None = None, precision: Precision = "fp32") -> None:
+                 batch_size: int = 32, weights_sha256: str | None = None, precision: Precision = "fp32",
+                 packed: bool | None = None) -> None:
+        """``packed`` (default: on CPU) runs the transformer on real patches only, stacked into one matrix
+        per batch; otherwise each batch is padded to its longest series. Both give the same forecasts."""
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}.")
         self.module = module
@@ -55,6 +58,7 @@ class TimesFmEngine:
         self.batch_size = batch_size
         self.weights_sha256 = weights_sha256
         self.precision: Precision = precision
+        self.packed = device.type == "cpu" if packed is None else packed
 
     def forecast(
         self,
@@ -119,7 +123,7 @@ class TimesFmEngine:
             # The window grows with each decoded patch, up to the model's context, as in the API.
             window = min(values.shape[1], self.hparams.context_len)
             out = last_patch_forecast(self.module, values[:, -window:], padding[:, -window:], freq,
-                                      self.precision)[:, :step_len, :]
+                                      self.precision, self.packed)[:, :step_len, :]
             outputs.append(out)
             values = torch.cat([values, out[:, :, 0]], dim=1)
             padding = torch.cat([padding, torch.zeros_like(out[:, :, 0])], dim=1)

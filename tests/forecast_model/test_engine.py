@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from forecast_model import EngineConfig, ResolvedCheckpoint, TimesFmEngine, load_engine
+from forecast_model.decoder import last_patch_forecast
 
 LENGTHS = [10, 31, 32, 33, 64, 100, 257, 511, 512, 513, 1000, 2049, 3000]
 
@@ -50,13 +51,18 @@ def timesfm_api(checkpoint: ResolvedCheckpoint, horizon: int):
     )
 
 
+def with_layout(engine: TimesFmEngine, packed: bool, batch_size: int = 4) -> TimesFmEngine:
+    return TimesFmEngine(engine.module, engine.hparams, engine.device, batch_size, packed=packed)
+
+
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "padded"])
 @pytest.mark.parametrize("horizon", [24, 300])
 def test_engine_equals_timesfm_api_in_fp32(engine: TimesFmEngine, tiny_checkpoint: ResolvedCheckpoint,
-                                           horizon: int) -> None:
+                                           horizon: int, packed: bool) -> None:
     series = make_series()
     freq = [i % 3 for i in range(len(series))]
     api_point, api_full = timesfm_api(tiny_checkpoint, horizon).forecast([s.copy() for s in series], freq=freq)
-    result = engine.forecast(series, horizon, freq)
+    result = with_layout(engine, packed).forecast(series, horizon, freq)
     assert result.point.shape == (len(series), horizon)
     assert result.quantiles.shape == (len(series), horizon, 9)
     assert np.isfinite(result.quantiles).all(), "engine produced non-finite forecasts"
@@ -65,13 +71,39 @@ def test_engine_equals_timesfm_api_in_fp32(engine: TimesFmEngine, tiny_checkpoin
     assert_close_per_series(result.mean, api_full[:, :, 0])
 
 
-def test_a_series_alone_equals_the_same_series_in_a_batch(engine: TimesFmEngine) -> None:
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "padded"])
+def test_a_series_alone_equals_the_same_series_in_a_batch(engine: TimesFmEngine, packed: bool) -> None:
     series = make_series(seed=1)
+    engine = with_layout(engine, packed, batch_size=32)
     batched = engine.forecast(series, 150, [1] * len(series))
     for index, values in enumerate(series):
         alone = engine.forecast([values], 150, [1])
         error = np.abs(alone.quantiles[0] - batched.quantiles[index]).max() / np.abs(batched.quantiles[index]).max()
         assert error <= 1e-5, f"series {index} alone differs from the batch: relative error {error:.2e}"
+
+
+def test_packed_layout_in_any_order_equals_the_padded_one(engine: TimesFmEngine) -> None:
+    """Unsorted lengths, neighbours of equal length (one attention run) and one-patch series, as one block."""
+    rng = np.random.default_rng(7)
+    lengths = [700, 40, 33, 64, 64, 64, 5, 700, 1, 2048, 300, 301]
+    width = 2048
+    values = torch.zeros(len(lengths), width)
+    padding = torch.ones(len(lengths), width)
+    for row, length in enumerate(lengths):
+        values[row, width - length:] = torch.from_numpy(rng.normal(size=length).cumsum() + 10).float()
+        padding[row, width - length:] = 0.0
+    freq = torch.from_numpy(rng.integers(0, 3, size=(len(lengths), 1)))
+    with torch.inference_mode():
+        packed = last_patch_forecast(engine.module, values, padding, freq, packed=True)
+        padded = last_patch_forecast(engine.module, values, padding, freq, packed=False)
+    assert packed.shape == padded.shape == (len(lengths), engine.hparams.output_patch_len, 10)
+    assert_close_per_series(packed.numpy(), padded.numpy())
+
+
+def test_packed_is_the_default_on_cpu_only(engine: TimesFmEngine) -> None:
+    assert TimesFmEngine(engine.module, engine.hparams, torch.device("cpu")).packed
+    # The padded layout is what was measured on GPUs (docs/PERFORMANCE.md); nothing touches CUDA here.
+    assert not TimesFmEngine(engine.module, engine.hparams, torch.device("cuda")).packed
 
 
 def test_results_come_back_in_input_order(engine: TimesFmEngine) -> None:
