@@ -2,12 +2,15 @@
 
     python benchmarks/engine_benchmark.py --quick                    # CI: tiny checkpoint, correctness only
     python benchmarks/engine_benchmark.py --workload w1-cpu          # 2-core CPU: real architecture
+    python benchmarks/engine_benchmark.py --workload short-cpu       # 2-core CPU: 64 to 256 points
     python benchmarks/engine_benchmark.py --workload w1 --device cuda --precisions fp32,tf32,bf16
 
 W1: lengths log-uniform in [64, 2048] (seeded); values = random level + sine of random period (4..60) +
 small trend + unit noise; horizon 128; the TimesFM-2.0-500m architecture with seeded random weights
-(cost does not depend on weight values; accuracy is not measured here). The API runs at batch 256 and
-is the fp32 reference: relative error is max|engine - api| / max|api| per series, worst series shown.
+(cost does not depend on weight values; accuracy is not measured here). ``short-cpu``: the same recipe
+with lengths in [64, 256]. The API runs at batch 256 (or the series count, if fewer) and is the fp32
+reference: relative error is max|engine - api| / max|api| per series, worst series shown. Timed rounds
+interleave the API and every engine configuration; each row shows its median round.
 Imports only torch, numpy and `timesfm`, so it runs where Prefect and MLflow are not installed.
 """
 
@@ -32,13 +35,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from forecast_model import ModelHparams, TimesFmEngine, make_tiny_checkpoint
 from forecast_model.checkpoint import CKPT_FILENAME, build_decoder
 
-WORKLOADS = {"w1": 4096, "w1-cpu": 24, "quick": 16}
+# name: (series, shortest, longest); "short-cpu" is W1's recipe on short series (2 to 8 patches).
+WORKLOADS = {"w1": (4096, 64, 2048), "w1-cpu": (24, 64, 2048), "short-cpu": (128, 64, 256), "quick": (16, 64, 2048)}
 
 
-def make_w1(n: int, seed: int = 0) -> list[np.ndarray]:
-    """W1 series, lengths log-uniform in [64, 2048]."""
+def make_w1(n: int, seed: int = 0, shortest: int = 64, longest: int = 2048) -> list[np.ndarray]:
+    """W1 series, lengths log-uniform in [shortest, longest] (W1 itself: [64, 2048])."""
     rng = np.random.default_rng(seed)
-    lengths = np.exp(rng.uniform(np.log(64), np.log(2048), size=n)).astype(int)
+    lengths = np.exp(rng.uniform(np.log(shortest), np.log(longest), size=n)).astype(int)
     series = []
     for length in lengths:
         t = np.arange(length)
@@ -104,7 +108,8 @@ def relative_error(actual: np.ndarray, reference: np.ndarray) -> float:
 def run(args: argparse.Namespace) -> list[dict]:
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     workload = "quick" if args.quick else args.workload
-    series = make_w1(args.series or WORKLOADS[workload], seed=args.seed)
+    default_n, shortest, longest = WORKLOADS[workload]
+    series = make_w1(args.series or default_n, args.seed, shortest, longest)
     freq = [i % 3 for i in range(len(series))]
     with tempfile.TemporaryDirectory() as tmp:
         if args.quick:
@@ -171,12 +176,12 @@ def describe(device_name: str, n: int) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny checkpoint, correctness only (CI)")
-    parser.add_argument("--workload", choices=["w1", "w1-cpu"], default="w1-cpu")
+    parser.add_argument("--workload", choices=["w1", "w1-cpu", "short-cpu"], default="w1-cpu")
     parser.add_argument("--series", type=int, help="number of series (default by workload)")
     parser.add_argument("--horizon", type=int, default=128)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--precisions", default="fp32")
-    parser.add_argument("--batch-sizes", default="32")
+    parser.add_argument("--batch-sizes", default="256")
     parser.add_argument("--layouts", default="packed,padded",
                         help="packed: real patches only, stacked (the CPU default); padded: to each batch's longest")
     parser.add_argument("--api-batch", type=int, help="API batch (default: 256, or the series count if fewer)")
@@ -187,7 +192,7 @@ def main() -> int:
     rows = run(args)
     device = torch.cuda.get_device_name() if rows and torch.cuda.is_available() and args.device != "cpu" else \
         cpu_name()
-    print(describe(device, args.series or WORKLOADS["quick" if args.quick else args.workload]))
+    print(describe(device, args.series or WORKLOADS["quick" if args.quick else args.workload][0]))
     print(f"{'method':<15} {'prec':<5} {'batch':>5} {'series/s':>10} {'x API':>7} {'rel err':>9} {'NaN':>5} "
           f"{'peak MB':>9}")
     for r in rows:

@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     context_len: int = Field(2048, gt=0, validation_alias="TIMESFM20_DEFAULT_CONTEXT_LEN")
     horizon_len: int = Field(128, gt=0, validation_alias="TIMESFM20_DEFAULT_HORIZON_LEN")
     batch_size: int | None = Field(None, gt=0, validation_alias="TIMESFM20_DEFAULT_BATCH_SIZE",
-                                   description="Empty: 32 on CPU, sized from free memory on GPU.")
+                                   description="Empty: 256 on CPU, sized from free memory on GPU.")
     data_dir: Path = Field(Path("data"), validation_alias="FORECAST_DATA_DIR")
     output_root: Path | None = Field(None, validation_alias="FORECAST_OUTPUT_ROOT")
     mlflow_tracking_uri: str | None = Field(None, validation_alias="MLFLOW_TRACKING_URI")

@@ -131,7 +131,7 @@ def test_out_of_memory_in_inference_is_recovered_by_backing_off(workspace: Path,
         return real(module, values, *args, **kwargs)
 
     monkeypatch.setattr(engine_module, "last_patch_forecast", four_fit)
-    registry.reset()  # a fresh engine, with the default batch size of 32
+    registry.reset()  # a fresh engine, with the default batch size (256 on CPU)
     try:
         summary = run(checkpoint)
     finally:

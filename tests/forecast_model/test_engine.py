@@ -176,7 +176,29 @@ def test_bf16_is_close_and_finite_tf32_is_fp32_on_cpu(tiny_checkpoint: ResolvedC
     assert_close_per_series(results["bf16"], results["fp32"], rel=5e-2)
 
 
-def test_batch_size_on_cpu_is_32(tiny_checkpoint: ResolvedCheckpoint) -> None:
+def test_batch_size_on_cpu_is_256(tiny_checkpoint: ResolvedCheckpoint) -> None:
     from forecast_model.engine import choose_batch_size
 
-    assert choose_batch_size(tiny_checkpoint.hparams, torch.device("cpu")) == 32
+    assert choose_batch_size(tiny_checkpoint.hparams, torch.device("cpu")) == 256
+
+
+def test_packed_batches_stop_at_the_patch_budget(engine: TimesFmEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    import forecast_model.engine as engine_module
+
+    series = make_series(seed=6)  # 1 to 64 patches each, 13 series
+    expected = with_layout(engine, packed=False, batch_size=32).forecast(series, 20).quantiles
+    real = engine_module.last_patch_forecast
+    batches: list[tuple[int, int]] = []  # (series, patches) of each batch
+
+    def spy(module, values, padding, *args, **kwargs):
+        patches = int((padding.view(padding.shape[0], -1, engine.hparams.input_patch_len).min(-1).values < 0.5).sum())
+        batches.append((values.shape[0], patches))
+        return real(module, values, padding, *args, **kwargs)
+
+    monkeypatch.setattr(engine_module, "PACKED_PATCH_BUDGET", 70)
+    monkeypatch.setattr(engine_module, "last_patch_forecast", spy)
+    result = with_layout(engine, packed=True, batch_size=32).forecast(series, 20)
+    assert sum(n for n, _ in batches) == len(series)
+    assert all(patches <= 70 or n == 1 for n, patches in batches), batches
+    assert len(batches) >= 2 and max(n for n, _ in batches) > 1, batches  # 115 patches in all
+    assert_close_per_series(result.quantiles, expected)
