@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 _MEDIAN = DEFAULT_QUANTILES.index(0.5)
 # Packed batches stop at about this many patches: big enough for a CPU's matrix kernels to run at their
-# plateau (from ~256 rows), small enough to keep a batch's activations near 300 MB at 1280 dims.
+# plateau (from ~256 rows), small enough to keep a batch's activations to an estimated ~300 MB at 1280 dims.
 PACKED_PATCH_BUDGET = 4096
 
 
