@@ -105,11 +105,16 @@ def relative_error(actual: np.ndarray, reference: np.ndarray) -> float:
     return max(float(np.abs(a - r).max() / max(np.abs(r).max(), 1e-12)) for a, r in zip(actual, reference, strict=True))
 
 
+def workload(args: argparse.Namespace) -> tuple[int, int, int]:
+    """Series count, shortest and longest length the arguments ask for."""
+    default_n, shortest, longest = WORKLOADS["quick" if args.quick else args.workload]
+    return args.series or default_n, shortest, longest
+
+
 def run(args: argparse.Namespace) -> list[dict]:
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
-    workload = "quick" if args.quick else args.workload
-    default_n, shortest, longest = WORKLOADS[workload]
-    series = make_w1(args.series or default_n, args.seed, shortest, longest)
+    n, shortest, longest = workload(args)
+    series = make_w1(n, args.seed, shortest, longest)
     freq = [i % 3 for i in range(len(series))]
     with tempfile.TemporaryDirectory() as tmp:
         if args.quick:
@@ -192,7 +197,7 @@ def main() -> int:
     rows = run(args)
     device = torch.cuda.get_device_name() if rows and torch.cuda.is_available() and args.device != "cpu" else \
         cpu_name()
-    print(describe(device, args.series or WORKLOADS["quick" if args.quick else args.workload][0]))
+    print(describe(device, workload(args)[0]))
     print(f"{'method':<15} {'prec':<5} {'batch':>5} {'series/s':>10} {'x API':>7} {'rel err':>9} {'NaN':>5} "
           f"{'peak MB':>9}")
     for r in rows:
