@@ -1,12 +1,48 @@
-"""Exceptions raised by the forecasting library.
+"""Exceptions raised by the forecasting library, and how messages quote what a user gave.
 
 Every error a user can fix derives from :class:`ConfigurationError`, so callers (the CLI, the flows) can
 tell "your input or settings are wrong" apart from "something broke".
+
+Messages quote input (a header, a value, a key of a config file) through :func:`shorten` and
+:func:`shorten_names`, so that a hostile or broken input cannot make a message of gigabytes: messages
+travel into terminals, log files, Prefect state messages and MLflow. :class:`ConfigurationError` also cuts
+any message past :data:`MAX_MESSAGE_CHARS` as a last line of defence.
 """
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "ConfigurationError", "DeviceError", "ForecastModelError"]
+from collections.abc import Iterable
+
+__all__ = ["MAX_MESSAGE_CHARS", "CheckpointError", "ConfigurationError", "DeviceError", "ForecastModelError",
+           "shorten", "shorten_names"]
+
+MAX_MESSAGE_CHARS = 4000
+VALUE_CHARS = 200
+NAMES_SHOWN = 20
+
+
+def shorten(value: object, limit: int = VALUE_CHARS) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, saying how much of the value was left out.
+
+    A long string is cut before it is quoted, so a value of gigabytes costs no copy of gigabytes.
+    """
+    if isinstance(value, str):
+        size, text = len(value), repr(value[:limit])[:limit + 2]
+    else:
+        text = repr(value)
+        size, text = len(text), text[:limit]
+    return text if size <= limit else f"{text}... ({size - limit:,} more characters)"
+
+
+def shorten_names(values: Iterable[object], limit: int = NAMES_SHOWN, each: int = VALUE_CHARS) -> str:
+    """A list of names for a message: at most ``limit`` of them, each cut by :func:`shorten`."""
+    shown, extra = [], 0
+    for index, value in enumerate(values):
+        if index < limit:
+            shown.append(shorten(value, each))
+        else:
+            extra += 1
+    return "[" + ", ".join(shown) + (f", ... and {extra:,} more" if extra else "") + "]"
 
 
 class ForecastModelError(Exception):
@@ -15,6 +51,12 @@ class ForecastModelError(Exception):
 
 class ConfigurationError(ForecastModelError, ValueError):
     """A setting or an argument is wrong; the message says which one and how to fix it."""
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        text = str(message)
+        if len(text) > MAX_MESSAGE_CHARS:
+            text = f"{text[:MAX_MESSAGE_CHARS]}... (message cut: {len(text) - MAX_MESSAGE_CHARS:,} more characters)"
+        super().__init__(text, *args)
 
 
 class CheckpointError(ConfigurationError):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from typing import Literal
 
 import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
+from forecast_model.errors import shorten
 from tasks.contracts import DS, ID, Y
 from tasks.errors import InputDataError
 
@@ -28,9 +30,29 @@ class ColumnMapping(BaseModel):
     time_col: str = Field("ds", min_length=1, description="Timestamp column.")
     target_col: str = Field("y", min_length=1, description="Value column (long format).")
 
+    def check_for(self, layout: Layout) -> None:
+        """Refuses one input column mapped to two roles (``--id-col ds`` would read the timestamps as ids)."""
+        roles = {"id_col": self.id_col, "time_col": self.time_col, "target_col": self.target_col}
+        if layout == "wide":
+            roles = {"time_col": self.time_col}
+        names = list(roles.values())
+        clash = [role for role, name in roles.items() if names.count(name) > 1]
+        if clash:
+            raise ValueError(f"columns {' and '.join(clash)} name the same input column "
+                             f"{shorten(roles[clash[0]])}; each role needs its own column. Fix: map each of "
+                             "--id-col, --time-col and --target-col to a different column.")
 
-def parse_bytes(data: bytes, kind: FileKind, name: str) -> pd.DataFrame:
-    """Parses CSV or Parquet content; ``name`` (a path or redacted URL) appears in errors."""
+    def text_columns(self, layout: Layout) -> tuple[str, ...]:
+        """Columns a CSV parser must keep as text: ids (``007`` is not ``7``) and timestamps (``1990`` is a
+        year, not 1,990 nanoseconds after 1970)."""
+        return (self.id_col, self.time_col) if layout == "long" else (self.time_col,)
+
+
+def parse_bytes(data: bytes, kind: FileKind, name: str, text_columns: Sequence[str] = ()) -> pd.DataFrame:
+    """Parses CSV or Parquet content; ``name`` (a path or redacted URL) appears in errors.
+
+    CSV columns named in ``text_columns`` are read as text, never as inferred numbers.
+    """
     if not data.strip():
         raise InputDataError(f"{name} is empty. Fix: point the source at a file with a header and data rows.")
     if _looks_like_html(data):
@@ -41,17 +63,17 @@ def parse_bytes(data: bytes, kind: FileKind, name: str) -> pd.DataFrame:
             return pd.read_parquet(io.BytesIO(data))
         except (ValueError, OSError, pa.ArrowException) as exc:
             raise InputDataError(f"{name} is not a readable Parquet file ({exc}).") from exc
-    return _parse_csv(data, name)
+    return _parse_csv(data, name, text_columns)
 
 
-def _parse_csv(data: bytes, name: str) -> pd.DataFrame:
+def _parse_csv(data: bytes, name: str, text_columns: Sequence[str]) -> pd.DataFrame:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputDataError(f"{name} is not UTF-8 text (byte {exc.start}). Fix: re-encode the file as UTF-8.") \
             from exc
     try:
-        frame = pd.read_csv(io.StringIO(text))
+        frame = pd.read_csv(io.StringIO(text), dtype=dict.fromkeys(text_columns, str))
     except (ValueError, pd.errors.ParserError) as exc:
         raise InputDataError(f"{name} is not valid CSV: {str(exc).strip()}.") from exc
     if len(frame.columns) == 1:

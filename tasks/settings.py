@@ -43,7 +43,11 @@ class Settings(BaseSettings):
                                            "they are not public (e.g. 127.0.0.1/32,minio.internal).")
     url_connect_timeout: float = Field(10.0, gt=0, validation_alias="FORECAST_URL_CONNECT_TIMEOUT")
     url_read_timeout: float = Field(60.0, gt=0, validation_alias="FORECAST_URL_READ_TIMEOUT")
+    url_total_timeout: float = Field(300.0, gt=0, validation_alias="FORECAST_URL_TOTAL_TIMEOUT",
+                                     description="Seconds a whole download may take, redirects included.")
     url_max_bytes: int = Field(512 * 1024 * 1024, gt=0, validation_alias="FORECAST_URL_MAX_BYTES")
+    duckdb_timeout: float = Field(600.0, gt=0, validation_alias="FORECAST_DUCKDB_TIMEOUT",
+                                  description="Seconds a DuckDB source query may run before it is interrupted.")
 
     def resolved_output_root(self) -> Path:
         """``FORECAST_OUTPUT_ROOT``, else ``<data_dir>/outputs``."""
@@ -60,7 +64,8 @@ class Settings(BaseSettings):
             data_roots=tuple(roots),
             url_allowlist=tuple(e.strip() for e in self.url_allowlist.split(",") if e.strip()),
             connect_timeout=self.url_connect_timeout, read_timeout=self.url_read_timeout,
-            max_download_bytes=self.url_max_bytes,
+            total_timeout=self.url_total_timeout, max_download_bytes=self.url_max_bytes,
+            query_timeout=self.duckdb_timeout,
         )
 
     def artifact_root(self) -> Path | None:

@@ -34,6 +34,11 @@ class DuckDBSource(BaseModel):
     columns: ColumnMapping = Field(default_factory=ColumnMapping, description="Input column names.")
 
     @model_validator(mode="after")
+    def _columns_fit_layout(self) -> DuckDBSource:
+        self.columns.check_for(self.format)
+        return self
+
+    @model_validator(mode="after")
     def _table_or_query(self) -> DuckDBSource:
         if (self.table is None) == (self.query is None):
             raise ValueError("give exactly one of `table` or `query`")

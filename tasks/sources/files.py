@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks.canonical import ColumnMapping, FileKind, Layout, parse_bytes
 from tasks.errors import InputDataError
@@ -29,6 +29,11 @@ class FileSource(BaseModel):
     format: Layout = Field("long", description="long: one row per series and timestamp; "
                                                "wide: one time column and one column per series.")
     columns: ColumnMapping = Field(default_factory=ColumnMapping, description="Input column names.")
+
+    @model_validator(mode="after")
+    def _columns_fit_layout(self) -> FileSource:
+        self.columns.check_for(self.format)
+        return self
 
     def describe(self) -> str:
         """A loggable description of the source."""
@@ -63,7 +68,7 @@ def expand(pattern: str, policy: SourcePolicy) -> list[Path]:
 def read_files(source: FileSource, policy: SourcePolicy) -> pd.DataFrame:
     """Reads every file of the source into one frame; all files must have the same columns."""
     paths = expand(source.path, policy)
-    frames = [_read_one(path) for path in paths]
+    frames = [_read_one(path, source.columns.text_columns(source.format)) for path in paths]
     first = list(frames[0].columns)
     for path, frame in zip(paths[1:], frames[1:], strict=True):
         if list(frame.columns) != first:
@@ -72,10 +77,10 @@ def read_files(source: FileSource, policy: SourcePolicy) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
-def _read_one(path: Path) -> pd.DataFrame:
+def _read_one(path: Path, text_columns: tuple[str, ...]) -> pd.DataFrame:
     if not path.is_file():
         raise InputDataError(f"Input file {path} does not exist. Fix the source path.")
     kind = _KINDS.get(path.suffix.lower())
     if kind is None:
         raise InputDataError(f"Unsupported file type {path.suffix!r} for {path}; use .csv or .parquet.")
-    return parse_bytes(path.read_bytes(), kind, str(path))
+    return parse_bytes(path.read_bytes(), kind, str(path), text_columns)

@@ -62,6 +62,11 @@ class UrlSource(BaseModel):
     columns: ColumnMapping = Field(default_factory=ColumnMapping, description="Input column names.")
 
     @model_validator(mode="after")
+    def _columns_fit_layout(self) -> UrlSource:
+        self.columns.check_for(self.format)
+        return self
+
+    @model_validator(mode="after")
     def _one_address_without_credentials(self) -> UrlSource:
         if (self.url is None) == (self.url_secret is None):
             raise ValueError("give exactly one of `url` or `url_secret`")
@@ -162,7 +167,8 @@ def read_url(source: UrlSource, policy: SourcePolicy) -> pd.DataFrame:
     """Downloads the source (bounded in time and size) and parses it as CSV or Parquet."""
     url = source.resolved_url()
     body, content_type, final_url = _download(url, policy, source.resolved_headers())
-    return parse_bytes(body, _kind(source, body, content_type, final_url), redact_url(url))
+    return parse_bytes(body, _kind(source, body, content_type, final_url), redact_url(url),
+                       source.columns.text_columns(source.format))
 
 
 def _download(url: str, policy: SourcePolicy, headers: dict[str, str]) -> tuple[bytes, str, str]:

@@ -21,7 +21,9 @@ class SourcePolicy(BaseModel):
     url_allowlist: tuple[str, ...] = ()
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
-    max_download_bytes: int = 512 * 1024 * 1024
+    total_timeout: float = 300.0  # a whole download, however slowly the server trickles
+    max_download_bytes: int = 512 * 1024 * 1024  # of the decoded body
+    query_timeout: float = 600.0  # a DuckDB source query
 
     def allowed_networks(self) -> list[IPNetwork]:
         """Allow-list entries that are addresses or networks (the others are host names)."""
