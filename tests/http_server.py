@@ -16,9 +16,11 @@ class Route:
     status: int = 200
     body: bytes = b""
     content_type: str = "text/csv"
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)  # sent as given (a Content-Length here replaces ours)
     delay: float = 0.0
     require: tuple[str, str] | None = None  # (header, value) the request must carry, else 401
+    trickle: float = 0.0  # seconds between single bytes of the body: no read ever waits long enough to time out
+    trickle_headers: bool = False  # trickle the status line and headers too (with trickle's pace)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -35,16 +37,26 @@ class _Handler(BaseHTTPRequestHandler):
             route = Route(401, b"unauthorized", "text/plain")
         if route.delay:
             time.sleep(route.delay)
-        self.send_response(route.status)
-        self.send_header("Content-Type", route.content_type)
-        self.send_header("Content-Length", route.headers.pop("Content-Length", str(len(route.body))))
-        for key, value in route.headers.items():
-            self.send_header(key, value)
-        self.end_headers()
         try:
-            self.wfile.write(route.body)
+            self._send(self._head(route), route.trickle if route.trickle_headers else 0.0)
+            self._send(route.body, route.trickle)
         except (BrokenPipeError, ConnectionResetError):
-            pass
+            pass  # the client gave up, as some tests expect it to
+
+    def _head(self, route: Route) -> bytes:
+        """Status line and headers, written by hand so that they can be trickled too."""
+        reason = self.responses.get(route.status, ("",))[0]
+        headers = {"Content-Type": route.content_type, "Content-Length": str(len(route.body)), **route.headers}
+        lines = [f"HTTP/1.0 {route.status} {reason}", *(f"{key}: {value}" for key, value in headers.items())]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    def _send(self, data: bytes, trickle: float) -> None:
+        if not trickle:
+            self.wfile.write(data)
+            return
+        for index in range(len(data)):
+            self.wfile.write(data[index:index + 1])
+            time.sleep(trickle)
 
     def log_message(self, format: str, *args: object) -> None:
         pass
