@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from forecast_model.errors import CheckpointError
+from forecast_model.errors import CheckpointError, shorten
 
 __all__ = [
     "DEFAULT_CHECKPOINT",
@@ -28,6 +28,12 @@ _IGNORED = {"architectures", "model_type", "torch_dtype", "transformers_version"
             "intermediate_size", "num_kv_heads", "quantiles"}
 
 
+# Upper bounds keep a hostile config.json from making the loader allocate a model of any size before the
+# weights are even read; the 2.0-500m values are far below them.
+_LIMITS = {"num_layers": 512, "model_dims": 32768, "num_heads": 1024, "context_len": 65536,
+           "input_patch_len": 4096, "output_patch_len": 4096}
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelHparams:
     """Architecture of a TimesFM checkpoint; the defaults are those of TimesFM-2.0-500m.
@@ -44,46 +50,71 @@ class ModelHparams:
     use_positional_embedding: bool = False
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.num_heads <= 0 or self.num_heads % 16:
-            problems.append(f"num_heads={self.num_heads} must be a positive multiple of 16")
-        if self.model_dims <= 0 or self.model_dims % self.num_heads:
-            problems.append(f"model_dims={self.model_dims} must be a positive multiple of num_heads")
-        if self.context_len <= 0 or self.context_len % self.input_patch_len:
-            problems.append(
-                f"context_len={self.context_len} must be a positive multiple of input_patch_len="
-                f"{self.input_patch_len}"
-            )
-        if self.output_patch_len % self.input_patch_len:
-            problems.append("output_patch_len must be a multiple of input_patch_len")
+        problems = _problems(dataclasses.asdict(self))
         if problems:
             raise CheckpointError("Invalid TimesFM hyperparameters: " + "; ".join(problems) + ".")
 
     @classmethod
     def from_json(cls, path: Path) -> ModelHparams:
-        """Reads hyperparameters from a checkpoint's ``config.json``; absent keys keep the 2.0-500m values."""
+        """Reads hyperparameters from a checkpoint's ``config.json``; absent keys keep the 2.0-500m values.
+
+        Every problem is reported at once, naming the file and the key, before any model is built.
+        """
         try:
             raw = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"Cannot read checkpoint config {path}: {exc}. Fix or remove the file.") from exc
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"Cannot read checkpoint config {path}: {shorten(str(exc))}. Fix or remove the "
+                                  "file.") from exc
         if not isinstance(raw, dict):
             raise CheckpointError(f"Checkpoint config {path} must hold a JSON object.")
-        fields = {f.name: f.type for f in dataclasses.fields(cls)}
-        values: dict[str, Any] = {}
-        for key, value in raw.items():
-            name = _ALIASES.get(key, key)
-            if name in fields:
-                values[name] = value
-            elif key not in _IGNORED:
-                logger.warning("Ignoring unknown key %r in %s", key, path)
-        for name, value in values.items():
-            expected = bool if name == "use_positional_embedding" else int
-            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-                raise CheckpointError(
-                    f"Checkpoint config {path}: {name!r} must be {expected.__name__}, got {value!r}."
-                )
+        values = _known_values(raw, path)
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        problems = _type_problems(values) or _problems({**defaults, **values})
+        if problems:
+            raise CheckpointError(f"Checkpoint config {path}: " + "; ".join(problems) + ". Fix: correct these "
+                                  "keys (a key left out takes the TimesFM-2.0-500m value).")
         return cls(**values)
 
     def to_json(self) -> str:
         """The hyperparameters as the ``config.json`` this library reads."""
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+
+def _problems(values: dict[str, Any]) -> list[str]:
+    """What is wrong with a set of hyperparameters, one entry per key, each saying what it must be."""
+    problems = [f"{name}={values[name]!r} must be a whole number from 1 to {limit:,}"
+                for name, limit in _LIMITS.items() if not 0 < values[name] <= limit]
+    if problems:  # the divisibility checks below would divide by zero or mean nothing
+        return problems
+    heads, patch = values["num_heads"], values["input_patch_len"]
+    if heads % 16:
+        problems.append(f"num_heads={heads} must be a multiple of 16 (the timesfm decoder builds 16 key/value heads)")
+    if values["model_dims"] % heads:
+        problems.append(f"model_dims={values['model_dims']} must be a multiple of num_heads={heads}")
+    for name in ("context_len", "output_patch_len"):
+        if values[name] % patch:
+            problems.append(f"{name}={values[name]} must be a multiple of input_patch_len={patch}")
+    return problems
+
+
+def _known_values(raw: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The architecture keys of a config.json under our field names; unknown keys are logged and ignored."""
+    fields = {f.name for f in dataclasses.fields(ModelHparams)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = _ALIASES.get(key, key)
+        if name in fields:
+            values[name] = value
+        elif key not in _IGNORED:
+            logger.warning("Ignoring unknown key %s in %s", shorten(key), path)
+    return values
+
+
+def _type_problems(values: dict[str, Any]) -> list[str]:
+    problems = []
+    for name, value in values.items():
+        expected = bool if name == "use_positional_embedding" else int
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            problems.append(f"{name} must be {'true or false' if expected is bool else 'a whole number'}, "
+                            f"got {shorten(value)}")
+    return problems

@@ -41,13 +41,28 @@ def test_hugging_face_style_config_keys(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("config", "message"),
-    [({"num_heads": 8}, "multiple of 16"), ({"num_layers": "two"}, "'num_layers' must be int"),
-     ({"context_len": 500}, "context_len=500")],
+    [({"num_heads": 8}, "num_heads=8 must be a multiple of 16"),
+     ({"num_layers": "two"}, "num_layers must be a whole number, got 'two'"),
+     ({"use_positional_embedding": 1}, "use_positional_embedding must be true or false"),
+     ({"context_len": 500}, "context_len=500 must be a multiple of input_patch_len=32"),
+     ({"num_heads": 0}, "num_heads=0 must be a whole number from 1"),
+     ({"input_patch_len": 0}, "input_patch_len=0 must be a whole number from 1"),
+     ({"output_patch_len": -128}, "output_patch_len=-128 must be a whole number from 1"),
+     ({"patch_len": 48}, "context_len=2048 must be a multiple of input_patch_len=48.*output_patch_len=128 must be"),
+     ({"hidden_size": 1000, "num_heads": 16}, "model_dims=1000 must be a multiple of num_heads=16"),
+     ({"num_layers": 10**9}, "num_layers=1000000000 must be a whole number from 1 to 512")],
 )
-def test_invalid_config_names_the_key(tmp_path: Path, config: dict, message: str) -> None:
+def test_invalid_config_names_the_file_the_key_and_the_fix(tmp_path: Path, config: dict, message: str) -> None:
     (tmp_path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match=message):
+    with pytest.raises(CheckpointError, match=message) as raised:
         ModelHparams.from_json(tmp_path / "config.json")
+    assert str(tmp_path / "config.json") in str(raised.value) and "Fix: correct these keys" in str(raised.value)
+
+
+def test_hparams_built_in_code_are_checked_too() -> None:
+    with pytest.raises(CheckpointError, match="num_heads=0 must be a whole number"):
+        ModelHparams(num_heads=0)
+    assert ModelHparams(input_patch_len=64, context_len=512, output_patch_len=128).input_patch_len == 64
 
 
 def test_missing_path_is_a_clear_error(tmp_path: Path) -> None:
