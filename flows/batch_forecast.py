@@ -10,13 +10,12 @@ from prefect import flow
 from pydantic import Field
 
 from flows.common import RunContext, prepare_load_validate, publish_run, staged, start_run
-from flows.params import JobName, ModelParams, RunSummary
+from flows.params import FreqAlias, JobName, ModelParams, OutputRoot, RunSummary
 from tasks.forecast import ForecastStats, ModelInfo, forecast_series, render_sample
 from tasks.load import LoadResult
 from tasks.manifest import RunManifest, StageTimer, package_versions
 from tasks.series_checks import SeriesChecks
 from tasks.sources import Source
-from tasks.validate import ValidationOutcome
 
 __all__ = ["batch_forecast"]
 
@@ -27,10 +26,10 @@ def batch_forecast(
     horizon: Annotated[int, Field(gt=0, le=10000)] | None = None,
     model: ModelParams = ModelParams(),  # noqa: B008 - frozen, so one shared default is safe
     checks: SeriesChecks = SeriesChecks(),  # noqa: B008
-    freq: str | None = None,
+    freq: FreqAlias | None = None,
     job: JobName | None = None,
     as_of: date | None = None,
-    output_root: str | None = None,
+    output_root: OutputRoot | None = None,
     tracking_required: bool = False,
 ) -> RunSummary:
     """Forecast every series of a file, URL or DuckDB table with TimesFM-2.0 and publish Parquet results.
@@ -62,13 +61,14 @@ def batch_forecast(
         with timer("forecast"):
             stats = forecast_series(validation.regular_path, validation.status_path, ctx.staging, ctx.engine,
                                     horizon=horizon, context_len=context_len, run_id=ctx.run_id,
-                                    created_at=datetime.now(timezone.utc))
+                                    created_at=datetime.now(timezone.utc),
+                                    max_rejected_fraction=checks.max_rejected_fraction)
         plot = render_sample(validation.regular_path, stats.forecasts_path, ctx.staging)
         parameters = {"source": source.describe(), "format": source.format, "horizon": horizon,
                       "context_len": context_len, "model": dataclasses.asdict(ctx.engine),
                       "checks": checks.model_dump(), "freq": freq, "job": ctx.job, "as_of": ctx.day.isoformat(),
                       "tracking_required": tracking_required}
-        manifest = _manifest(ctx, source.describe(), loaded, validation, stats, info, parameters, timer)
+        manifest = _manifest(ctx, source.describe(), loaded, stats, info, parameters, timer)
         published = publish_run(ctx, manifest, tables=["forecasts", "series_status"], metrics=_metrics(stats),
                                 artifacts=[stats.status_path, validation.report_path, plot,
                                            *([validation.docs_path] if validation.docs_path else [])],
@@ -77,16 +77,17 @@ def batch_forecast(
                       checkpoint_sha256=info.weights_sha256, input_fingerprint=loaded.fingerprint,
                       outputs=published.outputs, mlflow_run_id=published.mlflow_run_id,
                       tracking_status=published.tracking_status,
-                      **stats.model_dump(exclude={"forecasts_path", "status_path"}))
+                      warnings=published.warnings,
+                      **stats.model_dump(exclude={"forecasts_path", "status_path", "by_reason"}))
 
 
-def _manifest(ctx: RunContext, source: str, loaded: LoadResult, validation: ValidationOutcome, stats: ForecastStats,
-              info: ModelInfo, parameters: dict[str, Any], timer: StageTimer) -> RunManifest:
+def _manifest(ctx: RunContext, source: str, loaded: LoadResult, stats: ForecastStats, info: ModelInfo,
+              parameters: dict[str, Any], timer: StageTimer) -> RunManifest:
     return RunManifest(
         run_id=ctx.run_id, flow_name=ctx.flow_name, deployment=ctx.deployment, job=ctx.job,
         as_of=ctx.day.isoformat(), source=source, input_fingerprint=loaded.fingerprint, series_in=stats.series_in,
         series_ok=stats.series_ok, series_rejected=stats.series_rejected, series_failed=stats.series_failed,
-        output_rows=stats.forecast_rows, rejected_by_reason=validation.rejected_by_reason,
+        output_rows=stats.forecast_rows, rejected_by_reason=stats.by_reason,
         checkpoint=ctx.engine.checkpoint, checkpoint_sha256=info.weights_sha256, device=info.device,
         precision=info.precision, versions=package_versions(), parameters=parameters, timings=timer.seconds,
     )

@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from flows.params import ModelParams, engine_config
+from flows.params import FreqAlias, ModelParams, engine_config
 from tasks.contracts import INPUT_SCHEMA
 from tasks.forecast import forecast_series, prepare_model, render_sample
 from tasks.manifest import StageTimer, input_fingerprint
@@ -46,7 +46,7 @@ def forecast_shard(
     run_id: str,
     model: ModelParams = ModelParams(),  # noqa: B008 - frozen, so one shared default is safe
     checks: SeriesChecks = SeriesChecks(),  # noqa: B008
-    freq: str | None = None,
+    freq: FreqAlias | None = None,
 ) -> ShardRecord:
     """Forecasts the series of shard ``shard`` of the sharded run ``run_id`` and commits them under
     ``<staging>/shards/<shard>/<this flow run id>/``; started by the `sharded-forecast` flow, not by hand.
@@ -77,7 +77,7 @@ def forecast_shard(
     record = ShardRecord(
         shard=shard, attempt=directory.name, worker=worker, host=host, pid=pid, series_in=stats.series_in,
         series_ok=stats.series_ok, series_rejected=stats.series_rejected, series_failed=stats.series_failed,
-        forecast_rows=stats.forecast_rows, rejected_by_reason=validation.rejected_by_reason,
+        forecast_rows=stats.forecast_rows, rejected_by_reason=stats.by_reason,
         input_fingerprint=fingerprint, weights_sha256=info.weights_sha256, device=stats.device,
         precision=stats.precision, batch_size=stats.batch_size, inference_seconds=stats.inference_seconds,
         timings=timer.seconds)

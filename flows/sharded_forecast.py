@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from flows.common import RunContext, publish_run, staged, start_run
 from flows.fanout import run_local, run_remote
 from flows.forecast_shard import forecast_shard
-from flows.params import JobName, ModelParams, ShardedRunSummary, Sharding
+from flows.params import FreqAlias, JobName, ModelParams, OutputRoot, ShardedRunSummary, Sharding
 from tasks.contracts import FORECAST_SCHEMA, STATUS_SCHEMA
 from tasks.errors import DataValidationError
 from tasks.manifest import RunManifest, StageTimer, package_versions
@@ -31,10 +31,10 @@ def sharded_forecast(
     model: ModelParams = ModelParams(),  # noqa: B008 - frozen, so one shared default is safe
     checks: SeriesChecks = SeriesChecks(),  # noqa: B008
     sharding: Sharding = Sharding(),  # noqa: B008
-    freq: str | None = None,
+    freq: FreqAlias | None = None,
     job: JobName | None = None,
     as_of: date | None = None,
-    output_root: str | None = None,
+    output_root: OutputRoot | None = None,
     tracking_required: bool = False,
 ) -> ShardedRunSummary:
     """Forecast a job too large for one process or one machine, shard by shard, and publish it once.
@@ -95,7 +95,8 @@ def sharded_forecast(
         run_id=ctx.run_id, job=ctx.job, as_of=ctx.day, checkpoint=ctx.engine.checkpoint,
         checkpoint_sha256=manifest.checkpoint_sha256, input_fingerprint=manifest.input_fingerprint,
         outputs=published.outputs, mlflow_run_id=published.mlflow_run_id, tracking_status=published.tracking_status,
-        series_in=manifest.series_in, series_ok=manifest.series_ok, series_rejected=manifest.series_rejected,
+        warnings=published.warnings, series_in=manifest.series_in, series_ok=manifest.series_ok,
+        series_rejected=manifest.series_rejected,
         series_failed=manifest.series_failed, forecast_rows=manifest.output_rows,
         inference_seconds=round(inference, 4), series_per_second=_throughput(records, timer),
         device=manifest.device, precision=manifest.precision, batch_size=records[0].batch_size,
@@ -125,11 +126,12 @@ def _check_job(records: list[ShardRecord], checks: SeriesChecks) -> None:
                                   "do not hold the same files. Fix: pin model.expected_sha256, or sync the workers.")
     total = sum(r.series_in for r in records)
     rejected = sum(r.series_rejected for r in records)
-    if rejected and rejected / total > checks.max_rejected_fraction:
-        reasons = _rejected_by_reason(records)
+    failed = sum(r.series_failed for r in records)
+    if sum(r.forecast_rows for r in records) == 0 or (rejected + failed) / total > checks.max_rejected_fraction:
         raise DataValidationError(
-            f"{rejected} of {total} series were rejected ({rejected / total:.0%}, more than max_rejected_fraction="
-            f"{checks.max_rejected_fraction:.0%}), so nothing is published. Reasons: {reasons}; the "
+            f"{rejected + failed} of {total} series cannot be forecast ({rejected} rejected, {failed} failed; "
+            f"{(rejected + failed) / total:.0%}, more than max_rejected_fraction={checks.max_rejected_fraction:.0%}, "
+            f"or no forecast at all), so nothing is published. Reasons: {_rejected_by_reason(records)}; the "
             "series_status table of each shard is in the staging directory until the run ends. Fix the input "
             "or raise checks.max_rejected_fraction.")
 

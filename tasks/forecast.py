@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pandas as pd
@@ -14,8 +15,9 @@ from pydantic import BaseModel, ConfigDict
 
 from forecast_model import EngineConfig, ForecastResult, TimesFmEngine, load_engine
 from tasks.contracts import DS, FORECAST_SCHEMA, ID, QUANTILE_COLUMNS, STATUS_SCHEMA, SeriesStatus, Y
-from tasks.errors import InputDataError
+from tasks.errors import DataValidationError
 from tasks.frequency import freq_code
+from tasks.series_checks import enforce_rejection_limit, rejection_report
 from tasks.tables import write_table
 
 __all__ = ["ForecastStats", "ModelInfo", "build_forecast_table", "forecast_series", "mark_failed", "prepare_model",
@@ -43,6 +45,7 @@ class ForecastStats(BaseModel):
     series_rejected: int
     series_failed: int
     forecast_rows: int
+    by_reason: dict[str, int]  # series left out, rejected or failed, per reason code
     inference_seconds: float
     series_per_second: float
     device: str
@@ -120,25 +123,29 @@ def prepare_model(engine: EngineConfig) -> ModelInfo:
 @task(name="forecast-series", cache_policy=NO_CACHE)
 def forecast_series(
     regular_path: Path, status_path: Path, staging: Path, engine: EngineConfig, *, horizon: int,
-    context_len: int, run_id: str, created_at: datetime, allow_empty: bool = False,
+    context_len: int, run_id: str, created_at: datetime, max_rejected_fraction: float = 1.0,
+    allow_empty: bool = False,
 ) -> ForecastStats:
     """Forecasts every accepted series and stages the forecast and final series-status tables.
 
-    With no accepted series this fails, unless ``allow_empty`` (a shard of a larger job may hold only
-    rejected series).
+    Series whose forecast is not finite become ``failed``; the run fails when rejected and failed series
+    together pass ``max_rejected_fraction``, and when no series at all could be forecast, unless
+    ``allow_empty`` (a shard of a larger job may hold only rejected series; its parent checks the job).
     """
     status = pd.read_parquet(status_path)
     frame = pd.read_parquet(regular_path)
     accepted = status[status["status"] == SeriesStatus.OK.value].reset_index(drop=True)
     if accepted.empty and not allow_empty:
-        raise InputDataError(f"No series can be forecast: all {len(status)} were rejected. Reasons: "
-                             f"{status['reason'].value_counts().to_dict()}; see docs/DATA_FORMAT.md.")
+        _nothing_forecast(status)
     model = load_engine(engine)
     started = time.perf_counter()
     result = _run_model(model, frame, accepted, horizon, context_len)
     seconds = time.perf_counter() - started
     table = build_forecast_table(accepted, result, model=engine.checkpoint, run_id=run_id, created_at=created_at)
     status, table = mark_failed(status, table)
+    enforce_rejection_limit(status, max_rejected_fraction)
+    if table.empty and not allow_empty:
+        _nothing_forecast(status)
     counts = status["status"].value_counts()
     get_run_logger().info("Forecast %d series x %d steps on %s in %.2f s", len(accepted), horizon, model.device,
                           seconds)
@@ -146,11 +153,21 @@ def forecast_series(
         series_in=len(status), series_ok=int(counts.get(SeriesStatus.OK.value, 0)),
         series_rejected=int(counts.get(SeriesStatus.REJECTED.value, 0)),
         series_failed=int(counts.get(SeriesStatus.FAILED.value, 0)), forecast_rows=len(table),
+        by_reason={str(k): int(v) for k, v in status["reason"].dropna().value_counts().items()},
         inference_seconds=round(seconds, 4), series_per_second=round(len(accepted) / max(seconds, 1e-9), 2),
         device=str(model.device), precision=model.precision, batch_size=model.batch_size,
         forecasts_path=write_table(table, FORECAST_SCHEMA, staging / "forecasts.parquet"),
         status_path=write_table(status, STATUS_SCHEMA, staging / "series_status.parquet"),
     )
+
+
+def _nothing_forecast(status: pd.DataFrame) -> NoReturn:
+    """A run that forecast nothing must not publish (it would replace a good partition with an empty one)."""
+    reasons = "; ".join(f"{r['reason']} ({r['status']}): {r['series']} series, e.g. {r['examples']}"
+                        for r in rejection_report(status))
+    raise DataValidationError(f"No series could be forecast: all {len(status)} were rejected or failed, so nothing "
+                              f"is published and earlier outputs are intact. {reasons}. Fix: correct the input; "
+                              "docs/DATA_FORMAT.md explains each reason.")
 
 
 def _run_model(model: TimesFmEngine, frame: pd.DataFrame, accepted: pd.DataFrame, horizon: int,

@@ -14,15 +14,23 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from forecast_model.errors import shorten_names
 from tasks.contracts import DS, ID, SeriesStatus, Y
+from tasks.errors import DataValidationError
 from tasks.frequency import infer_frequency, on_grid, to_offset
 
-__all__ = ["REASONS", "SeriesChecks", "check_series", "regularize"]
+__all__ = ["MAX_ABS_VALUE", "REASONS", "SeriesChecks", "check_series", "enforce_rejection_limit", "regularize",
+           "rejection_report"]
+
+# TimesFM normalises each series in float32 with a sum of squares over a patch, which overflows (to inf,
+# then NaN forecasts) from magnitudes around 1e18; 1e16 leaves a margin of a hundred.
+MAX_ABS_VALUE = 1e16
 
 REASONS = {
     "null_timestamp": "a row of the series has an empty timestamp",
     "duplicate_timestamp": "two rows of the series share a timestamp",
     "non_finite_value": "a value is infinite",
+    "out_of_range": "a value's magnitude exceeds 1e16, past what TimesFM's float32 arithmetic can normalise",
     "all_missing": "the series has no value at all",
     "too_few_observations": "fewer values than `min_observations`",
     "irregular_timestamps": "no frequency fits the timestamps (or they are off the declared frequency's grid)",
@@ -30,7 +38,8 @@ REASONS = {
                      "`max_missing_fraction`",
     "constant": "every value is the same (and `reject_constant` is on)",
     "stale": "the last value is more than `max_staleness` periods before `as_of`",
-    "non_finite_forecast": "the model returned a non-finite forecast (status `failed`)",
+    "non_finite_forecast": "the model returned a non-finite forecast (status `failed`; beyond 128 steps the model "
+                           "feeds back its own forecasts, so a shorter horizon may help)",
     "too_short_for_backtest": "too few points for the backtest's windows plus a season of history (backtest only)",
 }
 
@@ -60,10 +69,12 @@ def check_series(frame: pd.DataFrame, rejected: dict[str, str], checks: SeriesCh
     """
     grouped = frame.groupby(ID, sort=True)
     summary = pd.DataFrame({"n_obs": grouped[Y].count().astype("int64"), "first_ds": grouped[DS].min(),
-                            "last_ds": grouped[DS].max(), "std": grouped[Y].std(ddof=0)})
+                            "last_ds": grouped[DS].max(), "std": grouped[Y].std(ddof=0),
+                            "max_abs": np.maximum(grouped[Y].max().abs(), grouped[Y].min().abs())})
     summary["reason"] = pd.Series(rejected, dtype=object).reindex(summary.index)
     summary["freq"], summary["missing_fraction"] = None, np.nan
     _flag(summary, summary["n_obs"] == 0, "all_missing")
+    _flag(summary, summary["max_abs"] > MAX_ABS_VALUE, "out_of_range")
     _flag(summary, summary["n_obs"] < checks.min_observations, "too_few_observations")
     pending = summary["reason"].isna()
     summary.loc[pending, "freq"] = _frequencies(frame, summary.index[pending], freq)
@@ -79,7 +90,7 @@ def check_series(frame: pd.DataFrame, rejected: dict[str, str], checks: SeriesCh
         _flag(summary, _periods_since(summary, as_of) > checks.max_staleness, "stale")
     summary["status"] = np.where(summary["reason"].isna(), SeriesStatus.OK.value, SeriesStatus.REJECTED.value)
     summary["reason"] = summary["reason"].astype(object).where(summary["reason"].notna(), None)
-    return summary.drop(columns="std").rename_axis(ID).reset_index()
+    return summary.drop(columns=["std", "max_abs"]).rename_axis(ID).reset_index()
 
 
 def _flag(summary: pd.DataFrame, mask: pd.Series, reason: str) -> None:
@@ -151,3 +162,33 @@ def regularize(frame: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
         parts.append(pd.DataFrame({ID: series_id, DS: grid.astype("datetime64[us]"), Y: values.to_numpy()}))
     regular = pd.concat(parts, ignore_index=True)[[ID, DS, Y]]
     return regular.sort_values([ID, DS], kind="stable", ignore_index=True)
+
+
+def rejection_report(status: pd.DataFrame, limit: int = 5) -> list[dict[str, Any]]:
+    """Series left out (rejected or failed) by reason: status, count, meaning and a few examples."""
+    left_out = status[status["status"] != SeriesStatus.OK.value]
+    return [{"reason": reason, "status": group["status"].iloc[0], "series": len(group), "meaning": REASONS[reason],
+             "examples": shorten_names(group[ID].head(limit), each=60)[1:-1]}
+            for reason, group in left_out.groupby("reason", sort=True)]
+
+
+def enforce_rejection_limit(status: pd.DataFrame, limit: float) -> None:
+    """Fails the run when more than ``limit`` of its series are rejected *or* failed: a series the model could
+    not forecast is as absent from the output as one validation left out.
+
+    Raises:
+        DataValidationError: naming the counts of both, every reason with examples, and the fix.
+    """
+    counts = status["status"].value_counts()
+    rejected = int(counts.get(SeriesStatus.REJECTED.value, 0))
+    failed = int(counts.get(SeriesStatus.FAILED.value, 0))
+    if rejected + failed == 0 or (rejected + failed) / len(status) <= limit:
+        return
+    details = "; ".join(f"{r['reason']} ({r['meaning']}): {r['series']} series, e.g. {r['examples']}"
+                        for r in rejection_report(status))
+    raise DataValidationError(
+        f"{rejected + failed} of {len(status)} series cannot be forecast ({rejected} rejected, {failed} failed; "
+        f"{(rejected + failed) / len(status):.0%}, more than max_rejected_fraction={limit:.0%}), so nothing is "
+        f"published. {details}. Fix: correct those series in the input (for duplicates: aggregate or drop them), "
+        "or raise checks.max_rejected_fraction."
+    )

@@ -24,13 +24,12 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
 
-from tasks.contracts import DS, ID, STATUS_SCHEMA, SeriesStatus, Y
+from tasks.contracts import DS, ID, STATUS_SCHEMA, Y
 from tasks.errors import DataValidationError
-from tasks.series_checks import REASONS, SeriesChecks, check_series, regularize
+from tasks.series_checks import SeriesChecks, check_series, enforce_rejection_limit, regularize, rejection_report
 from tasks.tables import write_table
 
-__all__ = ["ValidationOutcome", "build_suite", "rejection_report", "row_rejections", "run_suite",
-           "schema_failures", "validate_series"]
+__all__ = ["ValidationOutcome", "build_suite", "row_rejections", "run_suite", "schema_failures", "validate_series"]
 
 _LARGEST_FINITE = 1.7976931348623157e308
 # Row-level expectations and the reason code a failing row gives its series.
@@ -116,14 +115,6 @@ def row_rejections(result: Any) -> dict[str, str]:
     return rejected
 
 
-def rejection_report(status: pd.DataFrame, limit: int = 5) -> list[dict[str, Any]]:
-    """Rejected series by reason: count, meaning and a few examples (the Prefect table artifact)."""
-    rejected = status[status["status"] != SeriesStatus.OK.value]
-    return [{"reason": reason, "series": len(group), "meaning": REASONS[reason],
-             "examples": ", ".join(map(str, group[ID].head(limit)))}
-            for reason, group in rejected.groupby("reason", sort=True)]
-
-
 @task(name="validate-series", cache_policy=NO_CACHE)
 def validate_series(input_path: Path, staging: Path, checks: SeriesChecks, freq: str | None,
                     as_of: date) -> ValidationOutcome:
@@ -140,7 +131,7 @@ def validate_series(input_path: Path, staging: Path, checks: SeriesChecks, freq:
     if problems := schema_failures(result):
         raise DataValidationError("Input breaks the data contract: " + "; ".join(problems) + ".")
     status = check_series(frame, row_rejections(result), checks, freq, as_of)
-    _fail_if_too_many_rejected(status, checks.max_rejected_fraction)
+    enforce_rejection_limit(status, checks.max_rejected_fraction)
     rows = rejection_report(status)
     if rows:
         create_table_artifact(key="rejected-series", table=rows, description="Series left out of this run")
@@ -152,16 +143,3 @@ def validate_series(input_path: Path, staging: Path, checks: SeriesChecks, freq:
                              regular_path=staging / "regular.parquet",
                              status_path=write_table(status, STATUS_SCHEMA, staging / "series_status.parquet"),
                              report_path=report, docs_path=Path(staged_docs) if staged_docs else None)
-
-
-def _fail_if_too_many_rejected(status: pd.DataFrame, limit: float) -> None:
-    rejected = int((status["status"] != SeriesStatus.OK.value).sum())
-    if rejected == 0 or rejected / len(status) <= limit:
-        return
-    details = "; ".join(f"{r['reason']} ({r['meaning']}): {r['series']} series, e.g. {r['examples']}"
-                        for r in rejection_report(status))
-    raise DataValidationError(
-        f"{rejected} of {len(status)} series were rejected ({rejected / len(status):.0%}, more than "
-        f"max_rejected_fraction={limit:.0%}), so nothing is published. {details}. Fix: correct those series "
-        "in the input (for duplicates: aggregate or drop them), or raise checks.max_rejected_fraction."
-    )

@@ -73,8 +73,15 @@ def test_rejections_are_judged_over_the_whole_job(workspace: Path, tiny_checkpoi
     summary = sharded_forecast(**params, checks=SeriesChecks(max_rejected_fraction=0.2))
     assert (summary.series_ok, summary.series_rejected) == (10, 2)
     before = sorted(p.read_bytes() for p in (workspace / "data" / "outputs").rglob("*.parquet"))
-    with pytest.raises(DataValidationError, match=r"2 of 12 series were rejected .*constant"):
+    with pytest.raises(DataValidationError, match=r"2 of 12 series cannot be forecast \(2 rejected, 0 failed.*"
+                                                  r"constant"):
         sharded_forecast(**params, checks=SeriesChecks(max_rejected_fraction=0.1))
+    # Every series fails at inference (the tiny random model diverges over 10,000 steps): shards hold only
+    # failed series, which count against the limit, and a job that forecast nothing never publishes.
+    with pytest.raises(DataValidationError, match=r"12 of 12 series cannot be forecast \(2 rejected, 10 failed"):
+        sharded_forecast(**{**params, "horizon": 10000}, checks=SeriesChecks(max_rejected_fraction=0.5))
+    with pytest.raises(DataValidationError, match=r"or no forecast at all.*non_finite_forecast"):
+        sharded_forecast(**{**params, "horizon": 10000}, checks=SeriesChecks(max_rejected_fraction=1.0))
     after = sorted(p.read_bytes() for p in (workspace / "data" / "outputs").rglob("*.parquet"))
     assert before == after, "a failed run must leave the earlier outputs as they were"
 

@@ -9,8 +9,17 @@ import pandas as pd
 import pytest
 
 from tasks.canonical import to_canonical
+from tasks.errors import DataValidationError
 from tasks.frequency import infer_frequency
-from tasks.series_checks import REASONS, SeriesChecks, check_series, regularize
+from tasks.series_checks import (
+    MAX_ABS_VALUE,
+    REASONS,
+    SeriesChecks,
+    check_series,
+    enforce_rejection_limit,
+    regularize,
+    rejection_report,
+)
 
 
 def panel() -> pd.DataFrame:
@@ -91,3 +100,46 @@ def test_frequencies_inferred_once_per_calendar_match_per_series_inference() -> 
     regular = regularize(frame, status.reset_index())
     assert regular.groupby("unique_id").size().loc["hourly_gaps-04"] == 60, "gaps are filled"
     assert regular[["unique_id", "ds"]].equals(regular[["unique_id", "ds"]].sort_values(["unique_id", "ds"]))
+
+
+@pytest.mark.parametrize(("peak", "reason"), [(1e16, None), (-1e16, None), (1.0000001e16, "out_of_range"),
+                                              (-3e16, "out_of_range"), (1e300, "out_of_range")])
+def test_values_past_what_float32_can_normalise_are_out_of_range(peak: float, reason: str | None) -> None:
+    days = pd.date_range("2024-01-01", periods=12, freq="D").astype(str)
+    values = np.linspace(1.0, 2.0, 12)
+    values[5] = peak
+    frame = to_canonical(pd.DataFrame({"unique_id": "s", "ds": days, "y": values}))
+    status = check_series(frame, {}, SeriesChecks(), None, date(2024, 1, 12))
+    assert status["reason"].tolist() == [reason]
+    assert MAX_ABS_VALUE == 1e16 and "out_of_range" in REASONS
+
+
+def statuses(ok: int, rejected: int, failed: int) -> pd.DataFrame:
+    kinds = ["ok"] * ok + ["rejected"] * rejected + ["failed"] * failed
+    reasons = [None] * ok + ["constant"] * rejected + ["non_finite_forecast"] * failed
+    return pd.DataFrame({"unique_id": [f"s{i:02d}" for i in range(len(kinds))], "status": kinds, "reason": reasons})
+
+
+@pytest.mark.parametrize(("rejected", "failed", "limit", "fails"),
+                         [(1, 1, 0.2, False), (1, 1, 0.19, True), (0, 3, 0.2, True), (3, 0, 0.2, True),
+                          (0, 0, 0.0, False), (0, 10, 1.0, False)])
+def test_failed_series_count_against_the_limit_like_rejected_ones(rejected: int, failed: int, limit: float,
+                                                                  fails: bool) -> None:
+    status = statuses(10 - rejected - failed, rejected, failed)
+    if not fails:
+        enforce_rejection_limit(status, limit)
+        return
+    with pytest.raises(DataValidationError) as raised:
+        enforce_rejection_limit(status, limit)
+    message = str(raised.value)
+    assert f"{rejected + failed} of 10 series cannot be forecast ({rejected} rejected, {failed} failed" in message
+    assert all(f"{reason} (" in message for reason in status["reason"].dropna().unique()), message
+    assert "nothing is published" in message and "Fix:" in message
+
+
+def test_rejection_report_names_status_reason_and_a_few_bounded_examples() -> None:
+    status = statuses(0, 0, 1)
+    status.loc[0, "unique_id"] = "x" * 10_000
+    (row,) = rejection_report(status)
+    assert (row["reason"], row["status"], row["series"]) == ("non_finite_forecast", "failed", 1)
+    assert len(row["examples"]) < 200, "an id of any length is shown cut"
