@@ -10,7 +10,7 @@ from prefect import flow
 from pydantic import Field
 
 from flows.common import prepare_load_validate, publish_run, staged, start_run
-from flows.params import BacktestSummary, JobName, ModelParams
+from flows.params import BacktestSummary, FreqAlias, JobName, ModelParams, OutputRoot
 from tasks.evaluate import BacktestSpec, backtest_series
 from tasks.manifest import RunManifest, StageTimer, package_versions
 from tasks.series_checks import SeriesChecks
@@ -28,10 +28,10 @@ def batch_backtest(
     season_length: Annotated[int, Field(gt=0)] | None = None,
     model: ModelParams = ModelParams(),  # noqa: B008 - frozen, so one shared default is safe
     checks: SeriesChecks = SeriesChecks(),  # noqa: B008
-    freq: str | None = None,
+    freq: FreqAlias | None = None,
     job: JobName | None = None,
     as_of: date | None = None,
-    output_root: str | None = None,
+    output_root: OutputRoot | None = None,
     tracking_required: bool = False,
 ) -> BacktestSummary:
     """Score TimesFM-2.0 against naive and seasonal-naive forecasts with a rolling-origin backtest.
@@ -82,5 +82,6 @@ def batch_backtest(
     return BacktestSummary(run_id=ctx.run_id, job=ctx.job, as_of=ctx.day, checkpoint_sha256=info.weights_sha256,
                            input_fingerprint=loaded.fingerprint, outputs=published.outputs,
                            mlflow_run_id=published.mlflow_run_id, tracking_status=published.tracking_status,
+                           warnings=published.warnings,
                            **stats.model_dump(include={"series_in", "series_ok", "series_rejected", "evaluation_rows",
                                                        "share_beating_seasonal_naive", "overall"}))

@@ -9,13 +9,17 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
+import traceback
 from collections.abc import Sequence
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 # None of these import Prefect, which must see the environment defaults below before it loads.
 from flows.params import BacktestSummary, ModelParams, RunSummary
+from forecast_model.errors import MAX_MESSAGE_CHARS, ConfigurationError, shorten
 from tasks.canonical import ColumnMapping
 from tasks.series_checks import SeriesChecks
 from tasks.sources import DuckDBSource, FileSource, UrlSource
@@ -65,17 +69,22 @@ def _common_arguments(command: argparse.ArgumentParser) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="forecast", description="TimesFM-2.0 batch forecasting.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true",
+                        help="Log everything to the terminal, tracebacks included (as LOG_LEVEL=DEBUG).")
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="Forecast a source and publish Parquet results.")
+    run = commands.add_parser("run", parents=[common], help="Forecast a source and publish Parquet results.")
     _common_arguments(run)
     run.add_argument("--horizon", type=int, help="Steps to forecast (default TIMESFM20_DEFAULT_HORIZON_LEN).")
-    backtest = commands.add_parser("backtest", help="Score TimesFM against naive baselines on a source.")
+    backtest = commands.add_parser("backtest", parents=[common],
+                                   help="Score TimesFM against naive baselines on a source.")
     _common_arguments(backtest)
     backtest.add_argument("--h", type=int, default=12, help="Horizon of each window (default 12).")
     backtest.add_argument("--n-windows", type=int, default=3, help="Number of cutoffs (default 3).")
     backtest.add_argument("--step", type=int, help="Steps between cutoffs (default: h).")
     backtest.add_argument("--season-length", type=int, help="Seasonal period (default: from the frequency).")
-    health = commands.add_parser("health", help="Print the health report as JSON; exit 0 healthy, 1 unhealthy.")
+    health = commands.add_parser("health", parents=[common],
+                                 help="Print the health report as JSON; exit 0 healthy, 1 unhealthy.")
     health.add_argument("--checkpoint", help="Checkpoint to check (default TIMESFM20_DEFAULT_CHECKPOINT).")
     health.add_argument("--device", choices=["auto", "cpu", "gpu"])
     health.add_argument("--source", action="append", default=[],
@@ -83,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     health.add_argument("--no-model", action="store_true", help="Skip loading the model (a cheap liveness check).")
     health.add_argument("--min-free-gb", type=float, default=1.0)
     health.add_argument("--output-root")
-    tiny = commands.add_parser("make-tiny-checkpoint",
+    tiny = commands.add_parser("make-tiny-checkpoint", parents=[common],
                                help="Write a tiny random-weight checkpoint (meaningless forecasts, for smoke runs).")
     tiny.add_argument("directory")
     return parser
@@ -92,14 +101,25 @@ def _parser() -> argparse.ArgumentParser:
 def _source(args: argparse.Namespace) -> FileSource | UrlSource | DuckDBSource:
     columns = ColumnMapping(id_col=args.id_col, time_col=args.time_col, target_col=args.target_col)
     common = {"format": args.format, "columns": columns}
-    if args.source.startswith(("http://", "https://", "secret:")):
+    scheme = _scheme(args.source)
+    if scheme in ("http", "https") or args.source.startswith("secret:"):
         address = ({"url_secret": args.source.removeprefix("secret:")} if args.source.startswith("secret:")
                    else {"url": args.source})
         return UrlSource(**address, headers_secret=args.headers_secret, content=args.content, **common)
-    if args.source.startswith("duckdb://"):
-        return DuckDBSource(database=args.source.removeprefix("duckdb://"), table=args.table, query=args.query,
+    if scheme == "duckdb":
+        return DuckDBSource(database=args.source[len("duckdb://"):], table=args.table, query=args.query,
                             params=args.query_param, **common)
+    if scheme is not None:
+        raise ConfigurationError(
+            f"--source uses the scheme {scheme[:20]}://, which is not supported. Fix: give a local path "
+            "or glob (without file://), an http(s):// URL, secret:NAME, or duckdb:///path/to.db.")
     return FileSource(path=args.source, **common)
+
+
+def _scheme(source: str) -> str | None:
+    """The URL scheme of ``--source``, lower-cased (schemes are case-insensitive), or None for a path."""
+    match = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", source)
+    return match.group(1).lower() if match else None
 
 
 def _run_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -114,6 +134,8 @@ def _run_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _report(summary: RunSummary | BacktestSummary, headline: str) -> int:
     print(headline)
+    for warning in summary.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     for table, path in summary.outputs.items():
         print(f"{table}: {path}")
     print(f"MLflow run: {summary.mlflow_run_id or 'not recorded (' + summary.tracking_status + ')'}")
@@ -121,10 +143,29 @@ def _report(summary: RunSummary | BacktestSummary, headline: str) -> int:
     return 0
 
 
+def _call(flow: Any, parameters: dict[str, Any]) -> Any:
+    """Checks the parameters (no server needed, so a typo fails at once), runs the flow and returns its result;
+    a failure is re-raised carrying the flow run's id, for the error report."""
+    flow.validate_parameters(parameters)
+    state = flow(**parameters, return_state=True)
+    try:
+        return state.result()
+    except Exception as exc:
+        raise _RunFailed(str(state.state_details.flow_run_id), exc) from exc
+
+
+class _RunFailed(Exception):
+    """A flow run ended in failure; ``error`` is what it raised."""
+
+    def __init__(self, run_id: str, error: Exception) -> None:
+        super().__init__(str(error))
+        self.run_id, self.error = run_id, error
+
+
 def _run(args: argparse.Namespace) -> int:
     from flows.batch_forecast import batch_forecast
 
-    summary = batch_forecast(horizon=args.horizon, **_run_options(args))
+    summary = _call(batch_forecast, {"horizon": args.horizon, **_run_options(args)})
     return _report(summary, f"Forecast {summary.series_ok} of {summary.series_in} series ({summary.forecast_rows} "
                             f"rows; {summary.series_rejected} rejected, {summary.series_failed} failed) for job "
                             f"{summary.job!r}, as_of {summary.as_of}.")
@@ -133,8 +174,8 @@ def _run(args: argparse.Namespace) -> int:
 def _backtest(args: argparse.Namespace) -> int:
     from flows.batch_backtest import batch_backtest
 
-    summary = batch_backtest(h=args.h, n_windows=args.n_windows, step=args.step,
-                             season_length=args.season_length, **_run_options(args))
+    summary = _call(batch_backtest, {"h": args.h, "n_windows": args.n_windows, "step": args.step,
+                                     "season_length": args.season_length, **_run_options(args)})
     lines = [f"  {model:<14} " + "  ".join(f"{k}={v:.4g}" for k, v in metrics.items())
              for model, metrics in summary.overall.items()]
     return _report(summary, f"Backtested {summary.series_ok} of {summary.series_in} series for job {summary.job!r}; "
@@ -176,21 +217,93 @@ def main(argv: Sequence[str] | None = None) -> int:
     for key, value in _ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
     args = _parser().parse_args(argv)
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", os.environ.get("LOG_LEVEL", "INFO").upper())
+    level = "DEBUG" if args.verbose else os.environ.get("LOG_LEVEL", "INFO").upper()
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", level)
+    commands = {"run": _run, "backtest": _backtest, "health": _health, "make-tiny-checkpoint": _make_tiny}
+    log_file = None
+    try:
+        log_file = _configure_logging(verbose=level == "DEBUG")
+        return commands[args.command](args)
+    except _RunFailed as failed:
+        return _error(failed.error, log_file, failed.run_id)
+    except Exception as exc:  # noqa: BLE001 - the last stop: any error is reported once, with its exit code
+        return _error(exc, log_file)
+
+
+def _configure_logging(verbose: bool) -> Path | None:
+    """Everything goes to the log file; the terminal gets progress and warnings, and errors only from the CLI.
+
+    Prefect logs a failing run's traceback and its failed state at ERROR; the CLI reports the failure once
+    itself, so those records stay off the terminal (they remain in the run's log and in the log file).
+    """
+    import logging.handlers
+
+    import prefect.main  # noqa: F401 - sets up Prefect's logging, which the handlers below extend
+
+    from tasks.settings import load_settings
+
+    root = logging.getLogger()
+    if not verbose:
+        for handler in root.handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+                handler.addFilter(_CliReportsErrors())
+    try:
+        path = load_settings().resolved_log_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(path, maxBytes=10 * 2**20, backupCount=5, encoding="utf-8")
+    except (OSError, ValueError) as exc:  # a bad FORECAST_DATA_DIR must not hide the real error of the run
+        print(f"warning: no log file ({shorten(str(exc))})", file=sys.stderr)
+        return None
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    extra = os.environ.get("PREFECT_LOGGING_EXTRA_LOGGERS", "").split(",")
+    for logger in (root, *(logging.getLogger(name.strip()) for name in extra if name.strip())):
+        logger.addHandler(handler)
+    return path
+
+
+class _CliReportsErrors(logging.Filter):
+    """Keeps Prefect's error records (tracebacks) and its failed-state line, both restating the error the CLI
+    prints, off the terminal."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("prefect"):
+            return True
+        return record.levelno < logging.ERROR and not record.getMessage().startswith(_FAILED_STATE_LINES)
+
+
+_FAILED_STATE_LINES = ("Finished in state Failed", "Finished in state Crashed")
+
+
+def _error(exc: BaseException, log_file: Path | None, run_id: str | None = None) -> int:
+    """Prints one error line (bad input: exit 2) or one traceback and the line (anything else: exit 1)."""
+    from prefect.exceptions import ParameterTypeError
     from pydantic import ValidationError
 
-    from forecast_model import ConfigurationError
+    bad_input = isinstance(exc, (ConfigurationError, ValidationError, ParameterTypeError))
+    if not bad_input:
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    print(f"error: {_describe(exc)}", file=sys.stderr)
+    where = [f"flow run {run_id}"] if run_id else []
+    where += [f"full log: {log_file}"] if log_file else []
+    if where:
+        print("(" + "; ".join(where) + ")", file=sys.stderr)
+    return 2 if bad_input else 1
 
-    try:
-        commands = {"run": _run, "backtest": _backtest, "health": _health, "make-tiny-checkpoint": _make_tiny}
-        return commands[args.command](args)
-    except (ConfigurationError, ValidationError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:
-        logging.getLogger("forecast").exception("Run failed")
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+
+def _describe(exc: BaseException) -> str:
+    """The message of an error on one line; pydantic's without the offending input (it may be a secret)."""
+    from prefect.exceptions import ParameterTypeError
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        text = "; ".join(f"{'.'.join(map(str, e['loc'])) or exc.title}: {e['msg'].removeprefix('Value error, ')}"
+                         for e in exc.errors(include_url=False, include_input=False))
+    elif isinstance(exc, ParameterTypeError):
+        lines = [line.strip().removeprefix("- ") for line in str(exc).splitlines()[1:]]
+        text = "invalid parameters: " + "; ".join(line.replace("Value error, ", "") for line in lines)
+    else:
+        text = str(exc) if isinstance(exc, ConfigurationError) else f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= MAX_MESSAGE_CHARS else f"{text[:MAX_MESSAGE_CHARS]}... (cut)"
 
 
 if __name__ == "__main__":

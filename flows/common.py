@@ -21,7 +21,7 @@ from tasks.errors import OutputSpaceError
 from tasks.forecast import ModelInfo, prepare_model
 from tasks.load import LoadResult, load_series
 from tasks.manifest import RunManifest, StageTimer, write_manifest
-from tasks.publish import DATA_FILE, discard_staging, publish_outputs, staging_dir
+from tasks.publish import DATA_FILE, check_output_root, discard_staging, publish_outputs, staging_dir
 from tasks.series_checks import SeriesChecks
 from tasks.settings import Settings, load_settings
 from tasks.sources import DuckDBSource, FileSource, UrlSource, redact_url
@@ -58,6 +58,7 @@ class Published:
     outputs: dict[str, str]
     mlflow_run_id: str | None
     tracking_status: str
+    warnings: list[str]
 
 
 def start_run(source: FileSource | UrlSource | DuckDBSource, model: ModelParams, job: str | None,
@@ -65,10 +66,12 @@ def start_run(source: FileSource | UrlSource | DuckDBSource, model: ModelParams,
     """Reads the settings, names the job, picks the logical date and creates the run's staging directory."""
     settings = load_settings()
     run_id = str(flow_run.id or uuid.uuid4())
-    root = Path(output_root).resolve() if output_root else settings.resolved_output_root()
+    root = check_output_root(Path(output_root).resolve() if output_root is not None else
+                             settings.resolved_output_root())
     engine = engine_config(model, settings)
+    job = validate_job_name(default_job_name(source) if job is None else job)
     return RunContext(settings=settings, run_id=run_id, flow_name=str(flow_run.flow_name or "batch"),
-                      deployment=deployment.name, job=validate_job_name(job or default_job_name(source)),
+                      deployment=deployment.name, job=job,
                       day=as_of or logical_date(), root=root,
                       staging=staging_dir(root, run_id), engine=engine)
 
@@ -118,7 +121,8 @@ def publish_run(ctx: RunContext, manifest: RunManifest, *, tables: list[str], me
     """Tracks the run in MLflow, then publishes its tables, its manifest (last) and refreshes the catalog.
 
     An unreachable tracking server does not stop the publish unless ``tracking_required``; the failure is
-    recorded in the manifest and logged.
+    recorded in the manifest, logged and returned as a warning, as are catalog problems (the outputs are
+    published by then, and one job's catalog trouble must not fail another's run).
     """
     mlflow_run_id, error = _track(ctx, manifest, metrics, artifacts, tracking_required)
     manifest = manifest.model_copy(update={"mlflow_run_id": mlflow_run_id, "tracking_error": error,
@@ -126,8 +130,8 @@ def publish_run(ctx: RunContext, manifest: RunManifest, *, tables: list[str], me
     write_manifest(manifest, ctx.staging)
     files = {**dict.fromkeys(tables, DATA_FILE), "runs": f"{ctx.flow_name}.parquet"}
     outputs = publish_outputs(ctx.staging, ctx.root, ctx.job, ctx.day.isoformat(), files)
-    refresh_catalog(ctx.root)
-    return Published({k: str(v) for k, v in outputs.items()}, mlflow_run_id, manifest.tracking_status)
+    warnings = [*([error] if error else []), *refresh_catalog(ctx.root)]
+    return Published({k: str(v) for k, v in outputs.items()}, mlflow_run_id, manifest.tracking_status, warnings)
 
 
 def _track(ctx: RunContext, manifest: RunManifest, metrics: dict[str, float], artifacts: list[Path],

@@ -7,18 +7,54 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from forecast_model import DeviceName, EngineConfig
+from forecast_model.errors import shorten
+from tasks.frequency import check_freq
 from tasks.settings import Settings
 from tasks.sources import DuckDBSource, FileSource, UrlSource
 
-__all__ = ["BacktestSummary", "JobName", "ModelParams", "RunSummary", "ShardedRunSummary", "Sharding",
-           "default_job_name", "engine_config", "validate_job_name"]
+__all__ = [
+    "BacktestSummary",
+    "FreqAlias",
+    "JobName",
+    "ModelParams",
+    "OutputRoot",
+    "RunSummary",
+    "ShardedRunSummary",
+    "Sharding",
+    "default_job_name",
+    "engine_config",
+    "validate_job_name",
+]
 
 _JOB_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _JOB_NAME = re.compile(_JOB_PATTERN)
-JobName = Annotated[str, Field(pattern=_JOB_PATTERN)]
+
+
+
+def validate_job_name(job: str) -> str:
+    """Job names become directory names: letters, digits, '_', '.', '-', starting with a letter or digit."""
+    if not _JOB_NAME.match(job):
+        raise ValueError(f"Invalid job name {shorten(job, 80)}: use 1-64 letters, digits, '_', '.', '-', "
+                         "starting with a letter or digit.")
+    return job
+
+
+def _output_root_given(value: str) -> str:
+    if not value.strip():
+        raise ValueError("output_root is empty. Fix: leave it out to use FORECAST_OUTPUT_ROOT (or data/outputs), "
+                         "or give a directory.")
+    return value
+
+
+# The JSON schemas keep the pattern for the Prefect UI form and for a server that enforces parameter schemas;
+# the validators give the message.
+JobName = Annotated[str, AfterValidator(validate_job_name),
+                    WithJsonSchema({"type": "string", "pattern": _JOB_PATTERN, "maxLength": 64})]
+FreqAlias = Annotated[str, AfterValidator(check_freq), WithJsonSchema({"type": "string", "minLength": 1})]
+OutputRoot = Annotated[str, AfterValidator(_output_root_given), WithJsonSchema({"type": "string", "minLength": 1})]
 
 
 class ModelParams(BaseModel):
@@ -78,14 +114,6 @@ def default_job_name(source: FileSource | UrlSource | DuckDBSource) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")[:64] or "job"
 
 
-def validate_job_name(job: str) -> str:
-    """Job names become directory names: letters, digits, '_', '.', '-', starting with a letter or digit."""
-    if not _JOB_NAME.match(job):
-        raise ValueError(f"Invalid job name {job!r}: use 1-64 letters, digits, '_', '.', '-', "
-                         "starting with a letter or digit.")
-    return job
-
-
 class _RunOutcome(BaseModel):
     """What every batch run reports: identity, counts, provenance, outputs and MLflow run."""
 
@@ -102,6 +130,8 @@ class _RunOutcome(BaseModel):
     outputs: dict[str, str]
     mlflow_run_id: str | None
     tracking_status: str
+    warnings: list[str] = Field(default_factory=list,
+                                description="What went wrong after the outputs were published (tracking, catalog).")
 
     @field_validator("job")
     @classmethod

@@ -15,6 +15,7 @@ import pyarrow as pa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from forecast_model.errors import shorten, shorten_names
 from tasks.contracts import EVALUATION_SCHEMA, FORECAST_SCHEMA, QUANTILE_COLUMNS, RUNS_SCHEMA, STATUS_SCHEMA
 
 __all__ = ["CATALOG_FILE", "build_catalog", "refresh_catalog"]
@@ -30,14 +31,50 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _table_sql(root: Path, table: str, schema: pa.Schema) -> str:
-    """The Parquet files of a table with its partition columns, or an empty typed relation if none exist."""
-    pattern = root / table / "*" / "*" / "*.parquet"
-    if any(root.glob(f"{table}/*/*/*.parquet")):
-        return f"SELECT * FROM read_parquet({_literal(str(pattern))}, hive_partitioning = true, union_by_name = true)"
+def _table_files(root: Path, table: str) -> list[Path]:
+    return sorted(root.glob(f"{table}/*/*/*.parquet"))
+
+
+def _read_sql(files: str) -> str:
+    return f"SELECT * FROM read_parquet({files}, hive_partitioning = true, union_by_name = true)"
+
+
+def _empty_sql(schema: pa.Schema) -> str:
+    """An empty relation with the table's columns, for a table with no (readable) file yet."""
     columns = [f"CAST(NULL AS {_DUCK_TYPES[f.type]}) AS {f.name}" for f in schema]
     return "SELECT " + ", ".join([*columns, "CAST(NULL AS VARCHAR) AS job", "CAST(NULL AS DATE) AS as_of"]) + \
         " WHERE false"
+
+
+def _create_table_view(con: duckdb.DuckDBPyConnection, root: Path, table: str, schema: pa.Schema) -> list[Path]:
+    """Creates the view of one table over its Parquet files; returns the files it had to leave out.
+
+    The view reads a glob, so partitions published later show without a rebuild. Creating it reads every
+    file's footer, so one unreadable file (of any job) would fail it: then each file is checked alone and
+    the view lists the readable ones by name.
+    """
+    files = _table_files(root, table)
+    if not files:
+        con.execute(f"CREATE VIEW {table} AS {_empty_sql(schema)}")
+        return []
+    try:
+        con.execute(f"CREATE VIEW {table} AS {_read_sql(_literal(str(root / table / '*' / '*' / '*.parquet')))}")
+        return []
+    except duckdb.Error:
+        pass
+    unreadable = [path for path in files if not _readable(con, path)]
+    readable = [_literal(str(path)) for path in files if path not in unreadable]
+    sql = _read_sql("[" + ", ".join(readable) + "]") if readable else _empty_sql(schema)
+    con.execute(f"CREATE VIEW {table} AS {sql}")
+    return unreadable
+
+
+def _readable(con: duckdb.DuckDBPyConnection, path: Path) -> bool:
+    try:
+        con.execute(f"DESCRIBE SELECT * FROM read_parquet({_literal(str(path))}, hive_partitioning = true)")
+    except duckdb.Error:
+        return False
+    return True
 
 
 def _style_views() -> dict[str, str]:
@@ -58,23 +95,48 @@ def _style_views() -> dict[str, str]:
     }
 
 
-def build_catalog(root: Path) -> Path:
-    """Writes ``<root>/catalog.duckdb`` with the views; returns its path."""
+def build_catalog(root: Path) -> tuple[Path, list[Path]]:
+    """Writes ``<root>/catalog.duckdb`` with the views; returns its path and the Parquet files left out
+    because DuckDB cannot read them. The temporary file is removed however the build ends."""
     target = root / CATALOG_FILE
     temporary = root / f".{CATALOG_FILE}.{os.getpid()}.tmp"
-    temporary.unlink(missing_ok=True)
-    with duckdb.connect(str(temporary)) as con:
-        for table, schema in TABLES.items():
-            con.execute(f"CREATE VIEW {table} AS {_table_sql(root, table, schema)}")
-        for name, sql in _style_views().items():
-            con.execute(f"CREATE VIEW {name} AS {sql}")
-    os.replace(temporary, target)
-    return target
+    skipped: list[Path] = []
+    try:
+        temporary.unlink(missing_ok=True)
+        with duckdb.connect(str(temporary)) as con:
+            for table, schema in TABLES.items():
+                skipped += _create_table_view(con, root, table, schema)
+            for name, sql in _style_views().items():
+                con.execute(f"CREATE VIEW {name} AS {sql}")
+        os.replace(temporary, target)
+    finally:
+        for leftover in (temporary, temporary.with_name(temporary.name + ".wal")):
+            leftover.unlink(missing_ok=True)
+    return target, skipped
 
 
 @task(name="refresh-catalog", cache_policy=NO_CACHE)
-def refresh_catalog(root: Path) -> Path:
-    """Rebuilds the BI catalog after a publish."""
-    path = build_catalog(root)
-    get_run_logger().info("Refreshed BI catalog %s", path)
-    return path
+def refresh_catalog(root: Path) -> list[str]:
+    """Rebuilds the BI catalog after a publish; returns warnings, never fails the run.
+
+    The run's tables are already published when this runs, and another job's broken file must not make
+    this job's run fail: files DuckDB cannot read are left out of the views, and a catalog that cannot be
+    built at all is a warning. Either way the next run rebuilds the catalog from scratch.
+    """
+    logger = get_run_logger()
+    try:
+        path, skipped = build_catalog(root)
+    except (duckdb.Error, OSError) as exc:
+        warning = (f"The BI catalog {root / CATALOG_FILE} could not be rebuilt ({shorten(str(exc), 500)}); this run's "
+                   "outputs are published and intact, and the previous catalog, if any, is unchanged. Fix the "
+                   "cause; the next run rebuilds the catalog.")
+        logger.warning(warning)
+        return [warning]
+    logger.info("Refreshed BI catalog %s", path)
+    if not skipped:
+        return []
+    warning = (f"The BI catalog leaves out {len(skipped)} Parquet file(s) DuckDB cannot read: "
+               f"{shorten_names(map(str, skipped), limit=5)}. Fix: delete them, or re-run their job for that "
+               "as_of to publish them again; the next run rebuilds the catalog.")
+    logger.warning(warning)
+    return [warning]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from forecast_model.errors import ConfigurationError
 
-__all__ = ["DataValidationError", "InputDataError", "OutputSpaceError"]
+__all__ = ["DataValidationError", "InputDataError", "OutputRootError", "OutputSpaceError"]
 
 
 class InputDataError(ConfigurationError):
@@ -17,3 +17,7 @@ class DataValidationError(InputDataError):
 
 class OutputSpaceError(ConfigurationError):
     """The output filesystem ran out of space (or quota) while a run was staging its tables."""
+
+
+class OutputRootError(ConfigurationError):
+    """The output root is not a directory this process can write."""

@@ -7,9 +7,10 @@ from collections import Counter
 import pandas as pd
 from pandas.tseries import offsets
 
+from forecast_model.errors import shorten
 from tasks.errors import InputDataError
 
-__all__ = ["freq_code", "infer_frequency", "on_grid", "season_length", "to_offset"]
+__all__ = ["check_freq", "freq_code", "infer_frequency", "on_grid", "season_length", "to_offset"]
 
 _MEDIUM = (offsets.Week, offsets.MonthBegin, offsets.MonthEnd, offsets.BusinessMonthBegin,
            offsets.BusinessMonthEnd, offsets.SemiMonthBegin, offsets.SemiMonthEnd)
@@ -22,9 +23,19 @@ def to_offset(freq: str) -> offsets.BaseOffset:
     """The pandas offset of an alias, or a clear error."""
     try:
         return pd.tseries.frequencies.to_offset(freq)
-    except ValueError as exc:
-        raise InputDataError(f"Unknown frequency {freq!r}; use a pandas alias such as 'h', 'D', 'W', 'MS', "
-                             "'QS', 'YS'.") from exc
+    except (ValueError, TypeError) as exc:
+        raise InputDataError(f"Unknown frequency {shorten(freq, 40)}; use a pandas alias such as 'h', 'D', 'W', "
+                             "'MS', 'QS', 'YS'.") from exc
+
+
+def check_freq(freq: str) -> str:
+    """``freq`` if it is a pandas alias that steps forward in time; a clear error otherwise (a declared
+    frequency of '-1D' would put every series off its grid)."""
+    offset = to_offset(freq)
+    if offset.n <= 0:
+        raise InputDataError(f"Frequency {shorten(freq, 40)} steps {'back' if offset.n < 0 else 'nowhere'} in time; "
+                             "use a positive multiple such as 'D' or '2D'.")
+    return freq
 
 
 def freq_code(freq: str) -> int:

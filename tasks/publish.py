@@ -2,16 +2,51 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
+import stat
 from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-__all__ = ["DATA_FILE", "discard_staging", "fresh_dir", "partition_dir", "publish_outputs", "staging_dir"]
+from tasks.errors import OutputRootError
+
+__all__ = ["DATA_FILE", "check_output_root", "discard_staging", "fresh_dir", "partition_dir", "path_kind",
+           "publish_outputs", "staging_dir"]
 
 DATA_FILE = "data.parquet"
+
+
+def path_kind(path: Path) -> str:
+    """What a path is, in words, for messages: 'a directory', 'a regular file', 'a named pipe (FIFO)'..."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "missing"
+    kinds = [(stat.S_ISDIR, "a directory"), (stat.S_ISREG, "a regular file"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")]
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def check_output_root(root: Path) -> Path:
+    """``root`` if it is a directory this process can write, or one it can create; a clear error otherwise.
+
+    Checked when a run starts, before any work, so a wrong output root fails in a second, not after inference.
+    """
+    if root.exists() and not root.is_dir():
+        raise OutputRootError(f"The output root {root} is {path_kind(root)}, not a directory. Fix: give a "
+                              "directory (it is created if missing) as output_root / --output-root, or set "
+                              "FORECAST_OUTPUT_ROOT.")
+    existing = next(parent for parent in (root, *root.parents) if parent.exists())
+    if not existing.is_dir():
+        raise OutputRootError(f"The output root {root} cannot be created: {existing} is {path_kind(existing)}. Fix: "
+                              "give a directory as output_root / --output-root.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputRootError(f"The output root {root} is not writable: this user ({getpass.getuser()}) cannot "
+                              f"write {existing}. Fix: give a writable directory, or grant write access.")
+    return root
 
 
 def staging_dir(output_root: Path, run_id: str) -> Path:

@@ -21,7 +21,9 @@ __all__ = ["Settings", "load_settings"]
 class Settings(BaseSettings):
     """Defaults for every run; flow parameters override them per run."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True, populate_by_name=True)
+    # An empty variable (FORECAST_OUTPUT_ROOT=) means "not set", not "the current directory".
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True, populate_by_name=True,
+                                      env_ignore_empty=True)
 
     checkpoint: str = Field(DEFAULT_CHECKPOINT, validation_alias="TIMESFM20_DEFAULT_CHECKPOINT",
                             description="Hugging Face repo id or local checkpoint path.")
@@ -36,6 +38,9 @@ class Settings(BaseSettings):
     mlflow_experiment: str | None = Field(None, validation_alias="MLFLOW_EXPERIMENT_NAME",
                                           description="Default: the flow name, plus '/<deployment>' if deployed.")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+    log_file: Path | None = Field(None, validation_alias="FORECAST_LOG_FILE",
+                                  description="Log file of the `forecast` command "
+                                              "(default: <data dir>/logs/forecast.log).")
     data_roots: str | None = Field(None, validation_alias="FORECAST_DATA_ROOTS",
                                    description="Directories sources may read, separated by ':' (default: cwd).")
     url_allowlist: str = Field("", validation_alias="FORECAST_URL_ALLOWLIST",
@@ -52,6 +57,10 @@ class Settings(BaseSettings):
     def resolved_output_root(self) -> Path:
         """``FORECAST_OUTPUT_ROOT``, else ``<data_dir>/outputs``."""
         return (self.output_root or self.data_dir / "outputs").resolve()
+
+    def resolved_log_file(self) -> Path:
+        """``FORECAST_LOG_FILE``, else ``<data_dir>/logs/forecast.log`` (rotated at 10 MB, five kept)."""
+        return (self.log_file or self.data_dir / "logs" / "forecast.log").resolve()
 
     def resolved_tracking_uri(self) -> str:
         """``MLFLOW_TRACKING_URI``, else a SQLite store under the data directory (MLflow 3's default kind)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -60,11 +61,96 @@ def test_make_tiny_checkpoint_then_run(tmp_path: Path) -> None:
 )
 def test_bad_input_exits_2_with_the_message(tmp_path: Path, tiny_checkpoint: ResolvedCheckpoint, api: str,
                                             args: list[str], message: str) -> None:
+    """One clean error: the `error:` line, the flow run and where the full log is; no traceback on the
+    terminal, while the log file keeps it."""
     base = ["run", "--source", str(SAMPLE), "--horizon", "4", "--checkpoint", str(tiny_checkpoint.weights.parent)]
     done = forecast(*base, *args, cwd=tmp_path, api=api)
     assert done.returncode == 2, done.stderr[-3000:]
     errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and message in errors[0], done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "Finished in state Failed" not in done.stderr, done.stderr[-3000:]
+    log = tmp_path / "data" / "logs" / "forecast.log"
+    assert re.search(rf"\(flow run [0-9a-f-]{{36}}; full log: {re.escape(str(log))}\)", done.stderr), done.stderr
+    assert "Traceback" in log.read_text() and message in log.read_text(), "the log file keeps the whole story"
+
+
+# Each case is refused before any Prefect server starts; they share one process (see bad_arguments()).
+BAD_ARGUMENTS = {
+    "zero horizon": (["--horizon", "0"], "invalid parameters: horizon: Input should be greater than 0"),
+    "negative horizon": (["--horizon", "-5"], "horizon: Input should be greater than 0"),
+    "huge horizon": (["--horizon", "1000000000"], "horizon: Input should be less than or equal to 10000"),
+    "job up a directory": (["--job", "../x"], "job: Invalid job name '../x'"),
+    "job with a slash": (["--job", "a/b c"], "job: Invalid job name 'a/b c'"),
+    "empty job": (["--job", ""], "job: Invalid job name ''"),
+    "unknown frequency": (["--freq", "XYZ"], "freq: Unknown frequency 'XYZ'"),
+    "backward frequency": (["--freq=-1D"], "freq: Frequency '-1D' steps back in time"),
+    "empty output root": (["--output-root", ""], "output_root: output_root is empty"),
+    "id column is the time column": (["--id-col", "ds"], "columns id_col and time_col name the same input column"),
+    "file scheme": (["--source", "file:///etc/passwd.csv"], "scheme file://, which is not supported"),
+    "ftp scheme": (["--source", "ftp://example.com/x.csv"], "scheme ftp://, which is not supported"),
+    "secret value for a name": (["--source", "https://example.com/x.csv", "--headers-secret",
+                                 '{"Authorization": "Bearer sk-live-0123456789abcdef"}'],
+                                "headers_secret is not a valid secret reference"),
+    "secret URL value for a name": (["--source", "secret:https://u:sk-live-0123456789abcdef@example.com/x.csv"],
+                                    "url_secret is not a valid secret reference"),
+}
+_IN_ONE_PROCESS = """
+import contextlib, io, json, sys
+from flows.cli import main
+results = []
+for argv in json.loads(sys.argv[1]):
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        code = main(argv)
+    results.append({"code": code, "stderr": stderr.getvalue()})
+print(json.dumps(results))
+"""
+
+
+@pytest.fixture(scope="module")
+def bad_arguments(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, object]]:
+    """What `forecast run` answers to each of BAD_ARGUMENTS: exit code and stderr."""
+    cwd = tmp_path_factory.mktemp("bad-arguments")
+    base = ["run", "--source", str(SAMPLE), "--horizon", "4"]
+    argvs = [[*base, *args] if args[0] != "--source" else ["run", "--horizon", "4", *args]
+             for args, _ in BAD_ARGUMENTS.values()]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "PYTEST"))}
+    env.update({"PREFECT_HOME": str(cwd / ".prefect"), "FORECAST_DATA_DIR": str(cwd / "data")})
+    done = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-c", _IN_ONE_PROCESS, json.dumps(argvs)],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return dict(zip(BAD_ARGUMENTS, json.loads(done.stdout.strip().splitlines()[-1]), strict=True))
+
+
+@pytest.mark.parametrize("name", list(BAD_ARGUMENTS))
+def test_bad_arguments_exit_2_with_one_error_line(bad_arguments: dict[str, dict[str, object]], name: str) -> None:
+    answer = bad_arguments[name]
+    stderr = str(answer["stderr"])
+    assert answer["code"] == 2, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and BAD_ARGUMENTS[name][1] in errors[0], stderr
+    assert "Traceback" not in stderr and "sk-live" not in stderr, stderr
+    assert len(stderr) < 2000, "one short error, not a dump of the parameters"
+
+
+def test_an_unexpected_error_prints_one_traceback_and_exits_1(tmp_path: Path, tiny_checkpoint: ResolvedCheckpoint,
+                                                             api: str) -> None:
+    script = ("import sys, tasks.forecast as f\n"
+              "def boom(*a, **k): raise RuntimeError('boom in the forecast table')\n"
+              "f.build_forecast_table = boom\n"
+              "from flows.cli import main\n"
+              "sys.exit(main(sys.argv[1:]))\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "PYTEST"))}
+    env.update({"PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / ".prefect"),
+                "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "FORECAST_DATA_DIR": str(tmp_path / "d"),
+                "FORECAST_DATA_ROOTS": str(SAMPLE.parent)})
+    done = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-c", script, "run", "--source", str(SAMPLE),
+                           "--horizon", "4", "--checkpoint", str(tiny_checkpoint.weights.parent)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert done.stderr.count("Traceback (most recent call last)") == 1, done.stderr[-5000:]
+    assert done.stderr.count("RuntimeError: boom in the forecast table") == 2, "the traceback, then the error line"
+    assert "error: RuntimeError: boom in the forecast table" in done.stderr
 
 
 def test_usage_error_exits_2(tmp_path: Path) -> None:

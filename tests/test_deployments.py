@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from pathlib import Path
 
@@ -75,3 +76,26 @@ def test_schedules_and_pools() -> None:
     pools = SPEC["definitions"]["work_pools"]
     assert pools["gpu"]["job_variables"]["env"]["TIMESFM20_DEFAULT_BACKEND"] == "gpu"
     assert pools["cpu"]["job_variables"]["env"]["TIMESFM20_DEFAULT_BACKEND"] == "cpu"
+
+
+@pytest.mark.parametrize(("parameters", "field"), [
+    ({"source": {"kind": "url", "url": "https://example.com/x.csv",
+                 "headers_secret": '{"Authorization": "Bearer sk-live-0123456789"}'}}, "source.headers_secret"),
+    ({"source": {"kind": "url", "url_secret": "https://example.com/x.csv?token=sk-live-0123456789"}},
+     "source"),  # an anyOf of source kinds: the failure is reported on the union
+    ({"source": {"kind": "file", "path": "x.csv"}, "job": "../x"}, "job"),
+])
+def test_the_parameter_schema_makes_a_server_refuse_a_run_before_storing_it(parameters: dict[str, object],
+                                                                             field: str) -> None:
+    """A server enforcing the deployment's parameter schema (Prefect's default) refuses these at run creation,
+    so a secret's value given in place of its name never reaches the Prefect database."""
+    from prefect.utilities.callables import parameter_schema
+    from prefect.utilities.schema_tools import ValidationError, validate
+
+    from flows.batch_forecast import batch_forecast
+
+    schema = parameter_schema(batch_forecast).model_dump_for_openapi()
+    with pytest.raises(ValidationError, match=f"Validation failed for field '{re.escape(field)}[.']"):
+        validate(parameters, schema, raise_on_error=True, preprocess=True, ignore_required=True)
+    validate({"source": {"kind": "url", "url": "https://example.com/x.csv", "headers_secret": "env:SALES_HEADERS"}},
+             schema, raise_on_error=True, preprocess=True, ignore_required=True)

@@ -36,7 +36,7 @@ from forecast_model.errors import shorten
 from tasks.canonical import ColumnMapping, FileKind, Layout, parse_bytes
 from tasks.errors import InputDataError
 from tasks.sources.policy import SourcePolicy
-from tasks.sources.secrets import check_reference, resolve_headers, resolve_secret
+from tasks.sources.secrets import REFERENCE_PATTERN, check_reference, resolve_headers, resolve_secret
 
 __all__ = ["TransientSourceError", "UrlSource", "check_address", "read_url", "redact_url"]
 
@@ -67,10 +67,12 @@ class UrlSource(BaseModel):
                                               "no token in the query): parameters are stored and shown in Prefect.")
     url_secret: str | None = Field(None, min_length=1, description=(
         "Instead of url: the name of a Prefect Secret block (or env:VARIABLE) holding the whole address, for "
-        "addresses that carry a token (pre-signed links, ?api_key=...). The name, never the address itself."))
+        "addresses that carry a token (pre-signed links, ?api_key=...). The name, never the address itself."),
+        json_schema_extra={"pattern": REFERENCE_PATTERN})
     headers_secret: str | None = Field(None, min_length=1, description=(
         "Name of a Prefect Secret block (or env:VARIABLE) holding a JSON object of HTTP headers to send, e.g. "
-        '{"Authorization": "Bearer <token>"}. The name, never the headers themselves.'))
+        '{"Authorization": "Bearer <token>"}. The name, never the headers themselves.'),
+        json_schema_extra={"pattern": REFERENCE_PATTERN})
     content: Literal["auto", "csv", "parquet"] = Field(
         "auto", description="File type; auto decides from the content, the Content-Type and the URL's extension.")
     format: Layout = Field("long", description="long or wide, as for files.")

@@ -21,12 +21,15 @@ from typing import Any
 from forecast_model.errors import shorten
 from tasks.errors import InputDataError
 
-__all__ = ["REFERENCE_HELP", "check_reference", "resolve_headers", "resolve_secret"]
+__all__ = ["REFERENCE_HELP", "REFERENCE_PATTERN", "check_reference", "resolve_headers", "resolve_secret"]
 
 # Prefect 3 block document names: lower-case letters, digits and dashes (prefect.types.names,
 # BlockDocumentName). Stricter here: a letter or digit first, at most 100 characters.
 _BLOCK_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,99}")
 _ENV_REFERENCE = re.compile(r"env:[A-Za-z_][A-Za-z0-9_]{0,254}")
+# Both forms, for JSON schemas: a Prefect server enforcing a deployment's parameter schema refuses a run
+# whose reference breaks it before anything is stored.
+REFERENCE_PATTERN = rf"^(?:{_BLOCK_NAME.pattern}|{_ENV_REFERENCE.pattern})$"
 # A lower-case hex or base-36 API key also fits the block name rule; names have words, keys have none.
 _KEY_LIKE = re.compile(r"(?=[a-z0-9]*[0-9])[a-z0-9]{32,}")
 # RFC 9110 field names, and values httpx can send (ASCII; no CR, LF or NUL that would split a header).

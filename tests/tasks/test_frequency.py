@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from tasks.errors import InputDataError
-from tasks.frequency import freq_code, infer_frequency
+from tasks.frequency import check_freq, freq_code, infer_frequency
 
 
 @pytest.mark.parametrize(
@@ -42,3 +42,18 @@ def test_unknown_alias() -> None:
 def test_irregular_or_short_series_have_no_frequency() -> None:
     assert infer_frequency(pd.to_datetime(["2020-01-01", "2020-01-02", "2020-01-05", "2020-01-09"])) is None
     assert infer_frequency(pd.to_datetime(["2020-01-01", "2020-01-02"])) is None
+
+
+@pytest.mark.parametrize("freq", ["D", "2D", "h", "15min", "W-MON", "MS", "QS-OCT", "YE"])
+def test_forward_frequencies_are_accepted(freq: str) -> None:
+    assert check_freq(freq) == freq
+
+
+@pytest.mark.parametrize(("freq", "message"),
+                         [("-1D", "'-1D' steps back in time"), ("0h", "'0h' steps nowhere"),
+                          ("XYZ", "Unknown frequency 'XYZ'"), ("", "Unknown frequency ''"),
+                          ("D" * 10_000, r"Unknown frequency 'DDDD.*\(9,960 more characters\)")])
+def test_bad_frequencies_are_refused_with_the_fix(freq: str, message: str) -> None:
+    with pytest.raises(InputDataError, match=message) as raised:
+        check_freq(freq)
+    assert "use a" in str(raised.value) and len(str(raised.value)) < 300

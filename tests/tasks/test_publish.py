@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from prefect.logging import disable_run_logger
 
-from tasks.publish import discard_staging, partition_dir, publish_outputs, staging_dir
+from tasks.errors import OutputRootError
+from tasks.publish import check_output_root, discard_staging, partition_dir, publish_outputs, staging_dir
 
 TABLES = {"forecasts": "data.parquet", "runs": "batch-forecast.parquet"}
 
@@ -41,3 +44,22 @@ def test_discard_staging(tmp_path: Path) -> None:
     staging = stage(tmp_path, "r1", b"x")
     discard_staging(staging)
     assert not staging.exists()
+
+
+def test_output_root_may_be_a_directory_or_one_to_create(tmp_path: Path) -> None:
+    assert check_output_root(tmp_path) == tmp_path
+    assert check_output_root(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda p: (p / "f").write_text("x") and p / "f", r"/f is a regular file, not a directory"),
+    (lambda p: (p / "f").write_text("x") and p / "f" / "out", r"cannot be created: .*/f is a regular file"),
+    (lambda p: Path("/dev/null"), "/dev/null is a character device, not a directory"),
+    (lambda p: os.mkfifo(p / "pipe") or p / "pipe", r"/pipe is a named pipe \(FIFO\), not a directory"),
+])
+def test_output_root_that_is_not_a_directory_is_refused_by_what_it_is(tmp_path: Path,
+                                                                      make: Callable[[Path], Path],
+                                                                      message: str) -> None:
+    with pytest.raises(OutputRootError, match=message) as raised:
+        check_output_root(make(tmp_path))
+    assert "Fix: give a directory" in str(raised.value)
