@@ -11,10 +11,12 @@ any message past :data:`MAX_MESSAGE_CHARS` as a last line of defence.
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Iterable
+from pathlib import Path
 
 __all__ = ["MAX_MESSAGE_CHARS", "CheckpointError", "ConfigurationError", "DeviceError", "ForecastModelError",
-           "shorten", "shorten_names"]
+           "path_kind", "shorten", "shorten_names"]
 
 MAX_MESSAGE_CHARS = 4000
 VALUE_CHARS = 200
@@ -43,6 +45,20 @@ def shorten_names(values: Iterable[object], limit: int = NAMES_SHOWN, each: int 
         else:
             extra += 1
     return "[" + ", ".join(shown) + (f", ... and {extra:,} more" if extra else "") + "]"
+
+
+_KINDS = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def path_kind(path: Path) -> str:
+    """What ``path`` is, in words for a message ("a directory", "a named pipe (FIFO)"; "missing"), told from
+    ``stat`` alone: opening a named pipe to find out would block, reading a device may never end."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "missing"
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 
 
 class ForecastModelError(Exception):

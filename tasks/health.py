@@ -27,7 +27,8 @@ import torch
 from forecast_model import EngineConfig, ForecastModelError, load_engine, model_status, resolve_device
 from tasks.errors import InputDataError
 from tasks.sources import DuckDBSource, FileSource, SourcePolicy, UrlSource
-from tasks.sources.files import expand, resolve_within_roots
+from tasks.sources.database import database_path
+from tasks.sources.files import expand
 from tasks.sources.http import TransientSourceError, check_address, redact_url
 
 __all__ = [
@@ -132,8 +133,7 @@ def check_source(source: FileSource | UrlSource | DuckDBSource, policy: SourcePo
             missing = [str(p) for p in paths if not p.is_file()]
             return not missing, (f"missing: {missing}" if missing else f"{len(paths)} file(s) for {source.describe()}")
         if isinstance(source, DuckDBSource):
-            path = resolve_within_roots(Path(source.database), policy)
-            return path.is_file(), f"{path} {'exists' if path.is_file() else 'does not exist'}"
+            return True, f"{database_path(source, policy)} exists"
         url = source.resolved_url()
         check_address(url, policy)
         return check_http(url, timeout=policy.connect_timeout, headers=source.resolved_headers())

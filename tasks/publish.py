@@ -5,29 +5,18 @@ from __future__ import annotations
 import getpass
 import os
 import shutil
-import stat
 from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from forecast_model.errors import path_kind
 from tasks.errors import OutputRootError
 
-__all__ = ["DATA_FILE", "check_output_root", "discard_staging", "fresh_dir", "partition_dir", "path_kind",
-           "publish_outputs", "staging_dir"]
+__all__ = ["DATA_FILE", "check_output_root", "discard_staging", "fresh_dir", "partition_dir", "publish_outputs",
+           "staging_dir"]
 
 DATA_FILE = "data.parquet"
-
-
-def path_kind(path: Path) -> str:
-    """What a path is, in words, for messages: 'a directory', 'a regular file', 'a named pipe (FIFO)'..."""
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        return "missing"
-    kinds = [(stat.S_ISDIR, "a directory"), (stat.S_ISREG, "a regular file"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
-             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")]
-    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
 def check_output_root(root: Path) -> Path:

@@ -25,12 +25,13 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
 
-from tasks.canonical import to_canonical
+from forecast_model.errors import shorten, shorten_names
+from tasks.canonical import HEADER_LIMIT, csv_header, to_canonical
 from tasks.contracts import ID
 from tasks.errors import InputDataError
 from tasks.sources import DuckDBSource, FileSource, SourcePolicy, UrlSource
-from tasks.sources.database import Scalar, check_query, table_sql
-from tasks.sources.files import expand, resolve_within_roots
+from tasks.sources.database import Scalar, check_query, database_path, duckdb_problem, table_sql, time_limit
+from tasks.sources.files import expand, require_input_file
 
 __all__ = ["SHARD_MAP", "ShardPlan", "plan_shards", "read_shard", "shard_of", "shard_sql"]
 
@@ -70,8 +71,8 @@ def plan_shards(source: FileSource | UrlSource | DuckDBSource, policy: SourcePol
         ids = con.sql(f"SELECT DISTINCT CAST({ident} AS VARCHAR) AS {ID} FROM {reader.relation} "
                           f"WHERE {ident} IS NOT NULL", params=_params(source)).to_arrow_table()
     if ids.num_rows == 0:
-        raise InputDataError(f"{source.describe()} holds no series (no non-empty {source.columns.id_col!r}). "
-                             "Fix the source or its columns.id_col.")
+        raise InputDataError(f"{source.describe()} holds no series (no non-empty {shorten(source.columns.id_col)})."
+                             " Fix the source or its columns.id_col.")
     count = shards or max(1, math.ceil(ids.num_rows / series_per_shard))
     assignment = shard_of(ids.column(ID).to_pylist(), count)
     path = staging / SHARD_MAP
@@ -97,25 +98,34 @@ def read_shard(source: FileSource | UrlSource | DuckDBSource, policy: SourcePoli
 
 @dataclasses.dataclass(frozen=True)
 class _Reader:
-    """A source as one DuckDB relation, and the database (None: in memory) to run it on."""
+    """A source as one DuckDB relation, the database (None: in memory) to run it on, and how long its
+    queries may run."""
 
     relation: str
+    timeout: float
     database: Path | None = None
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A capped connection (a database is opened read-only, without file access from SQL); DuckDB
-        errors become an InputDataError."""
+        """A capped connection (a database is opened read-only, without file access from SQL) whose queries
+        are interrupted after ``timeout`` seconds; DuckDB errors become an InputDataError."""
         config: dict[str, str | bool | int | float | list[str]] = {"memory_limit": _DUCKDB_MEMORY}
         if self.database is not None:
             config["enable_external_access"] = False
         try:
             with duckdb.connect(str(self.database or ":memory:"), read_only=self.database is not None,
-                                config=config) as con:
+                                config=config) as con, time_limit(con, self.timeout):
                 yield con
         except duckdb.Error as exc:
-            raise InputDataError(f"DuckDB could not read the source: {str(exc).splitlines()[0]}. "
+            raise InputDataError(f"DuckDB could not read the source: {_problem(exc)}. "
                                  "Fix the source, its columns or its query.") from exc
+
+
+def _problem(exc: duckdb.Error) -> str:
+    """DuckDB's first line, and for a CSV row of the wrong width the line that says so (DuckDB's words and
+    two numbers; the "Original Line" before it, which quotes the data, is left out)."""
+    width = next((line for line in str(exc).splitlines() if line.startswith("Expected Number of Columns")), "")
+    return duckdb_problem(exc) + (f" ({width[:100]})" if width else "")
 
 
 def _reader(source: FileSource | UrlSource | DuckDBSource, policy: SourcePolicy) -> _Reader:
@@ -135,24 +145,46 @@ def _file_reader(source: FileSource, policy: SourcePolicy) -> _Reader:
     if len(kinds) != 1 or None in kinds:
         raise InputDataError(f"{source.describe()} matches {sorted(str(k) for k in kinds)} files; a sharded run "
                              "reads files of one kind, .parquet or .csv. Fix the path or glob.")
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise InputDataError(f"Input file {missing[0]} does not exist. Fix the source path.")
+    for path in paths:
+        require_input_file(path)  # expand leaves a missing single path to the reader
     files = "[" + ", ".join(_literal(str(p)) for p in paths) + "]"
-    # CSV columns are read as text so that the canonical parser, not DuckDB's sniffer, types them.
-    return _Reader(f"read_parquet({files})" if kinds == {"parquet"} else f"read_csv({files}, all_varchar = true)")
+    if kinds == {"parquet"}:
+        return _Reader(f"read_parquet({files})", policy.query_timeout)
+    return _Reader(f"read_csv({files}, {_csv_options(paths)})", policy.query_timeout)
+
+
+def _csv_options(paths: list[Path]) -> str:
+    """read_csv options that read every column as text, under the header's names, and fail on a row of
+    another width. DuckDB's sniffer is kept out: given one short row it reads each whole line as a single
+    column, and it renames a repeated header name (y, y_1) where the plain reader refuses it."""
+    names = _csv_names(paths)
+    columns = "{" + ", ".join(f"{_literal(name)}: 'VARCHAR'" for name in names) + "}"
+    return (f"header = true, auto_detect = false, delim = ',', quote = '\"', escape = '\"', strict_mode = true, "
+            f"columns = {columns}")
+
+
+def _csv_names(paths: list[Path]) -> list[str]:
+    """The header of every file, checked from its first MiB; all files must have the same one."""
+    first: list[str] = []
+    for path in paths:
+        with path.open("rb") as stream:  # a regular file: expand has refused pipes and devices
+            head = stream.read(HEADER_LIMIT + 1)
+        names = csv_header(head[:HEADER_LIMIT], str(path), complete=len(head) <= HEADER_LIMIT)
+        if first and names != first:
+            raise InputDataError(f"{path} has columns {shorten_names(names, 10, 60)}, the first file has "
+                                 f"{shorten_names(first, 10, 60)}. Fix: give all files of a glob the same columns.")
+        first = first or names
+    return first
 
 
 def _duckdb_reader(source: DuckDBSource, policy: SourcePolicy) -> _Reader:
-    path = resolve_within_roots(Path(source.database), policy)
-    if not path.is_file():
-        raise InputDataError(f"DuckDB database {path} does not exist. Fix the database path.")
+    path = database_path(source, policy)
     if source.query is not None:
         check_query(source.query)
-    reader = _Reader("", path)
+    reader = _Reader("", policy.query_timeout, path)
     with reader.connect() as con:
         sql = table_sql(con, source.table) if source.table else str(source.query)
-    return _Reader(f"({sql}) AS source", path)
+    return _Reader(f"({sql}) AS source", policy.query_timeout, path)
 
 
 def _params(source: FileSource | UrlSource | DuckDBSource) -> list[Scalar] | dict[str, Scalar] | None:

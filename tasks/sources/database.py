@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -9,14 +12,17 @@ import duckdb
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from forecast_model.errors import shorten, shorten_names
 from tasks.canonical import ColumnMapping, Layout
 from tasks.errors import InputDataError
-from tasks.sources.files import resolve_within_roots
+from tasks.sources.files import require_file, resolve_within_roots
 from tasks.sources.policy import SourcePolicy
 
-__all__ = ["DuckDBSource", "Scalar", "check_query", "read_duckdb", "table_sql"]
+__all__ = ["DuckDBSource", "Scalar", "check_query", "database_path", "duckdb_problem", "read_duckdb",
+           "table_sql", "time_limit"]
 
 Scalar = str | int | float | bool | None
+_REINTERRUPT_S = 0.05  # how often a query past its time is interrupted again (see _interrupt_after)
 
 
 class DuckDBSource(BaseModel):
@@ -54,7 +60,7 @@ def check_query(query: str) -> None:
     try:
         statements = duckdb.extract_statements(query)
     except duckdb.Error as exc:
-        raise InputDataError(f"The DuckDB query does not parse: {str(exc).splitlines()[0]}. Fix the SQL.") from exc
+        raise InputDataError(f"The DuckDB query does not parse: {duckdb_problem(exc)}. Fix the SQL.") from exc
     if len(statements) != 1:
         raise InputDataError(f"The DuckDB query holds {len(statements)} statements; give exactly one SELECT.")
     if statements[0].type != duckdb.StatementType.SELECT:
@@ -63,18 +69,65 @@ def check_query(query: str) -> None:
 
 
 def read_duckdb(source: DuckDBSource, policy: SourcePolicy) -> pd.DataFrame:
-    """Runs the read on a read-only connection with file-system access from SQL disabled."""
-    path = resolve_within_roots(Path(source.database), policy)
-    if not path.is_file():
-        raise InputDataError(f"DuckDB database {path} does not exist. Fix the database path.")
+    """Runs the read on a read-only connection with file-system access from SQL disabled, interrupted after
+    ``policy.query_timeout`` seconds."""
+    path = database_path(source, policy)
     if source.query is not None:
         check_query(source.query)
     try:
-        with duckdb.connect(str(path), read_only=True, config={"enable_external_access": False}) as con:
+        with duckdb.connect(str(path), read_only=True, config={"enable_external_access": False}) as con, \
+                time_limit(con, policy.query_timeout):
             sql = table_sql(con, source.table) if source.table else str(source.query)
             return con.execute(sql, source.params or None).df()
     except duckdb.Error as exc:
-        raise InputDataError(f"DuckDB could not read {source.describe()}: {str(exc).splitlines()[0]}.") from exc
+        raise InputDataError(f"DuckDB could not read {source.describe()}: {duckdb_problem(exc)}.") from exc
+
+
+def database_path(source: DuckDBSource, policy: SourcePolicy) -> Path:
+    """The database file's real path: under a data root, and a regular file (never opened to find out)."""
+    path = resolve_within_roots(Path(source.database), policy)
+    require_file(path, "DuckDB database", "give the path of the .duckdb file")
+    return path
+
+
+@contextlib.contextmanager
+def time_limit(con: duckdb.DuckDBPyConnection, seconds: float) -> Iterator[None]:
+    """Interrupts what runs on ``con`` once ``seconds`` have passed, and reports it as an InputDataError.
+
+    DuckDB has no statement timeout of its own: without this, a costly query (a join without a condition)
+    holds the worker for as long as it runs. The timer thread always ends with the block.
+    """
+    done, fired = threading.Event(), threading.Event()
+    timer = threading.Thread(target=_interrupt_after, args=(con, seconds, done, fired), daemon=True,
+                             name="duckdb-time-limit")
+    timer.start()
+    try:
+        yield
+    except duckdb.InterruptException as exc:
+        if not fired.is_set():
+            raise
+        raise InputDataError(f"The DuckDB query ran longer than {seconds:g} s and was interrupted. Fix: make it "
+                             "cheaper (filter, aggregate) or raise FORECAST_DUCKDB_TIMEOUT.") from exc
+    finally:
+        done.set()
+        timer.join()  # so that no interrupt reaches the connection once it is closed
+
+
+def _interrupt_after(con: duckdb.DuckDBPyConnection, seconds: float, done: threading.Event,
+                     fired: threading.Event) -> None:
+    if done.wait(seconds):
+        return
+    fired.set()
+    while True:  # again and again: an interrupt that falls between two statements is lost
+        con.interrupt()
+        if done.wait(_REINTERRUPT_S):
+            return
+
+
+def duckdb_problem(exc: duckdb.Error) -> str:
+    """DuckDB's message, first line only (it goes on with hints and options), cut to a bounded length: it
+    may quote the query or a line of the data."""
+    return shorten(str(exc).partition("\n")[0], 300)
 
 
 def table_sql(con: duckdb.DuckDBPyConnection, table: str) -> str:
@@ -85,7 +138,9 @@ def table_sql(con: duckdb.DuckDBPyConnection, table: str) -> str:
         "table_schema = ?)", [name, schema, schema]).fetchall()]
     if not schemas:
         tables = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()]
-        raise InputDataError(f"Table {table!r} does not exist in the database. Tables found: {tables[:20]}.")
+        raise InputDataError(f"Table {shorten(table, 100)} does not exist in the database. Tables found: "
+                             f"{shorten_names(tables, 10, 60)}.")
     if len(schemas) > 1:
-        raise InputDataError(f"Table {table!r} exists in several schemas {schemas}; write it as schema.table.")
+        raise InputDataError(f"Table {shorten(table, 100)} exists in several schemas "
+                             f"{shorten_names(schemas, 10, 60)}; write it as schema.table.")
     return "SELECT * FROM " + ".".join('"' + part.replace('"', '""') + '"' for part in (schemas[0], name))

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import gzip
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -13,11 +15,12 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from prefect.exceptions import ParameterTypeError
 
 from flows.batch_forecast import batch_forecast
 from flows.params import ModelParams
 from forecast_model import ResolvedCheckpoint
-from tasks.errors import DataValidationError, InputDataError
+from tasks.errors import DataValidationError, InputDataError, OutputRootError
 from tasks.series_checks import SeriesChecks
 from tasks.sources import DuckDBSource, FileSource, TransientSourceError, UrlSource
 from tests.conftest import SAMPLE
@@ -38,6 +41,7 @@ class Case:
     message: str
     env: dict[str, str] = field(default_factory=dict)
     checks: SeriesChecks = field(default_factory=lambda: SeriesChecks(max_rejected_fraction=0))
+    params: dict[str, object] = field(default_factory=dict)  # flow parameters replacing the defaults
 
 
 def sample() -> pd.DataFrame:
@@ -52,6 +56,20 @@ def csv_file(name: str, content: bytes | str | pd.DataFrame) -> Callable[[Path, 
         else:
             path.write_bytes(content.encode() if isinstance(content, str) else content)
         return FileSource(path=str(path))
+    return build
+
+
+def parquet_file(name: str, frame: pd.DataFrame) -> Callable[[Path, LocalServer], FileSource]:
+    def build(root: Path, _: LocalServer) -> FileSource:
+        frame.to_parquet(root / name, index=False)
+        return FileSource(path=str(root / name))
+    return build
+
+
+def fifo(name: str) -> Callable[[Path, LocalServer], FileSource]:
+    def build(root: Path, _: LocalServer) -> FileSource:
+        os.mkfifo(root / name)  # never opened by a correct reader: opening it would block the test
+        return FileSource(path=str(root / name))
     return build
 
 
@@ -76,7 +94,7 @@ def duck(**kwargs: object) -> Callable[[Path, LocalServer], DuckDBSource]:
 
 
 def rejected(reason: str) -> str:
-    return rf"{reason} \(.*\): 1 series, e.g. bad\..*Fix"
+    return rf"{reason} \(.*\): 1 series, e.g. 'bad'\..*Fix"
 
 
 RNG = np.random.default_rng(0)
@@ -108,6 +126,28 @@ CASES: dict[str, Case] = {
     "unsupported file type": Case(csv_file("a.xlsx", b"PK\x03\x04"), InputDataError, "Unsupported file type"),
     "empty ids": Case(csv_file("a.csv", sample().assign(unique_id=lambda f: f["unique_id"].where(f.index != 3))),
                       InputDataError, r"id column has 1 empty values \(rows \[3\]\)"),
+    "NUL bytes, no line end": Case(csv_file("a.csv", b"\0" * (20 << 20)), InputDataError,
+                                   r"is not a CSV file: its first line \(the header\) does not end within"),
+    "NUL bytes in the header": Case(csv_file("a.csv", b"unique_id,\0ds,y\n" + b"\0" * 1000), InputDataError,
+                                    "its header holds NUL bytes"),
+    "short row": Case(csv_file("a.csv", SAMPLE.read_text().replace("\ncpi,1959-10-01,", "\ncpi,1959-10-01\n", 1)),
+                      InputDataError, r"line \d+ has 2 fields, the header has 3: 'cpi,1959-10-01'"),
+    "long row": Case(csv_file("a.csv", "unique_id,ds,y\na,2024-01-01,1\na,2024-01-02,2,9\n"), InputDataError,
+                     r"line 3 has 4 fields, the header has 3"),
+    "header named twice": Case(csv_file("a.csv", "unique_id,ds,y,y\na,2024-01-01,1,2\n"), InputDataError,
+                               "has the column 'y' twice in its header"),
+    "epoch seconds as time": Case(csv_file("a.csv", sample().assign(
+        ds=lambda f: pd.to_datetime(f["ds"]).astype("int64") // 10**9 + 10**9)), InputDataError,
+        r"time column 'ds' holds integers \(e.g. '\d+'\), not dates"),
+    "integer time in Parquet": Case(parquet_file("a.parquet", sample().assign(ds=lambda f: f.index.astype("int64"))),
+                                    InputDataError, r"time column 'ds' holds integers \(e.g. 0\), not dates"),
+    "timestamps as values": Case(parquet_file("a.parquet", sample().assign(y=lambda f: pd.to_datetime(f["ds"]))),
+                                 InputDataError, "Column 'y' holds timestamps, not numbers"),
+    "a directory as the file": Case(lambda r, s: FileSource(path=str(r)), InputDataError,
+                                    r"Input file .* is a directory; give a file, or a glob"),
+    "a named pipe as the file": Case(fifo("pipe.csv"), InputDataError, r"is a named pipe \(FIFO\), not a regular file"),
+    "a device as the file": Case(lambda r, s: FileSource(path="/dev/zero"), InputDataError,
+                                 "is a character device, not a regular file", env={"FORECAST_DATA_ROOTS": "/dev"}),
     "wide without its time column": Case(lambda r, s: FileSource(path=str(SAMPLE), format="wide",
                                                                  columns={"time_col": "date"}),
                                          InputDataError, r"columns are missing: \['date'\]"),
@@ -131,6 +171,12 @@ CASES: dict[str, Case] = {
     "missing table": Case(duck(table="sales"), InputDataError, r"Table 'sales' does not exist.*\['macro'\]"),
     "database outside the roots": Case(duck(table="macro", database="/tmp/../var/x.duckdb"), InputDataError,
                                        "outside the data roots"),
+    "database is a directory": Case(duck(table="macro", database="."), InputDataError,
+                                    "DuckDB database .* is a directory"),
+    "query past the time limit": Case(duck(query="SELECT count(*) AS unique_id, 1 AS ds, 1 AS y FROM range(100000000) "
+                                             "a, range(100000000) b"), InputDataError,
+                                      "ran longer than 1 s and was interrupted.*FORECAST_DUCKDB_TIMEOUT",
+                                      env={"FORECAST_DUCKDB_TIMEOUT": "1"}),
     "SQL reading a file": Case(duck(query="SELECT * FROM read_csv('/etc/passwd')"), InputDataError,
                                "DuckDB could not read"),
     # per-series rejections
@@ -151,6 +197,35 @@ CASES: dict[str, Case] = {
     "constant series": Case(csv_file("a.csv", with_bad_series([5.0] * 12)), DataValidationError, rejected("constant")),
     "too many gaps": Case(csv_file("a.csv", with_bad_series([1.0, None, None, None, 2.0, None, None, 3.0, 4.0])),
                           DataValidationError, rejected("too_many_gaps")),
+    "value past float32": Case(csv_file("a.csv", with_bad_series([1.0, 2e300, 3.0, 4.0])), DataValidationError,
+                               rejected("out_of_range")),
+    "whole file past float32": Case(csv_file("a.csv", sample().assign(y=lambda f: f["y"] * 1e300)),
+                                    DataValidationError, r"12 of 12 series cannot be forecast \(12 rejected",
+                                    checks=SeriesChecks()),
+    "model diverges on every series": Case(lambda r, s: FileSource(path=str(SAMPLE)), DataValidationError,
+                                           r"No series could be forecast.*non_finite_forecast \(failed\): 12",
+                                           checks=SeriesChecks(max_rejected_fraction=1.0),
+                                           params={"horizon": 10000}),
+    # parameters and configuration
+    "unknown frequency": Case(lambda r, s: FileSource(path=str(SAMPLE)), ParameterTypeError,
+                              "freq: Value error, Unknown frequency 'XYZ'", params={"freq": "XYZ"}),
+    "backward frequency": Case(lambda r, s: FileSource(path=str(SAMPLE)), ParameterTypeError,
+                               "Frequency '-1D' steps back in time", params={"freq": "-1D"}),
+    "output root is a device": Case(lambda r, s: FileSource(path=str(SAMPLE)), OutputRootError,
+                                    "/dev/null is a character device, not a directory",
+                                    params={"output_root": "/dev/null"}),
+    "empty output root": Case(lambda r, s: FileSource(path=str(SAMPLE)), ParameterTypeError,
+                              "output_root is empty", params={"output_root": ""}),
+    # URLs, hostile
+    "trickling server": Case(url("/trickle.csv"), TransientSourceError, "took longer than the 1-second total limit",
+                             env={"FORECAST_URL_TOTAL_TIMEOUT": "1"}),
+    "decompression bomb": Case(url("/bomb.csv"), InputDataError,
+                               "larger than the 1,048,576-byte download limit once decompressed",
+                               env={"FORECAST_URL_MAX_BYTES": str(1 << 20)}),
+    "stacked encodings": Case(url("/nested.csv"), InputDataError, r"several content codings stacked \('gzip, gzip'\)"),
+    "claims gzip, is not": Case(url("/not-gzip.csv"), InputDataError, "is sent as gzip .* but is not valid gzip"),
+    "port out of range": Case(url("http://127.0.0.1:99999/x.csv"), InputDataError,
+                              "port 99999 is out of range 1-65535"),
     "stale series": Case(csv_file("a.csv", with_bad_series(list(RNG.normal(size=12)),
                                                            [f"{y}-01-01" for y in range(1890, 1902)])),
                          DataValidationError, rejected("stale"),
@@ -167,6 +242,11 @@ def server() -> Iterator[LocalServer]:
             "/broken": Route(500, b"down", "text/plain"),
             "/slow": Route(body=SAMPLE.read_bytes(), delay=3),
             "/blob": Route(body=SAMPLE.read_bytes(), content_type="application/octet-stream"),
+            "/trickle.csv": Route(body=SAMPLE.read_bytes()[:100], trickle=0.05),
+            "/bomb.csv": Route(body=gzip.compress(bytes(64 << 20)), headers={"Content-Encoding": "gzip"}),
+            "/nested.csv": Route(body=gzip.compress(gzip.compress(SAMPLE.read_bytes())),
+                                 headers={"Content-Encoding": "gzip, gzip"}),
+            "/not-gzip.csv": Route(body=SAMPLE.read_bytes(), headers={"Content-Encoding": "gzip"}),
         })
         yield running
 
@@ -201,9 +281,10 @@ def test_bad_input(name: str, workspace: Path, tiny_checkpoint: ResolvedCheckpoi
     before = snapshot(root)
     assert any("forecasts/job=corpus" in p for p in before)
     source = case.build(workspace, server)
+    params = {"horizon": 4, "output_root": str(root), **case.params}
     with pytest.raises(case.error, match=case.message):
-        batch_forecast(source=source, horizon=4, job=JOB, as_of=AS_OF, checks=case.checks, output_root=str(root),
-                       model=ModelParams(checkpoint=str(tiny_checkpoint.weights.parent)))
+        batch_forecast(source=source, job=JOB, as_of=AS_OF, checks=case.checks,
+                       model=ModelParams(checkpoint=str(tiny_checkpoint.weights.parent)), **params)
     assert snapshot(root) == before, f"{name}: the failed run changed the published outputs"
     assert not any((root / "_staging").iterdir()), f"{name}: staging left behind"
 

@@ -133,3 +133,22 @@ def test_url_credentials_never_reach_logs_or_mlflow(workspace: Path, tiny_checkp
     for secret in ("hunter2", "k3y", "t0k3n"):
         assert secret not in logged, f"a credential ({secret}) leaked into the logs"
         assert secret not in str(params)
+
+
+def test_ids_are_text_and_integer_years_are_yearly(workspace: Path, tiny_checkpoint: ResolvedCheckpoint) -> None:
+    """`007`, `0042` and `7` are three series (not one, nor duplicates), and a time column of 4-digit years
+    is yearly from CSV and from Parquet's integers alike, forecast into the following years."""
+    years = list(range(1990, 2010))
+    values = [float(i % 7 + i) for i in range(len(years))]
+    frame = pd.DataFrame({"unique_id": [i for i in ("007", "0042", "7") for _ in years], "ds": years * 3,
+                          "y": [v + k for k in range(3) for v in values]})
+    frame.to_csv(workspace / "years.csv", index=False)
+    frame.to_parquet(workspace / "years.parquet")
+    for name in ("years.csv", "years.parquet"):
+        summary = run(tiny_checkpoint, FileSource(path=str(workspace / name)), job=name.replace(".", "-"))
+        assert (summary.series_in, summary.series_ok) == (3, 3), name
+        forecasts = pd.read_parquet(summary.outputs["forecasts"])
+        assert sorted(forecasts["unique_id"].unique()) == ["0042", "007", "7"], name
+        assert forecasts.groupby("unique_id")["ds"].min().eq(pd.Timestamp("2010-01-01")).all(), name
+        status = pd.read_parquet(summary.outputs["series_status"])
+        assert set(status["freq"]) == {"YS-JAN"}, (name, set(status["freq"]))

@@ -129,3 +129,37 @@ def test_validation_lets_through_only_series_that_meet_the_contract(
     rejected = len(status) - len(accepted)
     assert rejected / len(status) <= checks.max_rejected_fraction, "too many rejections must fail the run"
 
+
+
+@FAST
+@given(header_width=st.integers(1, 4), widths=st.lists(st.integers(0, 5), min_size=1, max_size=15))
+def test_a_row_of_another_width_is_refused_at_its_line(header_width: int, widths: list[int]) -> None:
+    header = ",".join(f"c{i}" for i in range(header_width))
+    lines = [",".join(str(j) for j in range(width)) for width in widths]  # width 0: an empty line, skipped
+    data = (header + "\n" + "\n".join(lines) + "\n").encode()
+    ragged = [index for index, width in enumerate(widths) if width not in (0, header_width)]
+    if not ragged:
+        assert len(parse_bytes(data, "csv", "fuzz.csv")) == widths.count(header_width)
+        return
+    with pytest.raises(InputDataError, match=f"^fuzz.csv: line {ragged[0] + 2} has {widths[ragged[0]]} fields?, "
+                                             f"the header has {header_width}"):
+        parse_bytes(data, "csv", "fuzz.csv")
+
+
+@FAST
+@given(ids=st.lists(st.from_regex(r"[0-9]{1,6}", fullmatch=True), min_size=1, max_size=10, unique=True))
+def test_digit_ids_stay_distinct_text(ids: list[str]) -> None:
+    data = ("unique_id,ds,y\n" + "".join(f"{i},2024-01-01,1\n" for i in ids)).encode()
+    frame = to_canonical(parse_bytes(data, "csv", "fuzz.csv", ColumnMapping().text_columns("long")))
+    assert sorted(frame[ID]) == sorted(ids), "ids are read as written"
+
+
+@FAST
+@given(values=st.lists(st.integers(-10**12, 10**12), min_size=1, max_size=8))
+def test_integer_time_values_are_years_or_refused(values: list[int]) -> None:
+    raw = pd.DataFrame({ID: [str(i) for i in range(len(values))], DS: pd.array(values, dtype="int64"), Y: 1.0})
+    if all(1000 <= value <= 9999 for value in values):
+        assert to_canonical(raw).set_index(ID)[DS].dt.year.to_dict() == {str(i): v for i, v in enumerate(values)}
+        return
+    with pytest.raises(InputDataError, match="holds integers"):
+        to_canonical(raw)

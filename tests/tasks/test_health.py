@@ -11,7 +11,7 @@ import pytest
 
 from forecast_model import EngineConfig, ResolvedCheckpoint, registry
 from tasks.health import HealthConfig, build_report, run_checks
-from tasks.sources import FileSource, SourcePolicy, UrlSource
+from tasks.sources import DuckDBSource, FileSource, SourcePolicy, UrlSource
 
 
 @pytest.fixture(autouse=True)
@@ -73,11 +73,15 @@ def test_read_only_output_root_is_unhealthy(tmp_path: Path, tiny_checkpoint: Res
 
 
 def test_unreachable_sources_and_tracking(tmp_path: Path, tiny_checkpoint: ResolvedCheckpoint) -> None:
+    (tmp_path / "dir.duckdb").mkdir()
     sources = (FileSource(path=str(tmp_path / "none.csv")), UrlSource(url="http://10.0.0.1/x.csv"),
-               FileSource(path="/etc/passwd"))
+               FileSource(path="/etc/passwd"), DuckDBSource(database=str(tmp_path / "none.duckdb"), table="t"),
+               DuckDBSource(database=str(tmp_path / "dir.duckdb"), table="t"))
     checks = run_checks(config(tmp_path, "x", sources=sources, check_model=False,
                                tracking_uri="http://127.0.0.1:9", prefect_api_url="http://127.0.0.1:9/api"))
     assert not checks["source_0"]["ok"] and "missing" in checks["source_0"]["detail"]
     assert not checks["source_1"]["ok"] and "internal" in checks["source_1"]["detail"]
     assert not checks["source_2"]["ok"] and "outside the data roots" in checks["source_2"]["detail"]
+    assert not checks["source_3"]["ok"] and "does not exist" in checks["source_3"]["detail"]
+    assert not checks["source_4"]["ok"] and "dir.duckdb is a directory" in checks["source_4"]["detail"]
     assert not checks["tracking"]["ok"] and not checks["prefect_api"]["ok"]

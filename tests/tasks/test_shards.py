@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import duckdb
@@ -93,3 +95,71 @@ def test_only_the_committed_attempt_is_combined(tmp_path: Path) -> None:
     records = [r for r in (read_attempt(tmp_path, s, a) for s, a in [(1, "b"), (0, "a")]) if r]
     combined = combine_tables.fn(tmp_path, records, "forecasts", schema)
     assert pq.read_table(combined).column("unique_id").to_pylist() == ["a1", "a2", "b1"]
+
+
+# CSV read as text under the header's names, strictly; a time limit on every query; special paths.
+
+def test_sharded_csv_keeps_ids_as_text(tmp_path: Path, policy: SourcePolicy) -> None:
+    path = tmp_path / "ids.csv"
+    path.write_text("unique_id,ds,y\n007,2024-01-01,1\n0042,2024-01-01,2\n7,2024-01-01,3\n007,2024-01-02,4\n")
+    plan = plan_shards.fn(FileSource(path=str(path)), policy, tmp_path, series_per_shard=100, shards=1)
+    assert plan.series == 3, "007, 0042 and 7 are three series"
+    frame = read_shard(FileSource(path=str(path)), policy, plan.map_path, 0)
+    assert frame.groupby("unique_id").size().to_dict() == {"0042": 1, "007": 2, "7": 1}
+
+
+GOOD = "".join(f"s{i % 7},2024-01-{i % 28 + 1:02d},{i}\n" for i in range(3000))
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("unique_id,ds,y\n" + GOOD + "s1,2024-01-01\n" + GOOD, r"CSV Error on Line: 3002.*Expected Number of Columns: 3 "
+                                                           r"Found: 2"),
+    ("unique_id,ds,y\n" + GOOD[:100] + "s1,2024-01-01,5,6\n", r"CSV Error on Line: \d+.*Found: 4"),
+    ("unique_id,y,y\n" + GOOD, "has the column 'y' twice in its header"),
+    ("\0" * (2 << 20), r"is not a CSV file: its header holds NUL bytes"),
+], ids=["short row", "long row", "repeated header", "NUL bytes"])
+def test_sharded_csv_refuses_what_the_plain_reader_refuses(tmp_path: Path, policy: SourcePolicy, content: str,
+                                                           message: str) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(InputDataError, match=message) as caught:
+        plan_shards.fn(FileSource(path=str(path)), policy, tmp_path, series_per_shard=10)
+    assert len(str(caught.value)) < 2000
+
+
+def test_sharded_csv_files_of_a_glob_share_a_header(tmp_path: Path, policy: SourcePolicy) -> None:
+    (tmp_path / "a.csv").write_text("unique_id,ds,y\na,2024-01-01,1\n")
+    (tmp_path / "b.csv").write_text("unique_id,ds,value\nb,2024-01-01,1\n")  # DuckDB would read it by position
+    with pytest.raises(InputDataError, match=r"b\.csv has columns \['unique_id', 'ds', 'value'\], the first file has"):
+        plan_shards.fn(FileSource(path=str(tmp_path / "*.csv")), policy, tmp_path, series_per_shard=10)
+
+
+SLOW = ("SELECT 'a' AS unique_id, DATE '2024-01-01' AS ds, count(*)::DOUBLE AS y "
+        "FROM range(1000000000) AS a, range(1000000000) AS b")
+
+
+def test_sharded_queries_are_interrupted_after_the_time_limit(tmp_path: Path) -> None:
+    database = tmp_path / "slow.duckdb"
+    duckdb.connect(str(database)).close()
+    source = DuckDBSource(database=str(database), query=SLOW)
+    policy = SourcePolicy(data_roots=(tmp_path,), query_timeout=0.5)
+    pq.write_table(pa.table({"unique_id": ["a"], "shard": pa.array([0], pa.int32())}), tmp_path / "map.parquet")
+    for step in (lambda: plan_shards.fn(source, policy, tmp_path, series_per_shard=10),
+                 lambda: read_shard(source, policy, tmp_path / "map.parquet", 0)):
+        started = time.monotonic()
+        with pytest.raises(InputDataError, match=r"longer than 0\.5 s and was interrupted.*FORECAST_DUCKDB_TIMEOUT"):
+            step()
+        assert time.monotonic() - started < 30, "the query must stop soon after its time limit"
+
+
+@pytest.mark.parametrize("kind", ["database directory", "database fifo", "file fifo"])
+def test_sharded_sources_that_are_not_regular_files(tmp_path: Path, policy: SourcePolicy, kind: str) -> None:
+    path = tmp_path / ("db.duckdb" if kind.startswith("database") else "pipe.csv")
+    if kind.endswith("directory"):
+        path.mkdir()
+    else:
+        os.mkfifo(path)
+    source = DuckDBSource(database=str(path), table="t") if kind.startswith("database") else FileSource(path=str(path))
+    expected = "is a directory" if kind.endswith("directory") else r"is a named pipe \(FIFO\), not a regular file"
+    with pytest.raises(InputDataError, match=expected):
+        plan_shards.fn(source, policy, tmp_path, series_per_shard=10)
