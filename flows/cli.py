@@ -245,10 +245,13 @@ def _configure_logging(verbose: bool) -> Path | None:
     root = logging.getLogger()
     if not verbose:
         for handler in root.handlers:
-            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler) and \
+                    not any(isinstance(f, _CliReportsErrors) for f in handler.filters):
                 handler.addFilter(_CliReportsErrors())
     try:
         path = load_settings().resolved_log_file()
+        if any(getattr(h, "baseFilename", None) == str(path) for h in root.handlers):
+            return path  # main() called again in this process
         path.parent.mkdir(parents=True, exist_ok=True)
         handler = logging.handlers.RotatingFileHandler(path, maxBytes=10 * 2**20, backupCount=5, encoding="utf-8")
     except (OSError, ValueError) as exc:  # a bad FORECAST_DATA_DIR must not hide the real error of the run

@@ -16,6 +16,7 @@ from prefect.runtime import deployment, flow_run
 
 from flows.params import ModelParams, default_job_name, engine_config, validate_job_name
 from forecast_model import EngineConfig
+from forecast_model.errors import shorten
 from tasks.catalog import refresh_catalog
 from tasks.errors import OutputSpaceError
 from tasks.forecast import ModelInfo, prepare_model
@@ -89,9 +90,9 @@ def staged(ctx: RunContext) -> Iterator[None]:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT) and "No space left on device" not in str(exc):
             raise
         raise OutputSpaceError(
-            f"The output filesystem of {ctx.root} is full ({exc}). Nothing was published and earlier outputs "
-            "are intact. Fix: free space there, or set FORECAST_OUTPUT_ROOT (or output_root) to a larger volume, "
-            "then run again; the health check's output_root entry reports the free space.") from exc
+            f"The output filesystem of {ctx.root} is full ({shorten(str(exc), 300)}). Nothing was published and "
+            "earlier outputs are intact. Fix: free space there, or set FORECAST_OUTPUT_ROOT (or output_root) to a "
+            "larger volume, then run again; the health check's output_root entry reports the free space.") from exc
     finally:
         discard_staging(ctx.staging)
 

@@ -20,6 +20,7 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments import run_deployment
 from prefect.states import Cancelling
 
+from forecast_model.errors import shorten
 from tasks.errors import InputDataError
 from tasks.shard_store import ShardRecord, read_attempt
 
@@ -60,8 +61,8 @@ def run_local(shards: list[int], run_shard: Callable[[int], ShardRecord], max_at
                 raise
             except Exception as exc:
                 if attempt == max_attempts:
-                    raise ShardFailedError(f"Shard {shard} failed {attempt} times; last error: {exc!r}. "
-                                           "Nothing was published.") from exc
+                    raise ShardFailedError(f"Shard {shard} failed {attempt} times; last error: "
+                                           f"{shorten(repr(exc), 500)}. Nothing was published.") from exc
                 get_run_logger().warning("Shard %d attempt %d failed (%r); retrying", shard, attempt, exc)
         progress.finished(record)
         records.append(record)

@@ -15,7 +15,7 @@ import torch
 
 from forecast_model._timesfm import decoder_module
 from forecast_model.config import DEFAULT_CHECKPOINT, ModelHparams
-from forecast_model.errors import CheckpointError
+from forecast_model.errors import CheckpointError, path_kind, shorten
 
 __all__ = [
     "CKPT_FILENAME",
@@ -63,13 +63,16 @@ def resolve_checkpoint(source: str = DEFAULT_CHECKPOINT) -> ResolvedCheckpoint:
         return _resolve_local(source, path)
     if source.startswith((".", "/", "~")) or source.endswith(".ckpt") or not _REPO_ID.match(source):
         raise CheckpointError(
-            f"Checkpoint {source!r} is neither an existing path nor a Hugging Face repo id "
+            f"Checkpoint {shorten(source)} is neither an existing path nor a Hugging Face repo id "
             f"(like {DEFAULT_CHECKPOINT!r}). Fix the path, or give a repo id."
         )
     return _resolve_local(source, _download(source))
 
 
 def _resolve_local(source: str, path: Path) -> ResolvedCheckpoint:
+    if not path.is_dir() and not path.is_file():  # a pipe or a device: never opened, it could block
+        raise CheckpointError(f"Checkpoint {path} is {path_kind(path)}, not a file or a directory. Fix: point at "
+                              f"the directory holding {CKPT_FILENAME}, or at the file itself.")
     directory, weights = (path, path / CKPT_FILENAME) if path.is_dir() else (path.parent, path)
     if not weights.is_file():
         raise CheckpointError(

@@ -6,7 +6,8 @@ tell "your input or settings are wrong" apart from "something broke".
 Messages quote input (a header, a value, a key of a config file) through :func:`shorten` and
 :func:`shorten_names`, so that a hostile or broken input cannot make a message of gigabytes: messages
 travel into terminals, log files, Prefect state messages and MLflow. :class:`ConfigurationError` also cuts
-any message past :data:`MAX_MESSAGE_CHARS` as a last line of defence.
+any message past :data:`MAX_MESSAGE_CHARS` in its middle, keeping the fix at its end, as a last line of
+defence.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ __all__ = ["MAX_MESSAGE_CHARS", "CheckpointError", "ConfigurationError", "Device
            "path_kind", "shorten", "shorten_names"]
 
 MAX_MESSAGE_CHARS = 4000
+_TAIL_CHARS = 1000
 VALUE_CHARS = 200
 NAMES_SHOWN = 20
 
@@ -70,8 +72,9 @@ class ConfigurationError(ForecastModelError, ValueError):
 
     def __init__(self, message: object = "", *args: object) -> None:
         text = str(message)
-        if len(text) > MAX_MESSAGE_CHARS:
-            text = f"{text[:MAX_MESSAGE_CHARS]}... (message cut: {len(text) - MAX_MESSAGE_CHARS:,} more characters)"
+        if len(text) > MAX_MESSAGE_CHARS:  # the middle goes: messages end with their fix
+            head, tail = MAX_MESSAGE_CHARS - _TAIL_CHARS, _TAIL_CHARS
+            text = f"{text[:head]} ... ({len(text) - head - tail:,} characters cut) ... {text[-tail:]}"
         super().__init__(text, *args)
 
 

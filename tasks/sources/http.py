@@ -366,8 +366,9 @@ def _redirect_target(url: str, location: str) -> str:
     try:
         return urljoin(url, location)
     except ValueError as exc:
-        raise InputDataError(f"{_shown(url)} redirects to a malformed address {_shown(location)} ({exc}). "
-                             "Fix the server's redirect, or use the final address.") from exc
+        raise InputDataError(f"{_shown(url)} redirects to a malformed address {_shown(location)} "
+                             f"({shorten(str(exc), 100)}). Fix the server's redirect, or use the final "
+                             "address.") from exc
 
 
 def _client_failure(exc: Exception, url: str, deadline: _Deadline) -> Exception:
@@ -507,8 +508,8 @@ class _Inflater:
                     return
         except zlib.error as exc:
             raise InputDataError(f"{self._shown} is sent as {self.coding} (Content-Encoding) but is not valid "
-                                 f"{self.coding} data ({exc}). Fix: correct the server's Content-Encoding header, "
-                                 "or its file.") from exc
+                                 f"{self.coding} data ({shorten(str(exc), 100)}). Fix: correct the server's "
+                                 "Content-Encoding header, or its file.") from exc
 
 
 def _kind(source: UrlSource, body: bytes, content_type: str, url: str) -> FileKind:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -140,3 +141,11 @@ def test_sha256_pin(tiny_checkpoint: ResolvedCheckpoint) -> None:
     assert verify_sha256(tiny_checkpoint, expected.upper()) == expected
     with pytest.raises(CheckpointError, match=f"has SHA-256 {expected}, but {'0' * 64} was pinned"):
         verify_sha256(tiny_checkpoint, "0" * 64)
+
+
+def test_a_pipe_or_a_device_as_checkpoint_is_named_for_what_it_is(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "torch_model.ckpt")  # opening it would block the load
+    with pytest.raises(CheckpointError, match=r"is a named pipe \(FIFO\), not a file or a directory"):
+        resolve_checkpoint(str(tmp_path / "torch_model.ckpt"))
+    with pytest.raises(CheckpointError, match="/dev/null is a character device"):
+        resolve_checkpoint("/dev/null")

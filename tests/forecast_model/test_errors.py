@@ -20,9 +20,10 @@ def test_shorten_names_shows_twenty_names_of_bounded_length() -> None:
     assert shown.endswith(", ... and 81 more]") and shown.count("'") == 40 and len(shown) < 1000
 
 
-def test_a_configuration_error_is_cut_whatever_its_message() -> None:
-    message = str(ConfigurationError("y" * 10**7))
-    assert len(message) < MAX_MESSAGE_CHARS + 100 and message.endswith("(message cut: 9,996,000 more characters)")
+def test_a_configuration_error_is_cut_in_its_middle_keeping_the_fix() -> None:
+    message = str(ConfigurationError("Problem: " + "y" * 10**7 + " Fix: do this."))
+    assert len(message) < MAX_MESSAGE_CHARS + 100 and "(9,996,023 characters cut)" in message
+    assert message.startswith("Problem: yyy") and message.endswith("yyy Fix: do this.")
     assert str(ConfigurationError("short")) == "short"
 
 
