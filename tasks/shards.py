@@ -164,7 +164,7 @@ def _csv_options(paths: list[Path]) -> str:
 
 
 def _csv_names(paths: list[Path]) -> list[str]:
-    """The header of every file, checked from its first MiB; all files must have the same one."""
+    """The header of every file, checked from its first HEADER_LIMIT bytes; all files must have the same one."""
     first: list[str] = []
     for path in paths:
         with path.open("rb") as stream:  # a regular file: expand has refused pipes and devices

@@ -104,7 +104,7 @@ def test_daylight_saving_offsets_convert_to_utc() -> None:
     (b"x" * (HEADER_LIMIT + 1) + b"\n1\n", "does not end within the first 16 MiB"),
     (b"unique_id,ds\0\0,y\n" + b"\0" * (1 << 20), "not a CSV file: its header holds NUL bytes"),
 ], ids=["NUL bytes", "NUL bytes, shorter", "one long line", "NUL bytes in the header"])
-def test_binary_content_is_refused_from_its_first_mib(data: bytes, message: str) -> None:
+def test_binary_content_is_refused_from_its_first_bytes(data: bytes, message: str) -> None:
     with pytest.raises(InputDataError, match=message) as caught:
         parse_bytes(data, "csv", "src")
     assert len(str(caught.value)) < 400, "the message must not quote the content"
