@@ -33,7 +33,6 @@ _JOB_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _JOB_NAME = re.compile(_JOB_PATTERN)
 
 
-
 def validate_job_name(job: str) -> str:
     """Job names become directory names: letters, digits, '_', '.', '-', starting with a letter or digit."""
     if not _JOB_NAME.match(job):

@@ -62,9 +62,11 @@ def _create_table_view(con: duckdb.DuckDBPyConnection, root: Path, table: str, s
         return []
     except duckdb.Error:
         pass
-    unreadable = [path for path in files if not _readable(con, path)]
-    readable = [_literal(str(path)) for path in files if path not in unreadable]
-    sql = _read_sql("[" + ", ".join(readable) + "]") if readable else _empty_sql(schema)
+    readable: list[Path] = []
+    unreadable: list[Path] = []
+    for path in files:
+        (readable if _readable(con, path) else unreadable).append(path)
+    sql = _read_sql("[" + ", ".join(_literal(str(p)) for p in readable) + "]") if readable else _empty_sql(schema)
     con.execute(f"CREATE VIEW {table} AS {sql}")
     return unreadable
 

@@ -135,8 +135,6 @@ def forecast_series(
     status = pd.read_parquet(status_path)
     frame = pd.read_parquet(regular_path)
     accepted = status[status["status"] == SeriesStatus.OK.value].reset_index(drop=True)
-    if accepted.empty and not allow_empty:
-        _nothing_forecast(status)
     model = load_engine(engine)
     started = time.perf_counter()
     result = _run_model(model, frame, accepted, horizon, context_len)
