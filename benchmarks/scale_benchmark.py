@@ -64,9 +64,9 @@ def _setup(workdir: Path, series: int, length: int, panel: Path | None) -> tuple
 
 def run_flow(panel: str, series_per_shard: int, as_of: str) -> None:
     """Child process: run the sharded flow in this process and print its figures as JSON."""
-    from flows.params import Sharding
     from flows.sharded_forecast import sharded_forecast
-    from tasks.sources import FileSource
+    from pipeline.params import Sharding
+    from pipeline.sources import FileSource
 
     started = time.perf_counter()
     summary = sharded_forecast(source=FileSource(path=panel), horizon=HORIZON, as_of=date.fromisoformat(as_of),

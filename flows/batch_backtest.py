@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import date, datetime, timezone
 from typing import Annotated
 
 from prefect import flow
 from pydantic import Field
 
-from flows.common import prepare_load_validate, publish_run, staged, start_run
-from flows.params import BacktestSummary, FreqAlias, JobName, ModelParams, OutputRoot
-from tasks.evaluate import BacktestSpec, backtest_series
-from tasks.manifest import RunManifest, StageTimer, package_versions
-from tasks.series_checks import SeriesChecks
-from tasks.sources import Source
+from flows.common import outcome, prepare_load_validate, publish_run, staged, start_run
+from pipeline.contracts import Horizon
+from pipeline.manifest import StageTimer, build_manifest
+from pipeline.params import BacktestSummary, FreqAlias, JobName, ModelParams, OutputRoot
+from pipeline.run import run_parameters
+from pipeline.scoring import BacktestSpec
+from pipeline.series_checks import SeriesChecks
+from pipeline.sources import Source
+from tasks.backtest import backtest_series
 
 __all__ = ["batch_backtest"]
 
@@ -22,7 +24,7 @@ __all__ = ["batch_backtest"]
 @flow(name="batch-backtest")
 def batch_backtest(
     source: Source,
-    h: Annotated[int, Field(gt=0, le=10000)] = 12,
+    h: Horizon = 12,
     n_windows: Annotated[int, Field(gt=0, le=100)] = 3,
     step: Annotated[int, Field(gt=0)] | None = None,
     season_length: Annotated[int, Field(gt=0)] | None = None,
@@ -55,33 +57,22 @@ def batch_backtest(
         output_root: Output directory (default: FORECAST_OUTPUT_ROOT or data/outputs).
         tracking_required: Fail, publishing nothing, when the run cannot be recorded in MLflow.
     """
-    ctx = start_run(source, model, job, as_of, output_root)
-    spec = BacktestSpec(h=h, n_windows=n_windows, step=step or h, season_length=season_length,
-                        context_len=model.context_len or ctx.settings.context_len)
+    ctx = start_run(source, model, checks, horizon=h, freq=freq, job=job, as_of=as_of, output_root=output_root)
+    spec = BacktestSpec(h=h, n_windows=n_windows, step=step or h, season_length=season_length)
     timer = StageTimer()
     with staged(ctx):
-        info, loaded, validation = prepare_load_validate(ctx, source, checks, freq, timer)
+        info, loaded, validation = prepare_load_validate(ctx, source, timer)
         with timer("backtest"):
-            stats = backtest_series(validation.regular_path, validation.status_path, ctx.staging, ctx.engine, spec,
-                                    run_id=ctx.run_id, created_at=datetime.now(timezone.utc))
-        manifest = RunManifest(
-            run_id=ctx.run_id, flow_name=ctx.flow_name, deployment=ctx.deployment, job=ctx.job,
-            as_of=ctx.day.isoformat(), source=source.describe(), input_fingerprint=loaded.fingerprint,
-            series_in=stats.series_in, series_ok=stats.series_ok, series_rejected=stats.series_rejected,
-            series_failed=0, output_rows=stats.evaluation_rows, rejected_by_reason=validation.rejected_by_reason,
-            checkpoint=ctx.engine.checkpoint, checkpoint_sha256=info.weights_sha256, device=info.device,
-            precision=info.precision, versions=package_versions(), timings=timer.seconds,
-            parameters={"source": source.describe(), **spec.model_dump(), "model": dataclasses.asdict(ctx.engine),
-                        "checks": checks.model_dump(), "freq": freq, "job": ctx.job, "as_of": ctx.day.isoformat()},
-        )
+            stats = backtest_series(validation.regular_path, validation.status_path, ctx.staging, ctx.run, spec,
+                                    created_at=datetime.now(timezone.utc))
+        manifest = build_manifest(ctx.run, flow_name=ctx.flow_name, deployment=ctx.deployment,
+                                  source=source.describe(), input_fingerprint=loaded.fingerprint, counts=stats.counts,
+                                  output_rows=stats.output_rows, model=info, timings=timer.seconds,
+                                  parameters=run_parameters(ctx.run, source, **spec.model_dump()))
         metrics = {f"{m}.{k}": v for m, values in stats.overall.items() for k, v in values.items()}
         published = publish_run(ctx, manifest, tables=["evaluations"],
                                 metrics={**metrics, "share_beating_seasonal_naive": stats.share_beating_seasonal_naive},
                                 artifacts=[stats.evaluations_path, stats.status_path, validation.report_path],
                                 tracking_required=tracking_required)
-    return BacktestSummary(run_id=ctx.run_id, job=ctx.job, as_of=ctx.day, checkpoint_sha256=info.weights_sha256,
-                           input_fingerprint=loaded.fingerprint, outputs=published.outputs,
-                           mlflow_run_id=published.mlflow_run_id, tracking_status=published.tracking_status,
-                           warnings=published.warnings,
-                           **stats.model_dump(include={"series_in", "series_ok", "series_rejected", "evaluation_rows",
-                                                       "share_beating_seasonal_naive", "overall"}))
+    return BacktestSummary(**outcome(manifest, published), evaluation_rows=stats.output_rows,
+                           **stats.model_dump(include={"share_beating_seasonal_naive", "overall"}))

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import date, datetime, timezone
-from typing import Annotated, Any
 
 from prefect import flow
-from pydantic import Field
 
-from flows.common import RunContext, prepare_load_validate, publish_run, staged, start_run
-from flows.params import FreqAlias, JobName, ModelParams, OutputRoot, RunSummary
-from tasks.forecast import ForecastStats, ModelInfo, forecast_series, render_sample
-from tasks.load import LoadResult
-from tasks.manifest import RunManifest, StageTimer, package_versions
-from tasks.series_checks import SeriesChecks
-from tasks.sources import Source
+from flows.common import outcome, prepare_load_validate, publish_run, staged, start_run
+from pipeline.contracts import Horizon
+from pipeline.manifest import StageTimer, build_manifest
+from pipeline.params import FreqAlias, JobName, ModelParams, OutputRoot, RunSummary
+from pipeline.run import run_parameters
+from pipeline.series_checks import SeriesChecks
+from pipeline.sources import Source
+from tasks.forecast import ForecastStats, forecast_series, render_sample
 
 __all__ = ["batch_forecast"]
 
@@ -23,7 +21,7 @@ __all__ = ["batch_forecast"]
 @flow(name="batch-forecast")
 def batch_forecast(
     source: Source,
-    horizon: Annotated[int, Field(gt=0, le=10000)] | None = None,
+    horizon: Horizon | None = None,
     model: ModelParams = ModelParams(),  # noqa: B008 - frozen, so one shared default is safe
     checks: SeriesChecks = SeriesChecks(),  # noqa: B008
     freq: FreqAlias | None = None,
@@ -52,49 +50,29 @@ def batch_forecast(
         output_root: Output directory (default: FORECAST_OUTPUT_ROOT or data/outputs).
         tracking_required: Fail, publishing nothing, when the run cannot be recorded in MLflow.
     """
-    ctx = start_run(source, model, job, as_of, output_root)
-    horizon = horizon or ctx.settings.horizon_len
-    context_len = model.context_len or ctx.settings.context_len
+    ctx = start_run(source, model, checks, horizon=horizon, freq=freq, job=job, as_of=as_of, output_root=output_root)
     timer = StageTimer()
     with staged(ctx):
-        info, loaded, validation = prepare_load_validate(ctx, source, checks, freq, timer)
+        info, loaded, validation = prepare_load_validate(ctx, source, timer)
         with timer("forecast"):
-            stats = forecast_series(validation.regular_path, validation.status_path, ctx.staging, ctx.engine,
-                                    horizon=horizon, context_len=context_len, run_id=ctx.run_id,
-                                    created_at=datetime.now(timezone.utc),
-                                    max_rejected_fraction=checks.max_rejected_fraction)
+            stats = forecast_series(validation.regular_path, validation.status_path, ctx.staging, ctx.run,
+                                    created_at=datetime.now(timezone.utc))
         plot = render_sample(validation.regular_path, stats.forecasts_path, ctx.staging)
-        parameters = {"source": source.describe(), "format": source.format, "horizon": horizon,
-                      "context_len": context_len, "model": dataclasses.asdict(ctx.engine),
-                      "checks": checks.model_dump(), "freq": freq, "job": ctx.job, "as_of": ctx.day.isoformat(),
-                      "tracking_required": tracking_required}
-        manifest = _manifest(ctx, source.describe(), loaded, stats, info, parameters, timer)
+        manifest = build_manifest(ctx.run, flow_name=ctx.flow_name, deployment=ctx.deployment,
+                                  source=source.describe(), input_fingerprint=loaded.fingerprint, counts=stats.counts,
+                                  output_rows=stats.output_rows, model=info, timings=timer.seconds,
+                                  parameters=run_parameters(ctx.run, source, tracking_required=tracking_required))
         published = publish_run(ctx, manifest, tables=["forecasts", "series_status"], metrics=_metrics(stats),
                                 artifacts=[stats.status_path, validation.report_path, plot,
                                            *([validation.docs_path] if validation.docs_path else [])],
                                 tracking_required=tracking_required)
-    return RunSummary(run_id=ctx.run_id, job=ctx.job, as_of=ctx.day, checkpoint=ctx.engine.checkpoint,
-                      checkpoint_sha256=info.weights_sha256, input_fingerprint=loaded.fingerprint,
-                      outputs=published.outputs, mlflow_run_id=published.mlflow_run_id,
-                      tracking_status=published.tracking_status,
-                      warnings=published.warnings,
-                      **stats.model_dump(exclude={"forecasts_path", "status_path", "by_reason"}))
-
-
-def _manifest(ctx: RunContext, source: str, loaded: LoadResult, stats: ForecastStats, info: ModelInfo,
-              parameters: dict[str, Any], timer: StageTimer) -> RunManifest:
-    return RunManifest(
-        run_id=ctx.run_id, flow_name=ctx.flow_name, deployment=ctx.deployment, job=ctx.job,
-        as_of=ctx.day.isoformat(), source=source, input_fingerprint=loaded.fingerprint, series_in=stats.series_in,
-        series_ok=stats.series_ok, series_rejected=stats.series_rejected, series_failed=stats.series_failed,
-        output_rows=stats.forecast_rows, rejected_by_reason=stats.by_reason,
-        checkpoint=ctx.engine.checkpoint, checkpoint_sha256=info.weights_sha256, device=info.device,
-        precision=info.precision, versions=package_versions(), parameters=parameters, timings=timer.seconds,
-    )
+    return RunSummary(**outcome(manifest, published), series_failed=stats.counts.failed,
+                      forecast_rows=stats.output_rows, checkpoint=ctx.run.engine.checkpoint,
+                      **stats.model_dump(include={"inference_seconds", "series_per_second", "device", "precision",
+                                                  "batch_size"}))
 
 
 def _metrics(stats: ForecastStats) -> dict[str, float]:
-    return {"series_in": stats.series_in, "series_ok": stats.series_ok, "series_rejected": stats.series_rejected,
-            "series_failed": stats.series_failed, "forecast_rows": stats.forecast_rows,
+    return {**stats.counts.published_fields(), "forecast_rows": stats.output_rows,
             "inference_seconds": stats.inference_seconds, "series_per_second": stats.series_per_second,
             "batch_size": stats.batch_size}

@@ -17,12 +17,13 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-# None of these import Prefect, which must see the environment defaults below before it loads.
-from flows.params import BacktestSummary, ModelParams, RunSummary
 from forecast_model.errors import MAX_MESSAGE_CHARS, ConfigurationError, shorten
-from tasks.canonical import ColumnMapping
-from tasks.series_checks import SeriesChecks
-from tasks.sources import DuckDBSource, FileSource, UrlSource
+from pipeline.canonical import ColumnMapping
+
+# None of these import Prefect, which must see the environment defaults below before it loads.
+from pipeline.params import BacktestSummary, ModelParams, RunSummary
+from pipeline.series_checks import SeriesChecks
+from pipeline.sources import DuckDBSource, FileSource, UrlSource
 
 # Defaults for a local run, set before Prefect is imported (it reads them at import).
 _ENV_DEFAULTS = {
@@ -186,9 +187,9 @@ def _backtest(args: argparse.Namespace) -> int:
 def _health(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from flows.params import engine_config
-    from tasks.health import build_report, health_config, run_checks
-    from tasks.settings import load_settings
+    from pipeline.health import build_report, health_config, run_checks
+    from pipeline.params import engine_config
+    from pipeline.settings import load_settings
 
     settings = load_settings()
     sources = tuple(UrlSource(url=s) if s.startswith(("http://", "https://")) else
@@ -240,7 +241,7 @@ def _configure_logging(verbose: bool) -> Path | None:
 
     import prefect.main  # noqa: F401 - sets up Prefect's logging, which the handlers below extend
 
-    from tasks.settings import load_settings
+    from pipeline.settings import load_settings
 
     root = logging.getLogger()
     if not verbose:

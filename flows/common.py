@@ -14,37 +14,35 @@ from typing import Any
 from prefect import get_run_logger
 from prefect.runtime import deployment, flow_run
 
-from flows.params import ModelParams, default_job_name, engine_config, validate_job_name
-from forecast_model import EngineConfig
 from forecast_model.errors import shorten
+from pipeline.errors import OutputSpaceError
+from pipeline.manifest import ModelInfo, RunManifest, StageTimer, write_manifest
+from pipeline.params import ModelParams
+from pipeline.publish import DATA_FILE, discard_staging, staging_dir
+from pipeline.run import ResolvedRun, resolve_run
+from pipeline.series_checks import SeriesChecks
+from pipeline.settings import Settings, load_settings
+from pipeline.sources import DuckDBSource, FileSource, UrlSource, redact_url
 from tasks.catalog import refresh_catalog
-from tasks.errors import OutputSpaceError
-from tasks.forecast import ModelInfo, prepare_model
+from tasks.forecast import prepare_model
 from tasks.load import LoadResult, load_series
-from tasks.manifest import RunManifest, StageTimer, write_manifest
-from tasks.publish import DATA_FILE, check_output_root, discard_staging, publish_outputs, staging_dir
-from tasks.series_checks import SeriesChecks
-from tasks.settings import Settings, load_settings
-from tasks.sources import DuckDBSource, FileSource, UrlSource, redact_url
+from tasks.publish import publish_outputs
 from tasks.tracking import TrackingError, track_run
 from tasks.validate import ValidationOutcome, validate_series
 
-__all__ = ["Published", "RunContext", "logical_date", "prepare_load_validate", "publish_run", "staged", "start_run"]
+__all__ = ["Published", "RunContext", "logical_date", "outcome", "prepare_load_validate", "publish_run", "staged",
+           "start_run"]
 
 
 @dataclasses.dataclass(frozen=True)
 class RunContext:
-    """The resolved identity and locations of one flow run."""
+    """One flow run: its resolved parameters, where it stages, and who started it."""
 
     settings: Settings
-    run_id: str
+    run: ResolvedRun
     flow_name: str
     deployment: str | None
-    job: str
-    day: date
-    root: Path
     staging: Path
-    engine: EngineConfig
 
     @property
     def experiment(self) -> str:
@@ -62,19 +60,15 @@ class Published:
     warnings: list[str]
 
 
-def start_run(source: FileSource | UrlSource | DuckDBSource, model: ModelParams, job: str | None,
-              as_of: date | None, output_root: str | None) -> RunContext:
-    """Reads the settings, names the job, picks the logical date and creates the run's staging directory."""
+def start_run(source: FileSource | UrlSource | DuckDBSource, model: ModelParams, checks: SeriesChecks, *,
+              horizon: int | None = None, freq: str | None, job: str | None, as_of: date | None,
+              output_root: str | None) -> RunContext:
+    """Reads the settings, resolves the run's parameters once and creates its staging directory."""
     settings = load_settings()
-    run_id = str(flow_run.id or uuid.uuid4())
-    root = check_output_root(Path(output_root).resolve() if output_root is not None else
-                             settings.resolved_output_root())
-    engine = engine_config(model, settings)
-    job = validate_job_name(default_job_name(source) if job is None else job)
-    return RunContext(settings=settings, run_id=run_id, flow_name=str(flow_run.flow_name or "batch"),
-                      deployment=deployment.name, job=job,
-                      day=as_of or logical_date(), root=root,
-                      staging=staging_dir(root, run_id), engine=engine)
+    run = resolve_run(settings, source, run_id=str(flow_run.id or uuid.uuid4()), as_of=as_of or logical_date(),
+                      model=model, checks=checks, freq=freq, horizon=horizon, job=job, output_root=output_root)
+    return RunContext(settings=settings, run=run, flow_name=str(flow_run.flow_name or "batch"),
+                      deployment=deployment.name, staging=staging_dir(run.output_root, run.run_id))
 
 
 @contextlib.contextmanager
@@ -90,23 +84,24 @@ def staged(ctx: RunContext) -> Iterator[None]:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT) and "No space left on device" not in str(exc):
             raise
         raise OutputSpaceError(
-            f"The output filesystem of {ctx.root} is full ({shorten(str(exc), 300)}). Nothing was published and "
-            "earlier outputs are intact. Fix: free space there, or set FORECAST_OUTPUT_ROOT (or output_root) to a "
-            "larger volume, then run again; the health check's output_root entry reports the free space.") from exc
+            f"The output filesystem of {ctx.run.output_root} is full ({shorten(str(exc), 300)}). Nothing was "
+            "published and earlier outputs are intact. Fix: free space there, or set FORECAST_OUTPUT_ROOT (or "
+            "output_root) to a larger volume, then run again; the health check's output_root entry reports the free "
+            "space.") from exc
     finally:
         discard_staging(ctx.staging)
 
 
-def prepare_load_validate(ctx: RunContext, source: FileSource | UrlSource | DuckDBSource, checks: SeriesChecks,
-                          freq: str | None, timer: StageTimer) -> tuple[ModelInfo, LoadResult, ValidationOutcome]:
+def prepare_load_validate(ctx: RunContext, source: FileSource | UrlSource | DuckDBSource,
+                          timer: StageTimer) -> tuple[ModelInfo, LoadResult, ValidationOutcome]:
     """The stages every batch flow starts with: load the model (a bad checkpoint fails before any data
     work), read the source into the canonical frame, validate it."""
     with timer("prepare_model"):
-        info = prepare_model(ctx.engine)
+        info = prepare_model(ctx.run.engine)
     with timer("load"):
         loaded = load_series(source, ctx.settings.source_policy(), ctx.staging)
     with timer("validate"):
-        validation = validate_series(loaded.path, ctx.staging, checks, freq, ctx.day)
+        validation = validate_series(loaded.path, ctx.staging, ctx.run)
     return info, loaded, validation
 
 
@@ -130,9 +125,19 @@ def publish_run(ctx: RunContext, manifest: RunManifest, *, tables: list[str], me
                                            "tracking_status": "failed" if error else "ok"})
     write_manifest(manifest, ctx.staging)
     files = {**dict.fromkeys(tables, DATA_FILE), "runs": f"{ctx.flow_name}.parquet"}
-    outputs = publish_outputs(ctx.staging, ctx.root, ctx.job, ctx.day.isoformat(), files)
-    warnings = [*([error] if error else []), *refresh_catalog(ctx.root)]
+    outputs = publish_outputs(ctx.staging, ctx.run.output_root, ctx.run.job, ctx.run.as_of.isoformat(), files)
+    warnings = [*([error] if error else []), *refresh_catalog(ctx.run.output_root)]
     return Published({k: str(v) for k, v in outputs.items()}, mlflow_run_id, manifest.tracking_status, warnings)
+
+
+def outcome(manifest: RunManifest, published: Published) -> dict[str, Any]:
+    """The fields every run summary shares, as they were published."""
+    return {"run_id": manifest.run_id, "job": manifest.job, "as_of": manifest.as_of,
+            "checkpoint_sha256": manifest.checkpoint_sha256, "input_fingerprint": manifest.input_fingerprint,
+            "series_in": manifest.series_in, "series_ok": manifest.series_ok,
+            "series_rejected": manifest.series_rejected, "outputs": published.outputs,
+            "mlflow_run_id": published.mlflow_run_id, "tracking_status": published.tracking_status,
+            "warnings": published.warnings}
 
 
 def _track(ctx: RunContext, manifest: RunManifest, metrics: dict[str, float], artifacts: list[Path],
@@ -140,7 +145,7 @@ def _track(ctx: RunContext, manifest: RunManifest, metrics: dict[str, float], ar
     params = {k: str(v) for k, v in _flatten(manifest.parameters).items()}
     state = track_run(
         ctx.settings.resolved_tracking_uri(), ctx.experiment, ctx.settings.artifact_root(),
-        params=params, metrics=metrics, tags={"prefect.flow_run_id": ctx.run_id, "job": ctx.job},
+        params=params, metrics=metrics, tags={"prefect.flow_run_id": ctx.run.run_id, "job": ctx.run.job},
         artifacts=artifacts, manifest=manifest.model_dump(mode="json"), return_state=True,
     )
     if state.is_completed():

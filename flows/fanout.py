@@ -19,10 +19,10 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments import run_deployment
 from prefect.states import Cancelling
+from tasks.shard_store import ShardRecord, read_attempt
 
 from forecast_model.errors import shorten
-from tasks.errors import InputDataError
-from tasks.shard_store import ShardRecord, read_attempt
+from pipeline.errors import InputDataError
 
 __all__ = ["ShardFailedError", "run_local", "run_remote"]
 

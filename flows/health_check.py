@@ -8,11 +8,11 @@ from typing import Any
 from prefect import flow
 from prefect.settings import PREFECT_API_URL
 
-from flows.params import ModelParams, engine_config
-from tasks.health import health_config
-from tasks.report_health import UnhealthyError, report_health
-from tasks.settings import load_settings
-from tasks.sources import Source
+from pipeline.health import health_config
+from pipeline.params import ModelParams, engine_config
+from pipeline.settings import load_settings
+from pipeline.sources import Source
+from tasks.health import UnhealthyError, report_health
 
 __all__ = ["health_check"]
 

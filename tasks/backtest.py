@@ -1,131 +1,65 @@
-"""Rolling-origin backtests: TimesFM against naive and seasonal-naive forecasts, scored per series.
-
-Metrics follow ``utilsforecast.losses`` per (series, window) and are averaged over a series' windows:
-MAE, RMSE, sMAPE (``|y - ŷ| / (|y| + |ŷ|)``, 0 where both are 0), MASE (MAE over the mean absolute
-seasonal difference of the window's training part), scaled CRPS (``2 * mean quantile loss * n / Σ|y|``)
-and the coverage of the q10-q90 interval. Missing actuals are left out of every metric.
-"""
+"""The backtest task: windows for every accepted series, one batched TimesFM call, scores per series."""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
+from prefect import get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, ConfigDict
 
-from forecast_model import ForecastResult
-from forecast_model.preprocess import fill_missing
+from forecast_model import load_engine
+from pipeline.accounting import SeriesCounts
+from pipeline.contracts import EVALUATION_SCHEMA, ID, STATUS_SCHEMA
+from pipeline.errors import InputDataError
+from pipeline.frequency import freq_code
+from pipeline.run import ResolvedRun
+from pipeline.scoring import BacktestSpec, cut_windows, overall_metrics, score_windows, summarize
+from pipeline.tables import write_table
 
-__all__ = ["METRICS", "QUANTILES", "Window", "baseline_forecasts", "make_windows", "overall_metrics",
-           "score_windows", "summarize"]
-
-METRICS = ("mae", "rmse", "smape", "mase", "scaled_crps", "coverage_80")
-QUANTILES = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
-Array = NDArray[np.float64]
-
-
-@dataclasses.dataclass(frozen=True)
-class Window:
-    """One cut of one series: history up to the cutoff, and the next ``h`` actual values."""
-
-    unique_id: str
-    window: int
-    train: Array
-    actual: Array
-    season_length: int
+__all__ = ["BacktestStats", "backtest_series"]
 
 
-def make_windows(values: Array, series_id: str, h: int, n_windows: int, step: int,
-                 season_length: int) -> list[Window] | None:
-    """``n_windows`` cutoffs ``step`` apart, the last one ``h`` before the end; ``None`` if too short."""
-    first_cut = len(values) - h - step * (n_windows - 1)
-    if first_cut < season_length + 2 or np.count_nonzero(~np.isnan(values[:first_cut])) < season_length + 2:
-        return None
-    cuts = [first_cut + step * w for w in range(n_windows)]
-    return [Window(series_id, w, values[:cut], values[cut:cut + h], season_length) for w, cut in enumerate(cuts)]
+class BacktestStats(BaseModel):
+    """What the backtest stage did."""
+
+    model_config = ConfigDict(frozen=True)
+
+    counts: SeriesCounts
+    output_rows: int
+    share_beating_seasonal_naive: float
+    overall: dict[str, dict[str, float]]
+    device: str
+    evaluations_path: Path
+    status_path: Path
 
 
-def baseline_forecasts(train: Array, h: int, season_length: int) -> tuple[Array, Array]:
-    """Naive (last value) and seasonal-naive (last season repeated) forecasts from gap-filled history."""
-    filled = fill_missing(train.astype(np.float64))
-    naive = np.full(h, filled[-1])
-    season = filled[-season_length:]
-    seasonal = season[np.arange(h) % season_length]
-    return naive, seasonal
-
-
-def _point_metrics(actual: Array, predicted: Array, scale: float) -> dict[str, float]:
-    error = actual - predicted
-    denominator = np.abs(actual) + np.abs(predicted)
-    smape = np.divide(np.abs(error), denominator, out=np.zeros_like(error), where=denominator != 0)
-    mae = float(np.mean(np.abs(error)))
-    return {"mae": mae, "rmse": float(np.sqrt(np.mean(error ** 2))), "smape": float(np.mean(smape)),
-            "mase": mae / scale if scale > 0 else np.nan}
-
-
-def _quantile_metrics(actual: Array, quantiles: Array) -> dict[str, float]:
-    delta = actual[:, None] - quantiles
-    pinball = np.maximum(QUANTILES * delta, (QUANTILES - 1) * delta)
-    norm = np.sum(np.abs(actual))
-    crps = 2 * float(np.mean(pinball)) * len(actual) / (norm + np.finfo(np.float64).eps)
-    coverage = float(np.mean((quantiles[:, 0] <= actual) & (actual <= quantiles[:, -1])))
-    return {"scaled_crps": crps, "coverage_80": coverage}
-
-
-def seasonal_scale(train: Array, season_length: int) -> float:
-    """Mean absolute seasonal difference of the training part (the MASE denominator), ignoring gaps."""
-    differences = np.abs(train[season_length:] - train[:-season_length])
-    return float(np.nanmean(differences)) if np.isfinite(differences).any() else np.nan
-
-
-def score_windows(windows: Sequence[Window], timesfm: ForecastResult) -> pd.DataFrame:
-    """One row per window and model with every metric; ``timesfm`` holds one forecast per window."""
-    rows = []
-    for index, window in enumerate(windows):
-        observed = ~np.isnan(window.actual)
-        if not observed.any():
-            continue
-        actual = window.actual[observed]
-        naive, seasonal = baseline_forecasts(window.train, len(window.actual), window.season_length)
-        scale = seasonal_scale(window.train, window.season_length)
-        predictions = {"TimesFM": timesfm.point[index].astype(np.float64), "SeasonalNaive": seasonal, "Naive": naive}
-        for model, predicted in predictions.items():
-            row = {"unique_id": window.unique_id, "window": window.window, "model": model,
-                   "n_points": int(observed.sum()), **_point_metrics(actual, predicted[observed], scale),
-                   "scaled_crps": np.nan, "coverage_80": np.nan}
-            if model == "TimesFM":
-                sorted_quantiles = np.sort(timesfm.quantiles[index], axis=-1).astype(np.float64)
-                row.update(_quantile_metrics(actual, sorted_quantiles[observed]))
-            rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def summarize(scores: pd.DataFrame, season_lengths: dict[str, int]) -> pd.DataFrame:
-    """Per series and model: metrics averaged over windows, and whether TimesFM beats seasonal naive on MASE.
-
-    Rows with ``unique_id == "__all__"`` average the per-series metrics of each model over all series.
-    """
-    metrics = list(METRICS)
-    per_series = scores.groupby(["unique_id", "model"], sort=True).agg(
-        n_windows=("window", "nunique"), n_points=("n_points", "sum"), **{m: (m, "mean") for m in metrics},
-    ).reset_index()
-    mase = per_series.pivot(index="unique_id", columns="model", values="mase")
-    beats = (mase["TimesFM"] < mase["SeasonalNaive"]).where(mase[["TimesFM", "SeasonalNaive"]].notna().all(axis=1))
-    per_series["beats_seasonal_naive"] = [beats.get(s) if m == "TimesFM" else None
-                                          for s, m in zip(per_series["unique_id"], per_series["model"], strict=True)]
-    per_series["season_length"] = per_series["unique_id"].map(season_lengths)
-    overall = per_series.groupby("model", sort=True).agg(
-        n_windows=("n_windows", "sum"), n_points=("n_points", "sum"), **{m: (m, "mean") for m in metrics},
-    ).reset_index()
-    overall["unique_id"], overall["beats_seasonal_naive"], overall["season_length"] = "__all__", None, None
-    return pd.concat([per_series, overall[per_series.columns]], ignore_index=True)
-
-
-
-def overall_metrics(table: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """Model -> metric -> value, from the ``__all__`` rows of a summary (missing metrics left out)."""
-    overall = table[table["unique_id"] == "__all__"].set_index("model")
-    return {str(model): {m: round(float(row[m]), 6) for m in METRICS if pd.notna(row[m])}
-            for model, row in overall.iterrows()}
+@task(name="backtest-series", cache_policy=NO_CACHE)
+def backtest_series(regular_path: Path, status_path: Path, staging: Path, run: ResolvedRun, spec: BacktestSpec,
+                    *, created_at: datetime) -> BacktestStats:
+    """Backtests every accepted series; stages the evaluations and the backtest's series status."""
+    windows, status = cut_windows(pd.read_parquet(regular_path), pd.read_parquet(status_path), spec)
+    if not windows:
+        raise InputDataError(f"No series is long enough for {spec.n_windows} windows of h={spec.h}, step={spec.step}"
+                             " plus a season of history. Fix: fewer windows, a smaller h or step, or more history.")
+    freqs = dict(zip(status[ID], status["freq"], strict=True))
+    model = load_engine(run.engine)
+    result = model.forecast([w.train for w in windows], spec.h, [freq_code(freqs[w.unique_id]) for w in windows],
+                            run.context_len)
+    table = summarize(score_windows(windows, result), {w.unique_id: w.season_length for w in windows})
+    table["run_id"], table["created_at"] = run.run_id, pd.Timestamp(created_at).tz_convert("UTC")
+    overall = overall_metrics(table)
+    share = float(table["beats_seasonal_naive"].dropna().astype(bool).mean())
+    create_table_artifact(key="backtest-overall", description=f"Backtest: {len(windows)} windows, h={spec.h}",
+                          table=[{"model": m, **v} for m, v in overall.items()])
+    get_run_logger().info("Backtested %d windows; TimesFM beats seasonal naive on %.0f%% of series",
+                          len(windows), 100 * share)
+    return BacktestStats(
+        counts=SeriesCounts.from_status(status), output_rows=len(table),
+        share_beating_seasonal_naive=round(share, 4), overall=overall, device=str(model.device),
+        evaluations_path=write_table(table, EVALUATION_SCHEMA, staging / "evaluations.parquet"),
+        status_path=write_table(status, STATUS_SCHEMA, staging / "backtest_status.parquet"),
+    )

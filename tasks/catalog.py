@@ -1,120 +1,17 @@
-"""A DuckDB catalog file of views over the published Parquet, for BI tools and ad-hoc SQL.
-
-Rebuilt after each publish into a temporary file that replaces the old one, so a reader never opens a
-half-written catalog and two runs refreshing at once cannot corrupt it. The views hold the Parquet paths,
-not the data.
-"""
+"""The catalog task: rebuild the BI catalog after a publish, warning instead of failing."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from forecast_model.errors import shorten, shorten_names
-from tasks.contracts import EVALUATION_SCHEMA, FORECAST_SCHEMA, QUANTILE_COLUMNS, RUNS_SCHEMA, STATUS_SCHEMA
+from pipeline.catalog import CATALOG_FILE, build_catalog
 
-__all__ = ["CATALOG_FILE", "build_catalog", "refresh_catalog"]
-
-CATALOG_FILE = "catalog.duckdb"
-TABLES = {"forecasts": FORECAST_SCHEMA, "series_status": STATUS_SCHEMA, "runs": RUNS_SCHEMA,
-          "evaluations": EVALUATION_SCHEMA}
-_DUCK_TYPES = {pa.string(): "VARCHAR", pa.float64(): "DOUBLE", pa.int64(): "BIGINT", pa.int32(): "INTEGER",
-               pa.bool_(): "BOOLEAN", pa.timestamp("us"): "TIMESTAMP", pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ"}
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _table_files(root: Path, table: str) -> list[Path]:
-    return sorted(root.glob(f"{table}/*/*/*.parquet"))
-
-
-def _read_sql(files: str) -> str:
-    return f"SELECT * FROM read_parquet({files}, hive_partitioning = true, union_by_name = true)"
-
-
-def _empty_sql(schema: pa.Schema) -> str:
-    """An empty relation with the table's columns, for a table with no (readable) file yet."""
-    columns = [f"CAST(NULL AS {_DUCK_TYPES[f.type]}) AS {f.name}" for f in schema]
-    return "SELECT " + ", ".join([*columns, "CAST(NULL AS VARCHAR) AS job", "CAST(NULL AS DATE) AS as_of"]) + \
-        " WHERE false"
-
-
-def _create_table_view(con: duckdb.DuckDBPyConnection, root: Path, table: str, schema: pa.Schema) -> list[Path]:
-    """Creates the view of one table over its Parquet files; returns the files it had to leave out.
-
-    The view reads a glob, so partitions published later show without a rebuild. Creating it reads every
-    file's footer, so one unreadable file (of any job) would fail it: then each file is checked alone and
-    the view lists the readable ones by name.
-    """
-    files = _table_files(root, table)
-    if not files:
-        con.execute(f"CREATE VIEW {table} AS {_empty_sql(schema)}")
-        return []
-    try:
-        con.execute(f"CREATE VIEW {table} AS {_read_sql(_literal(str(root / table / '*' / '*' / '*.parquet')))}")
-        return []
-    except duckdb.Error:
-        pass
-    readable: list[Path] = []
-    unreadable: list[Path] = []
-    for path in files:
-        (readable if _readable(con, path) else unreadable).append(path)
-    sql = _read_sql("[" + ", ".join(_literal(str(p)) for p in readable) + "]") if readable else _empty_sql(schema)
-    con.execute(f"CREATE VIEW {table} AS {sql}")
-    return unreadable
-
-
-def _readable(con: duckdb.DuckDBPyConnection, path: Path) -> bool:
-    try:
-        con.execute(f"DESCRIBE SELECT * FROM read_parquet({_literal(str(path))}, hive_partitioning = true)")
-    except duckdb.Error:
-        return False
-    return True
-
-
-def _style_views() -> dict[str, str]:
-    quantiles = ", ".join(f'f.{q} AS "TimesFM-q-{q[1:]}"' for q in QUANTILE_COLUMNS)
-    return {
-        # Forecasts for the latest as_of of each job and series.
-        "forecasts_latest": "SELECT * FROM forecasts QUALIFY as_of = max(as_of) OVER (PARTITION BY job, unique_id)",
-        # Shaped like BigQuery AI.FORECAST: every input series, with an empty status when forecast.
-        "forecasts_bigquery": (
-            "SELECT s.job, s.as_of, s.unique_id, f.ds AS forecast_timestamp, f.forecast AS forecast_value, "
-            "f.q10 AS prediction_interval_lower_bound, f.q90 AS prediction_interval_upper_bound, "
-            "0.8 AS confidence_level, CASE WHEN s.status = 'ok' THEN '' ELSE s.status || ': ' || s.reason END "
-            "AS ai_forecast_status FROM series_status s LEFT JOIN forecasts f USING (job, as_of, unique_id)"
-        ),
-        # Shaped like Nixtla's libraries: one column per model and quantile.
-        "forecasts_nixtla": f"SELECT f.job, f.as_of, f.unique_id, f.ds, f.cutoff, f.forecast AS \"TimesFM\", "
-                            f"{quantiles} FROM forecasts f",
-    }
-
-
-def build_catalog(root: Path) -> tuple[Path, list[Path]]:
-    """Writes ``<root>/catalog.duckdb`` with the views; returns its path and the Parquet files left out
-    because DuckDB cannot read them. The temporary file is removed however the build ends."""
-    target = root / CATALOG_FILE
-    temporary = root / f".{CATALOG_FILE}.{os.getpid()}.tmp"
-    skipped: list[Path] = []
-    try:
-        temporary.unlink(missing_ok=True)
-        with duckdb.connect(str(temporary)) as con:
-            for table, schema in TABLES.items():
-                skipped += _create_table_view(con, root, table, schema)
-            for name, sql in _style_views().items():
-                con.execute(f"CREATE VIEW {name} AS {sql}")
-        os.replace(temporary, target)
-    finally:
-        for leftover in (temporary, temporary.with_name(temporary.name + ".wal")):
-            leftover.unlink(missing_ok=True)
-    return target, skipped
+__all__ = ["refresh_catalog"]
 
 
 @task(name="refresh-catalog", cache_policy=NO_CACHE)

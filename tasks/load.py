@@ -10,11 +10,11 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 from pydantic import BaseModel, ConfigDict
 
-from tasks.canonical import to_canonical
-from tasks.contracts import ID, INPUT_SCHEMA
-from tasks.manifest import input_fingerprint
-from tasks.sources import DuckDBSource, FileSource, SourcePolicy, TransientSourceError, UrlSource, read_source
-from tasks.tables import write_table
+from pipeline.canonical import to_canonical
+from pipeline.contracts import ID, INPUT_SCHEMA
+from pipeline.manifest import input_fingerprint
+from pipeline.sources import DuckDBSource, FileSource, SourcePolicy, TransientSourceError, UrlSource, read_source
+from pipeline.tables import write_table
 
 __all__ = ["LoadResult", "load_series"]
 

@@ -1,199 +1,41 @@
-"""Shards: split a job by a stable hash of ``unique_id`` and read each shard alone, filtered inside DuckDB.
-
-A series' shard is ``int(md5(unique_id)[:16 hex digits], 16) % shards``: the same in Python and in SQL,
-on every machine and in every version, so with a fixed number of shards a series always lands in the same
-shard. The plan step writes that map (one row per distinct id, read with only the id column) to the run's
-staging directory; a shard's reader joins its part of the map against the source inside DuckDB, so only
-that shard's rows ever reach Python. Peak memory follows the shard size, not the job size.
-"""
+"""The shard tasks: plan a sharded run, load one shard, combine the shards' tables."""
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import hashlib
-import math
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import duckdb
-import numpy as np
-import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, ConfigDict
 
-from forecast_model.errors import shorten, shorten_names
-from tasks.canonical import HEADER_LIMIT, csv_header, to_canonical
-from tasks.contracts import ID
-from tasks.errors import InputDataError
-from tasks.sources import DuckDBSource, FileSource, SourcePolicy, UrlSource
-from tasks.sources.database import Scalar, check_query, database_path, duckdb_problem, table_sql, time_limit
-from tasks.sources.files import expand, require_input_file
+from pipeline.contracts import INPUT_SCHEMA
+from pipeline.manifest import input_fingerprint
+from pipeline.sharding import ShardPlan, ShardRecord, combine_tables, read_shard
+from pipeline.sharding import plan_shards as plan
+from pipeline.sources import Source, SourcePolicy
+from pipeline.tables import write_table
 
-__all__ = ["SHARD_MAP", "ShardPlan", "plan_shards", "read_shard", "shard_of", "shard_sql"]
-
-SHARD_MAP = "shard_map.parquet"
-_DUCKDB_MEMORY = "2GB"  # DuckDB spills beyond this; the shard frame itself is held by pandas
-_KINDS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
-
-
-class ShardPlan(BaseModel):
-    """How a job is split: the number of shards, series per shard, and the staged id -> shard map."""
-
-    model_config = ConfigDict(frozen=True)
-
-    shards: int
-    series: int
-    sizes: list[int]
-    map_path: Path
-
-
-def shard_of(ids: Iterable[str], shards: int) -> np.ndarray:
-    """The shard of each id (the reference the SQL of :func:`shard_sql` matches)."""
-    return np.array([int(hashlib.md5(i.encode()).hexdigest()[:16], 16) % shards for i in ids], dtype=np.int64)
-
-
-def shard_sql(column: str, shards: int) -> str:
-    """DuckDB expression of :func:`shard_of` for a quoted column name."""
-    return f"(('0x' || left(md5(CAST({column} AS VARCHAR)), 16))::UBIGINT % {int(shards)})::INTEGER"
+__all__ = ["combine_shards", "load_shard", "plan_shards"]
 
 
 @task(name="plan-shards", cache_policy=NO_CACHE)
-def plan_shards(source: FileSource | UrlSource | DuckDBSource, policy: SourcePolicy, staging: Path, *,
-                series_per_shard: int, shards: int | None = None) -> ShardPlan:
+def plan_shards(source: Source, policy: SourcePolicy, staging: Path, *, series_per_shard: int,
+                shards: int | None = None) -> ShardPlan:
     """Counts the source's series, picks the number of shards and stages the id -> shard map."""
-    reader = _reader(source, policy)
-    ident = _quote(source.columns.id_col)
-    with reader.connect() as con:
-        ids = con.sql(f"SELECT DISTINCT CAST({ident} AS VARCHAR) AS {ID} FROM {reader.relation} "
-                          f"WHERE {ident} IS NOT NULL", params=_params(source)).to_arrow_table()
-    if ids.num_rows == 0:
-        raise InputDataError(f"{source.describe()} holds no series (no non-empty {shorten(source.columns.id_col)})."
-                             " Fix the source or its columns.id_col.")
-    count = shards or max(1, math.ceil(ids.num_rows / series_per_shard))
-    assignment = shard_of(ids.column(ID).to_pylist(), count)
-    path = staging / SHARD_MAP
-    pq.write_table(pa.table({ID: ids.column(ID), "shard": pa.array(assignment, pa.int32())}), path)
-    sizes = np.bincount(assignment, minlength=count).tolist()
-    return ShardPlan(shards=count, series=ids.num_rows, sizes=sizes, map_path=path)
+    result = plan(source, policy, staging, series_per_shard=series_per_shard, shards=shards)
+    get_run_logger().info("Planned %d shards of %d series (%d to %d per shard)", result.shards, result.series,
+                          min(result.sizes), max(result.sizes))
+    return result
 
 
-def read_shard(source: FileSource | UrlSource | DuckDBSource, policy: SourcePolicy, map_path: Path,
-               shard: int) -> pd.DataFrame:
-    """The canonical frame of one shard's series: the map's ids for ``shard`` joined inside DuckDB."""
-    ids = pq.read_table(map_path, columns=[ID], filters=[("shard", "=", shard)])
-    reader = _reader(source, policy)
-    ident = _quote(source.columns.id_col)
-    with reader.connect() as con:
-        con.register("shard_ids", ids)
-        frame = con.execute(f"SELECT * FROM {reader.relation} WHERE CAST({ident} AS VARCHAR) IN "
-                            f"(SELECT {ID} FROM shard_ids)", _params(source)).df()
-    if frame.empty:
-        return pd.DataFrame({ID: pd.Series(dtype=object)})
-    return to_canonical(frame, "long", source.columns)
+@task(name="load-shard", cache_policy=NO_CACHE)
+def load_shard(source: Source, policy: SourcePolicy, map_path: Path, shard: int, directory: Path) -> tuple[Path, str]:
+    """Reads one shard into the canonical frame, stages it, and returns its path and fingerprint."""
+    frame = read_shard(source, policy, map_path, shard)
+    return write_table(frame, INPUT_SCHEMA, directory / "input.parquet"), input_fingerprint(frame)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Reader:
-    """A source as one DuckDB relation, the database (None: in memory) to run it on, and how long its
-    queries may run."""
-
-    relation: str
-    timeout: float
-    database: Path | None = None
-
-    @contextlib.contextmanager
-    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A capped connection (a database is opened read-only, without file access from SQL) whose queries
-        are interrupted after ``timeout`` seconds; DuckDB errors become an InputDataError."""
-        config: dict[str, str | bool | int | float | list[str]] = {"memory_limit": _DUCKDB_MEMORY}
-        if self.database is not None:
-            config["enable_external_access"] = False
-        try:
-            with duckdb.connect(str(self.database or ":memory:"), read_only=self.database is not None,
-                                config=config) as con, time_limit(con, self.timeout):
-                yield con
-        except duckdb.Error as exc:
-            raise InputDataError(f"DuckDB could not read the source: {_problem(exc)}. "
-                                 "Fix the source, its columns or its query.") from exc
-
-
-def _problem(exc: duckdb.Error) -> str:
-    """DuckDB's first line, and for a CSV row of the wrong width the line that says so (DuckDB's words and
-    two numbers; the "Original Line" before it, which quotes the data, is left out)."""
-    width = next((line for line in str(exc).splitlines() if line.startswith("Expected Number of Columns")), "")
-    return duckdb_problem(exc) + (f" ({width[:100]})" if width else "")
-
-
-def _reader(source: FileSource | UrlSource | DuckDBSource, policy: SourcePolicy) -> _Reader:
-    if isinstance(source, UrlSource) or source.format != "long":
-        raise InputDataError(
-            f"Sharded runs read long-format Parquet or CSV files, or DuckDB, so that each shard can be read "
-            f"alone; {source.describe()} is {'a URL' if isinstance(source, UrlSource) else 'wide'}. Fix: use "
-            "the batch-forecast flow, or convert the data to long-format Parquet under a data root.")
-    if isinstance(source, DuckDBSource):
-        return _duckdb_reader(source, policy)
-    return _file_reader(source, policy)
-
-
-def _file_reader(source: FileSource, policy: SourcePolicy) -> _Reader:
-    paths = expand(source.path, policy)
-    kinds = {_KINDS.get(p.suffix.lower()) for p in paths}
-    if len(kinds) != 1 or None in kinds:
-        raise InputDataError(f"{source.describe()} matches {sorted(str(k) for k in kinds)} files; a sharded run "
-                             "reads files of one kind, .parquet or .csv. Fix the path or glob.")
-    for path in paths:
-        require_input_file(path)  # expand leaves a missing single path to the reader
-    files = "[" + ", ".join(_literal(str(p)) for p in paths) + "]"
-    if kinds == {"parquet"}:
-        return _Reader(f"read_parquet({files})", policy.query_timeout)
-    return _Reader(f"read_csv({files}, {_csv_options(paths)})", policy.query_timeout)
-
-
-def _csv_options(paths: list[Path]) -> str:
-    """read_csv options that read every column as text, under the header's names, and fail on a row of
-    another width. DuckDB's sniffer is kept out: given one short row it reads each whole line as a single
-    column, and it renames a repeated header name (y, y_1) where the plain reader refuses it."""
-    names = _csv_names(paths)
-    columns = "{" + ", ".join(f"{_literal(name)}: 'VARCHAR'" for name in names) + "}"
-    return (f"header = true, auto_detect = false, delim = ',', quote = '\"', escape = '\"', strict_mode = true, "
-            f"columns = {columns}")
-
-
-def _csv_names(paths: list[Path]) -> list[str]:
-    """The header of every file, checked from its first HEADER_LIMIT bytes; all files must have the same one."""
-    first: list[str] = []
-    for path in paths:
-        with path.open("rb") as stream:  # a regular file: expand has refused pipes and devices
-            head = stream.read(HEADER_LIMIT + 1)
-        names = csv_header(head[:HEADER_LIMIT], str(path), complete=len(head) <= HEADER_LIMIT)
-        if first and names != first:
-            raise InputDataError(f"{path} has columns {shorten_names(names, 10, 60)}, the first file has "
-                                 f"{shorten_names(first, 10, 60)}. Fix: give all files of a glob the same columns.")
-        first = first or names
-    return first
-
-
-def _duckdb_reader(source: DuckDBSource, policy: SourcePolicy) -> _Reader:
-    path = database_path(source, policy)
-    if source.query is not None:
-        check_query(source.query)
-    reader = _Reader("", policy.query_timeout, path)
-    with reader.connect() as con:
-        sql = table_sql(con, source.table) if source.table else str(source.query)
-    return _Reader(f"({sql}) AS source", policy.query_timeout, path)
-
-
-def _params(source: FileSource | UrlSource | DuckDBSource) -> list[Scalar] | dict[str, Scalar] | None:
-    return (source.params or None) if isinstance(source, DuckDBSource) else None
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+@task(name="combine-shards", cache_policy=NO_CACHE)
+def combine_shards(staging: Path, records: list[ShardRecord], table: str, schema: pa.Schema) -> Path:
+    """Streams one table of every committed attempt, in shard order, into ``<staging>/<table>.parquet``."""
+    return combine_tables(staging, records, table, schema)

@@ -1,43 +1,30 @@
-"""Validation of the canonical frame: a great-expectations suite, then per-series checks.
+"""The validate task: the great-expectations suite, then per-series checks; stages what a forecast reads.
 
-Schema problems (a column missing, a wrong type) fail the run. Row-level problems (an empty timestamp, a
-duplicate (unique_id, ds), an infinite value) are mapped to their series, which are rejected with a
-reason like those of the per-series checks; the run fails only when too many series are rejected.
+Schema problems fail the run; series with row-level problems or failing a check are rejected with a reason,
+and the run fails only when too many are (see ``pipeline.accounting``).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from datetime import date
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
-from urllib.request import url2pathname
 
-import great_expectations as gx
 import pandas as pd
-from great_expectations.checkpoint import UpdateDataDocsAction
-from great_expectations.data_context.types.base import ProgressBarsConfig
 from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
 
-from tasks.contracts import DS, ID, STATUS_SCHEMA, Y
-from tasks.errors import DataValidationError
-from tasks.series_checks import SeriesChecks, check_series, enforce_rejection_limit, regularize, rejection_report
-from tasks.tables import write_table
+from pipeline.accounting import SeriesCounts, check_rejected_fraction, reason_examples, rejection_report
+from pipeline.contracts import STATUS_SCHEMA
+from pipeline.errors import DataValidationError
+from pipeline.expectations import row_rejections, run_suite, schema_failures
+from pipeline.run import ResolvedRun
+from pipeline.series_checks import check_series, regularize
+from pipeline.tables import write_table
 
-__all__ = ["ValidationOutcome", "build_suite", "row_rejections", "run_suite", "schema_failures", "validate_series"]
-
-_LARGEST_FINITE = 1.7976931348623157e308
-# Row-level expectations and the reason code a failing row gives its series.
-_ROW_REASONS = {
-    ("expect_column_values_to_not_be_null", DS): "null_timestamp",
-    ("expect_compound_columns_to_be_unique", None): "duplicate_timestamp",
-    ("expect_column_values_to_be_between", Y): "non_finite_value",
-}
+__all__ = ["ValidationOutcome", "validate_series"]
 
 
 class ValidationOutcome(BaseModel):
@@ -45,83 +32,20 @@ class ValidationOutcome(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    series_in: int
-    series_rejected: int
-    rejected_by_reason: dict[str, int]
+    counts: SeriesCounts
     regular_path: Path
     status_path: Path
     report_path: Path
     docs_path: Path | None
 
 
-def build_suite() -> gx.ExpectationSuite:
-    """Schema, types, non-null ids and timestamps, unique (unique_id, ds), finite values (nulls allowed)."""
-    expectations = [
-        *[gx.expectations.ExpectColumnToExist(column=name) for name in (ID, DS, Y)],
-        gx.expectations.ExpectColumnValuesToBeOfType(column=ID, type_="str"),
-        gx.expectations.ExpectColumnValuesToBeInTypeList(column=DS, type_list=["datetime64[us]", "datetime64[ns]"]),
-        gx.expectations.ExpectColumnValuesToBeInTypeList(column=Y, type_list=["float64"]),
-        gx.expectations.ExpectColumnValuesToNotBeNull(column=ID),
-        gx.expectations.ExpectColumnValuesToNotBeNull(column=DS),
-        gx.expectations.ExpectCompoundColumnsToBeUnique(column_list=[ID, DS]),
-        gx.expectations.ExpectColumnValuesToBeBetween(column=Y, min_value=-_LARGEST_FINITE,
-                                                      max_value=_LARGEST_FINITE),
-    ]
-    return gx.ExpectationSuite(name="canonical_input", expectations=expectations)
-
-
-def run_suite(frame: pd.DataFrame) -> tuple[Any, Path | None]:
-    """Validates ``frame`` in an ephemeral context; returns the result and the built Data Docs directory."""
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    batch = context.data_sources.add_pandas("input").add_dataframe_asset("canonical")
-    validation = context.validation_definitions.add(gx.ValidationDefinition(
-        name="canonical", data=batch.add_batch_definition_whole_dataframe("all"),
-        suite=context.suites.add(build_suite())))
-    checkpoint = context.checkpoints.add(gx.Checkpoint(
-        name="canonical", validation_definitions=[validation], actions=[UpdateDataDocsAction(name="data_docs")],
-        result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ID]}))
-    result = checkpoint.run(batch_parameters={"dataframe": frame})
-    (validation_result,) = result.run_results.values()
-    sites = context.get_docs_sites_urls()
-    docs = Path(url2pathname(str(urlsplit(sites[0]["site_url"]).path))).parent if sites else None
-    return validation_result, docs
-
-
-def schema_failures(result: Any) -> list[str]:
-    """Failed expectations that are not row-level (a column missing, a wrong type), described."""
-    problems = []
-    for item in result.results:
-        config = item.expectation_config
-        if item.success or (config.type, config.kwargs.get("column")) in _ROW_REASONS or \
-                (config.type, None) in _ROW_REASONS:
-            continue
-        observed = (item.result or {}).get("observed_value")
-        problems.append(f"{config.type} failed on column {config.kwargs.get('column')!r}"
-                        + (f" (observed {observed})" if observed is not None else ""))
-    return problems
-
-
-def row_rejections(result: Any) -> dict[str, str]:
-    """Series id -> reason code, for every series with a row that failed a row-level expectation."""
-    rejected: dict[str, str] = {}
-    for item in result.results:
-        config = item.expectation_config
-        reason = _ROW_REASONS.get((config.type, config.kwargs.get("column"))) or _ROW_REASONS.get((config.type, None))
-        if item.success or reason is None:
-            continue
-        for row in (item.result or {}).get("unexpected_index_list") or []:
-            rejected.setdefault(str(row.get(ID)), reason)
-    return rejected
-
-
 @task(name="validate-series", cache_policy=NO_CACHE)
-def validate_series(input_path: Path, staging: Path, checks: SeriesChecks, freq: str | None,
-                    as_of: date) -> ValidationOutcome:
+def validate_series(input_path: Path, staging: Path, run: ResolvedRun, *, whole_job: bool = True) -> ValidationOutcome:
     """Runs the suite and the per-series checks; stages the status table and the regularised series.
 
     Raises:
-        DataValidationError: a schema problem, or more than ``max_rejected_fraction`` of series rejected.
+        DataValidationError: a schema problem, or (for a whole job, not a shard) more than
+            ``max_rejected_fraction`` of series rejected.
     """
     frame = pd.read_parquet(input_path)
     result, docs = run_suite(frame)
@@ -130,16 +54,14 @@ def validate_series(input_path: Path, staging: Path, checks: SeriesChecks, freq:
     staged_docs = shutil.copytree(docs, staging / "data_docs") if docs and docs.is_dir() else None
     if problems := schema_failures(result):
         raise DataValidationError("Input breaks the data contract: " + "; ".join(problems) + ".")
-    status = check_series(frame, row_rejections(result), checks, freq, as_of)
-    enforce_rejection_limit(status, checks.max_rejected_fraction)
-    rows = rejection_report(status)
-    if rows:
+    status = check_series(frame, row_rejections(result), run.checks, run.freq, run.as_of)
+    counts = SeriesCounts.from_status(status)
+    if whole_job:
+        check_rejected_fraction(counts, run.checks.max_rejected_fraction, reason_examples(status))
+    if rows := rejection_report(status):
         create_table_artifact(key="rejected-series", table=rows, description="Series left out of this run")
-    regular = regularize(frame, status)
-    regular.to_parquet(staging / "regular.parquet", index=False)
-    counts = {row["reason"]: row["series"] for row in rows}
-    get_run_logger().info("Validated %d series: %d rejected %s", len(status), sum(counts.values()), counts)
-    return ValidationOutcome(series_in=len(status), series_rejected=sum(counts.values()), rejected_by_reason=counts,
-                             regular_path=staging / "regular.parquet",
+    regularize(frame, status).to_parquet(staging / "regular.parquet", index=False)
+    get_run_logger().info("Validated %d series: %d rejected %s", counts.total(), counts.rejected, counts.by_reason)
+    return ValidationOutcome(counts=counts, regular_path=staging / "regular.parquet",
                              status_path=write_table(status, STATUS_SCHEMA, staging / "series_status.parquet"),
                              report_path=report, docs_path=Path(staged_docs) if staged_docs else None)

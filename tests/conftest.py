@@ -14,15 +14,26 @@ os.environ.update({
 })
 
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 
-from forecast_model import ResolvedCheckpoint, make_tiny_checkpoint
+from forecast_model import EngineConfig, ResolvedCheckpoint, make_tiny_checkpoint
+from pipeline.run import ResolvedRun
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "samples" / "us_macro_quarterly.csv"
+
+
+def make_run(**fields: Any) -> ResolvedRun:
+    """A resolved run for task-level tests: ``fields`` override a small CPU run of job ``test``."""
+    defaults: dict[str, Any] = {"run_id": "run-1", "job": "test", "as_of": date(2027, 1, 1),
+                                "output_root": Path("/nonexistent/outputs"), "horizon": 8, "context_len": 512,
+                                "engine": EngineConfig(device="cpu"), "checks": {}}
+    return ResolvedRun.model_validate({**defaults, **fields})
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ import pytest
 
 from flows.cli import _parser, _source
 from forecast_model import ResolvedCheckpoint
-from tasks.sources import DuckDBSource, FileSource, UrlSource
+from pipeline.sources import DuckDBSource, FileSource, UrlSource
 from tests.conftest import REPO, SAMPLE
 
 FORECAST = REPO / ".venv" / "bin" / "forecast"

@@ -11,10 +11,10 @@ import yaml
 from prefect.flows import load_flow_from_entrypoint
 
 from deployments.automations import DEPLOYED_FLOWS
-from flows.params import ModelParams
 from flows.sharded_forecast import shard_parameters
-from tasks.series_checks import SeriesChecks
-from tasks.sources import FileSource
+from pipeline.params import ModelParams
+from pipeline.series_checks import SeriesChecks
+from pipeline.sources import FileSource
 from tests.conftest import REPO, SAMPLE
 
 SPEC = yaml.safe_load((REPO / "prefect.yaml").read_text())

@@ -18,11 +18,11 @@ import pytest
 from prefect.exceptions import ParameterTypeError
 
 from flows.batch_forecast import batch_forecast
-from flows.params import ModelParams
 from forecast_model import ResolvedCheckpoint
-from tasks.errors import DataValidationError, InputDataError, OutputRootError
-from tasks.series_checks import SeriesChecks
-from tasks.sources import DuckDBSource, FileSource, TransientSourceError, UrlSource
+from pipeline.errors import DataValidationError, InputDataError, OutputRootError
+from pipeline.params import ModelParams
+from pipeline.series_checks import SeriesChecks
+from pipeline.sources import DuckDBSource, FileSource, TransientSourceError, UrlSource
 from tests.conftest import SAMPLE
 from tests.http_server import LocalServer, Route, http_server
 

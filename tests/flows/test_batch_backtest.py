@@ -10,9 +10,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.batch_backtest import batch_backtest
-from flows.params import ModelParams
 from forecast_model import ResolvedCheckpoint
-from tasks.sources import FileSource
+from pipeline.params import ModelParams
+from pipeline.sources import FileSource
 from tests.conftest import SAMPLE
 
 pytestmark = pytest.mark.usefixtures("prefect_api")

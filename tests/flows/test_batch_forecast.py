@@ -13,13 +13,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.batch_forecast import batch_forecast
-from flows.params import ModelParams, RunSummary
 from forecast_model import ResolvedCheckpoint
-from tasks.canonical import ColumnMapping
-from tasks.contracts import FORECAST_SCHEMA, QUANTILE_COLUMNS, STATUS_SCHEMA
-from tasks.errors import DataValidationError, InputDataError
-from tasks.series_checks import SeriesChecks
-from tasks.sources import FileSource
+from pipeline.canonical import ColumnMapping
+from pipeline.contracts import FORECAST_SCHEMA, QUANTILE_COLUMNS, STATUS_SCHEMA
+from pipeline.errors import DataValidationError, InputDataError
+from pipeline.params import ModelParams, RunSummary
+from pipeline.series_checks import SeriesChecks
+from pipeline.sources import FileSource
 from tests.conftest import SAMPLE
 
 pytestmark = pytest.mark.usefixtures("prefect_api")

@@ -17,10 +17,10 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
 
 from flows.batch_forecast import batch_forecast
-from flows.params import ModelParams, RunSummary
 from forecast_model import ResolvedCheckpoint
-from tasks.series_checks import SeriesChecks
-from tasks.sources import DuckDBSource, FileSource, TransientSourceError, UrlSource
+from pipeline.params import ModelParams, RunSummary
+from pipeline.series_checks import SeriesChecks
+from pipeline.sources import DuckDBSource, FileSource, TransientSourceError, UrlSource
 from tests.conftest import SAMPLE
 from tests.http_server import LocalServer, Route, http_server
 

@@ -19,12 +19,12 @@ from mlflow.tracking import MlflowClient
 
 import forecast_model.engine as engine_module
 from flows.batch_forecast import batch_forecast
-from flows.params import ModelParams, RunSummary
 from forecast_model import CheckpointError, EngineConfig, ResolvedCheckpoint, registry
-from tasks.contracts import QUANTILE_COLUMNS
-from tasks.errors import OutputSpaceError
-from tasks.health import HealthConfig, build_report, run_checks
-from tasks.sources import FileSource, SourcePolicy
+from pipeline.contracts import QUANTILE_COLUMNS
+from pipeline.errors import OutputSpaceError
+from pipeline.health import HealthConfig, build_report, run_checks
+from pipeline.params import ModelParams, RunSummary
+from pipeline.sources import FileSource, SourcePolicy
 from tasks.tracking import TrackingError
 from tests.conftest import SAMPLE
 from tests.mlflow_server import MlflowServer

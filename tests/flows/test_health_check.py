@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from flows.health_check import health_check
-from flows.params import ModelParams
 from forecast_model import ResolvedCheckpoint
-from tasks.report_health import UnhealthyError
+from pipeline.params import ModelParams
+from tasks.health import UnhealthyError
 from tests.conftest import REPO
 
 

@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 
 from flows.batch_forecast import batch_forecast
-from flows.params import ModelParams, RunSummary
 from forecast_model import ResolvedCheckpoint
+from pipeline.errors import DataValidationError
+from pipeline.params import ModelParams, RunSummary
+from pipeline.series_checks import SeriesChecks
+from pipeline.sources import FileSource
 from tasks.catalog import CATALOG_FILE
-from tasks.errors import DataValidationError
-from tasks.series_checks import SeriesChecks
-from tasks.sources import FileSource
 from tests.conftest import SAMPLE
 
 pytestmark = pytest.mark.usefixtures("prefect_api")

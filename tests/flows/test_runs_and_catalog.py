@@ -15,10 +15,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.batch_forecast import batch_forecast
-from flows.params import ModelParams, RunSummary
 from forecast_model import CheckpointError, ResolvedCheckpoint
-from tasks.series_checks import SeriesChecks
-from tasks.sources import FileSource
+from pipeline.params import ModelParams, RunSummary
+from pipeline.series_checks import SeriesChecks
+from pipeline.sources import FileSource
 from tasks.tracking import TrackingError
 from tests.conftest import SAMPLE
 from tests.mlflow_server import MlflowServer, mlflow_server

@@ -13,13 +13,13 @@ import pytest
 
 import flows.forecast_shard
 from flows.batch_forecast import batch_forecast
-from flows.params import ModelParams, Sharding
 from flows.sharded_forecast import sharded_forecast
 from forecast_model import ResolvedCheckpoint
-from tasks.canonical import to_canonical
-from tasks.errors import DataValidationError, InputDataError
-from tasks.series_checks import SeriesChecks
-from tasks.sources import FileSource
+from pipeline.canonical import to_canonical
+from pipeline.errors import DataValidationError, InputDataError
+from pipeline.params import ModelParams, Sharding
+from pipeline.series_checks import SeriesChecks
+from pipeline.sources import FileSource
 from tests.conftest import SAMPLE
 
 pytestmark = pytest.mark.usefixtures("prefect_api")

@@ -1,0 +1,130 @@
+"""The data contracts, stated once: canonical input frame, forecast table, series-status table.
+
+Every loader produces the canonical frame; every writer checks its table against the schema here; the
+docs (docs/DATA_FORMAT.md) describe the same columns.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated
+
+import pyarrow as pa
+from pydantic import Field
+
+__all__ = [
+    "DS",
+    "EVALUATION_SCHEMA",
+    "FORECAST_SCHEMA",
+    "ID",
+    "INPUT_SCHEMA",
+    "MAX_CONTEXT",
+    "MAX_HORIZON",
+    "QUANTILE_COLUMNS",
+    "RUNS_SCHEMA",
+    "STATUS_SCHEMA",
+    "ContextLength",
+    "Horizon",
+    "SeriesStatus",
+    "Y",
+]
+
+ID, DS, Y = "unique_id", "ds", "y"
+
+# One bound each, wherever a horizon or context length is given: flow parameters, settings, the shard wire.
+# Past 128 steps TimesFM feeds back its own forecasts; 10,000 keeps a forecast table of any job bounded.
+MAX_HORIZON = 10_000
+MAX_CONTEXT = 16_384
+Horizon = Annotated[int, Field(gt=0, le=MAX_HORIZON, description="Steps to forecast, in the series' frequency.")]
+ContextLength = Annotated[int, Field(gt=0, le=MAX_CONTEXT,
+                                     description="Most recent points given to the model (capped by the model).")]
+QUANTILE_LEVELS = (10, 20, 30, 40, 50, 60, 70, 80, 90)
+QUANTILE_COLUMNS = [f"q{level}" for level in QUANTILE_LEVELS]
+
+# Canonical input: one row per series and timestamp, sorted by (unique_id, ds), (unique_id, ds) unique.
+INPUT_SCHEMA = pa.schema([(ID, pa.string()), (DS, pa.timestamp("us")), (Y, pa.float64())])
+
+FORECAST_SCHEMA = pa.schema(
+    [
+        (ID, pa.string()),
+        (DS, pa.timestamp("us")),
+        ("step", pa.int32()),
+        ("forecast", pa.float64()),
+        *[(name, pa.float64()) for name in QUANTILE_COLUMNS],
+        ("model", pa.string()),
+        ("cutoff", pa.timestamp("us")),
+        ("run_id", pa.string()),
+        ("created_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+class SeriesStatus(str, enum.Enum):
+    """Outcome for one input series."""
+
+    OK = "ok"
+    REJECTED = "rejected"  # left out before inference; `reason` says why
+    FAILED = "failed"  # inference ran but gave no usable forecast
+
+
+STATUS_SCHEMA = pa.schema(
+    [
+        (ID, pa.string()),
+        ("status", pa.string()),
+        ("reason", pa.string()),
+        ("n_obs", pa.int64()),
+        ("first_ds", pa.timestamp("us")),
+        ("last_ds", pa.timestamp("us")),
+        ("freq", pa.string()),
+        ("missing_fraction", pa.float64()),
+    ]
+)
+
+# One row per published run (the run manifest); JSON columns hold nested detail.
+RUNS_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("flow_name", pa.string()),
+        ("deployment", pa.string()),
+        ("source", pa.string()),
+        ("input_fingerprint", pa.string()),
+        ("series_in", pa.int64()),
+        ("series_ok", pa.int64()),
+        ("series_rejected", pa.int64()),
+        ("series_failed", pa.int64()),
+        ("output_rows", pa.int64()),
+        ("rejected_by_reason", pa.string()),
+        ("checkpoint", pa.string()),
+        ("checkpoint_sha256", pa.string()),
+        ("device", pa.string()),
+        ("precision", pa.string()),
+        ("versions", pa.string()),
+        ("parameters", pa.string()),
+        ("timings", pa.string()),
+        ("shards", pa.string()),
+        ("mlflow_run_id", pa.string()),
+        ("tracking_status", pa.string()),
+        ("tracking_error", pa.string()),
+        ("created_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+# One row per series and model of a backtest, plus rows with unique_id "__all__" for the whole job.
+EVALUATION_SCHEMA = pa.schema(
+    [
+        (ID, pa.string()),
+        ("model", pa.string()),
+        ("n_windows", pa.int32()),
+        ("n_points", pa.int64()),
+        ("mae", pa.float64()),
+        ("rmse", pa.float64()),
+        ("smape", pa.float64()),
+        ("mase", pa.float64()),
+        ("scaled_crps", pa.float64()),
+        ("coverage_80", pa.float64()),
+        ("beats_seasonal_naive", pa.bool_()),
+        ("season_length", pa.int32()),
+        ("run_id", pa.string()),
+        ("created_at", pa.timestamp("us", tz="UTC")),
+    ]
+)

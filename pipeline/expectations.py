@@ -1,0 +1,91 @@
+"""The great-expectations suite of the canonical frame, and what its result means for each series.
+
+Schema problems (a column missing, a wrong type) fail the run. Row-level problems (an empty timestamp, a
+duplicate (unique_id, ds), an infinite value) are mapped to their series, which are rejected with a
+reason like those of the per-series checks; the run fails only when too many series are rejected.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+import great_expectations as gx
+import pandas as pd
+from great_expectations.checkpoint import UpdateDataDocsAction
+from great_expectations.data_context.types.base import ProgressBarsConfig
+
+from pipeline.contracts import DS, ID, Y
+
+__all__ = ["build_suite", "row_rejections", "run_suite", "schema_failures"]
+
+_LARGEST_FINITE = 1.7976931348623157e308
+# Row-level expectations and the reason code a failing row gives its series.
+_ROW_REASONS = {
+    ("expect_column_values_to_not_be_null", DS): "null_timestamp",
+    ("expect_compound_columns_to_be_unique", None): "duplicate_timestamp",
+    ("expect_column_values_to_be_between", Y): "non_finite_value",
+}
+
+
+def build_suite() -> gx.ExpectationSuite:
+    """Schema, types, non-null ids and timestamps, unique (unique_id, ds), finite values (nulls allowed)."""
+    expectations = [
+        *[gx.expectations.ExpectColumnToExist(column=name) for name in (ID, DS, Y)],
+        gx.expectations.ExpectColumnValuesToBeOfType(column=ID, type_="str"),
+        gx.expectations.ExpectColumnValuesToBeInTypeList(column=DS, type_list=["datetime64[us]", "datetime64[ns]"]),
+        gx.expectations.ExpectColumnValuesToBeInTypeList(column=Y, type_list=["float64"]),
+        gx.expectations.ExpectColumnValuesToNotBeNull(column=ID),
+        gx.expectations.ExpectColumnValuesToNotBeNull(column=DS),
+        gx.expectations.ExpectCompoundColumnsToBeUnique(column_list=[ID, DS]),
+        gx.expectations.ExpectColumnValuesToBeBetween(column=Y, min_value=-_LARGEST_FINITE,
+                                                      max_value=_LARGEST_FINITE),
+    ]
+    return gx.ExpectationSuite(name="canonical_input", expectations=expectations)
+
+
+def run_suite(frame: pd.DataFrame) -> tuple[Any, Path | None]:
+    """Validates ``frame`` in an ephemeral context; returns the result and the built Data Docs directory."""
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    batch = context.data_sources.add_pandas("input").add_dataframe_asset("canonical")
+    validation = context.validation_definitions.add(gx.ValidationDefinition(
+        name="canonical", data=batch.add_batch_definition_whole_dataframe("all"),
+        suite=context.suites.add(build_suite())))
+    checkpoint = context.checkpoints.add(gx.Checkpoint(
+        name="canonical", validation_definitions=[validation], actions=[UpdateDataDocsAction(name="data_docs")],
+        result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ID]}))
+    result = checkpoint.run(batch_parameters={"dataframe": frame})
+    (validation_result,) = result.run_results.values()
+    sites = context.get_docs_sites_urls()
+    docs = Path(url2pathname(str(urlsplit(sites[0]["site_url"]).path))).parent if sites else None
+    return validation_result, docs
+
+
+def schema_failures(result: Any) -> list[str]:
+    """Failed expectations that are not row-level (a column missing, a wrong type), described."""
+    problems = []
+    for item in result.results:
+        config = item.expectation_config
+        if item.success or (config.type, config.kwargs.get("column")) in _ROW_REASONS or \
+                (config.type, None) in _ROW_REASONS:
+            continue
+        observed = (item.result or {}).get("observed_value")
+        problems.append(f"{config.type} failed on column {config.kwargs.get('column')!r}"
+                        + (f" (observed {observed})" if observed is not None else ""))
+    return problems
+
+
+def row_rejections(result: Any) -> dict[str, str]:
+    """Series id -> reason code, for every series with a row that failed a row-level expectation."""
+    rejected: dict[str, str] = {}
+    for item in result.results:
+        config = item.expectation_config
+        reason = _ROW_REASONS.get((config.type, config.kwargs.get("column"))) or _ROW_REASONS.get((config.type, None))
+        if item.success or reason is None:
+            continue
+        for row in (item.result or {}).get("unexpected_index_list") or []:
+            rejected.setdefault(str(row.get(ID)), reason)
+    return rejected

@@ -1,0 +1,76 @@
+"""Forecasting validated series: run the engine on them, build the forecast table, mark the series it failed."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from forecast_model import ForecastResult, TimesFmEngine
+from pipeline.contracts import DS, ID, QUANTILE_COLUMNS, SeriesStatus, Y
+from pipeline.frequency import freq_code
+
+__all__ = ["build_forecast_table", "mark_failed", "run_engine", "series_values"]
+
+
+def build_forecast_table(
+    accepted: pd.DataFrame, result: ForecastResult, *, model: str, run_id: str, created_at: datetime
+) -> pd.DataFrame:
+    """Long forecast table (one row per series and step) for the series of ``accepted``, in its order.
+
+    Quantiles are sorted per row so that q10 <= ... <= q90 even where the model's heads cross.
+    """
+    horizon = result.point.shape[1]
+    table = pd.DataFrame({
+        ID: np.repeat(accepted[ID].to_numpy(), horizon),
+        DS: _future_stamps(accepted, horizon).reshape(-1),
+        "step": np.tile(np.arange(1, horizon + 1, dtype=np.int32), len(accepted)),
+        "forecast": result.point.reshape(-1).astype("float64"),
+    })
+    table[QUANTILE_COLUMNS] = np.sort(result.quantiles, axis=-1).reshape(-1, len(QUANTILE_COLUMNS)).astype("float64")
+    table["model"] = model
+    table["cutoff"] = np.repeat(accepted["last_ds"].to_numpy(), horizon)
+    table["run_id"] = run_id
+    table["created_at"] = pd.Timestamp(created_at).tz_convert("UTC")
+    return table
+
+
+def _future_stamps(accepted: pd.DataFrame, horizon: int) -> np.ndarray:
+    """The ``horizon`` timestamps after each series' last one, one row per series; a date range is built
+    once per distinct (last timestamp, frequency), not once per series."""
+    if accepted.empty:
+        return np.empty((0, horizon), dtype="datetime64[us]")
+    codes, keys = pd.MultiIndex.from_frame(accepted[["last_ds", "freq"]]).factorize()
+    grids = np.stack([pd.date_range(last, periods=horizon + 1, freq=freq)[1:].to_numpy().astype("datetime64[us]")
+                      for last, freq in keys])
+    return grids[codes]
+
+
+def series_values(frame: pd.DataFrame, ids: pd.Series) -> list[np.ndarray]:
+    """The ``y`` values of each series of ``ids``, from a frame whose rows of one series are contiguous."""
+    id_values = frame[ID].to_numpy()
+    starts = np.flatnonzero(np.r_[True, id_values[1:] != id_values[:-1]]) if len(frame) else np.array([], int)
+    blocks = dict(zip(id_values[starts], np.split(frame[Y].to_numpy(), starts[1:]), strict=True))
+    return [blocks[i] for i in ids]
+
+
+def mark_failed(status: pd.DataFrame, table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Series with any non-finite forecast become ``failed``; their rows leave the forecast table."""
+    values = table[["forecast", *QUANTILE_COLUMNS]].to_numpy()
+    broken = set(table.loc[~np.isfinite(values).all(axis=1), ID])
+    if not broken:
+        return status, table
+    status = status.copy()
+    status.loc[status[ID].isin(broken), ["status", "reason"]] = [SeriesStatus.FAILED.value, "non_finite_forecast"]
+    return status, table[~table[ID].isin(broken)].reset_index(drop=True)
+
+
+def run_engine(model: TimesFmEngine, frame: pd.DataFrame, accepted: pd.DataFrame, horizon: int,
+               context_len: int) -> ForecastResult:
+    """The engine's forecasts for the ``accepted`` series (status rows, in order) of the regular frame."""
+    if accepted.empty:
+        empty = np.empty((0, horizon), np.float32)
+        return ForecastResult(empty, empty, np.empty((0, horizon, len(QUANTILE_COLUMNS)), np.float32))
+    return model.forecast(series_values(frame, accepted[ID]), horizon, [freq_code(f) for f in accepted["freq"]],
+                          context_len)

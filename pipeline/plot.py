@@ -1,0 +1,36 @@
+"""A PNG of a few series: recent history, the point forecast and the q10-q90 band."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless workers: never look for a display
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from pipeline.contracts import DS, ID, Y
+
+__all__ = ["plot_sample"]
+
+
+def plot_sample(history: pd.DataFrame, forecasts: pd.DataFrame, path: Path, n_series: int = 6,
+                history_factor: int = 3) -> Path:
+    """Plots the first ``n_series`` forecast series; history shown for ``history_factor`` horizons."""
+    ids = list(pd.unique(forecasts[ID]))[:n_series]
+    horizon = int(forecasts["step"].max()) if len(forecasts) else 1
+    figure, axes = plt.subplots(len(ids) or 1, 1, figsize=(9, 2.2 * max(len(ids), 1)), squeeze=False)
+    for axis, series_id in zip(axes[:, 0], ids, strict=False):
+        past = history[history[ID] == series_id].tail(history_factor * horizon)
+        future = forecasts[forecasts[ID] == series_id]
+        axis.plot(past[DS], past[Y], color="black", linewidth=1, label="history")
+        axis.fill_between(future[DS], future["q10"], future["q90"], alpha=0.3, label="q10-q90")
+        axis.plot(future[DS], future["forecast"], linewidth=1.5, label="forecast")
+        axis.set_title(str(series_id), fontsize=9, loc="left")
+    axes[0, 0].legend(loc="upper left", fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path

@@ -1,0 +1,60 @@
+"""A run's parameters, resolved once: flow parameters first, the environment's settings for what is empty.
+
+A flow calls :func:`resolve_run` when it starts and passes the result down; a sharded run ships it to its
+shards as is, so every worker runs the same checkpoint, horizon and checks whatever its own environment says.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from forecast_model import EngineConfig
+from pipeline.contracts import ContextLength, Horizon
+from pipeline.params import FreqAlias, JobName, ModelParams, default_job_name, engine_config, validate_job_name
+from pipeline.publish import check_output_root
+from pipeline.series_checks import SeriesChecks
+from pipeline.settings import Settings
+from pipeline.sources import DuckDBSource, FileSource, UrlSource
+
+__all__ = ["ResolvedRun", "resolve_run", "run_parameters"]
+
+
+class ResolvedRun(BaseModel):
+    """Everything a run's stages need to know about what to do, with no empty field left to fill."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    run_id: str
+    job: JobName
+    as_of: date
+    output_root: Path
+    horizon: Horizon
+    context_len: ContextLength
+    engine: EngineConfig
+    checks: SeriesChecks
+    freq: FreqAlias | None = None
+
+
+def resolve_run(settings: Settings, source: FileSource | UrlSource | DuckDBSource, *, run_id: str, as_of: date,
+                model: ModelParams, checks: SeriesChecks, freq: str | None = None, horizon: int | None = None,
+                job: str | None = None, output_root: str | None = None) -> ResolvedRun:
+    """The run's parameters with every empty one taken from ``settings``; the output root is checked here, so a
+    wrong one fails before any work."""
+    root = check_output_root(Path(output_root).resolve() if output_root is not None else
+                             settings.resolved_output_root())
+    return ResolvedRun(run_id=run_id, job=validate_job_name(default_job_name(source) if job is None else job),
+                       as_of=as_of, output_root=root, horizon=horizon or settings.horizon_len,
+                       context_len=model.context_len or settings.context_len, engine=engine_config(model, settings),
+                       checks=checks, freq=freq)
+
+
+def run_parameters(run: ResolvedRun, source: FileSource | UrlSource | DuckDBSource, **extra: Any) -> dict[str, Any]:
+    """The resolved parameters as the manifest and MLflow record them, with a flow's own (``extra``) added."""
+    return {"source": source.describe(), "format": source.format, "horizon": run.horizon,
+            "context_len": run.context_len, "model": dataclasses.asdict(run.engine), "checks": run.checks.model_dump(),
+            "freq": run.freq, "job": run.job, "as_of": run.as_of.isoformat(), **extra}

@@ -1,0 +1,161 @@
+"""Per-series checks and regularisation: which series are fit to forecast, and why the others are not.
+
+Each rejected series gets one reason code (the first that applies, in the order of ``REASONS``); the
+codes are documented in docs/DATA_FORMAT.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.contracts import DS, ID, SeriesStatus, Y
+from pipeline.frequency import infer_frequency, on_grid, to_offset
+
+__all__ = ["MAX_ABS_VALUE", "REASONS", "SeriesChecks", "check_series", "regularize"]
+
+# TimesFM normalises each series in float32 with a sum of squares over a patch, which overflows (to inf,
+# then NaN forecasts) from magnitudes around 1e18; 1e16 leaves a margin of a hundred.
+MAX_ABS_VALUE = 1e16
+
+REASONS = {
+    "null_timestamp": "a row of the series has an empty timestamp",
+    "duplicate_timestamp": "two rows of the series share a timestamp",
+    "non_finite_value": "a value is infinite",
+    "out_of_range": "a value's magnitude exceeds 1e16, past what TimesFM's float32 arithmetic can normalise",
+    "all_missing": "the series has no value at all",
+    "too_few_observations": "fewer values than `min_observations`",
+    "irregular_timestamps": "no frequency fits the timestamps (or they are off the declared frequency's grid)",
+    "too_many_gaps": "after regularising to the frequency, the share of missing values exceeds "
+                     "`max_missing_fraction`",
+    "constant": "every value is the same (and `reject_constant` is on)",
+    "stale": "the last value is more than `max_staleness` periods before `as_of`",
+    "non_finite_forecast": "the model returned a non-finite forecast (status `failed`; beyond 128 steps the model "
+                           "feeds back its own forecasts, so a shorter horizon may help)",
+    "too_short_for_backtest": "too few points for the backtest's windows plus a season of history (backtest only)",
+}
+
+
+class SeriesChecks(BaseModel):
+    """Rules a series must meet to be forecast, and how many rejections a run tolerates."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_observations: int = Field(3, ge=1, description="Fewest non-missing values a series needs.")
+    max_missing_fraction: float = Field(0.5, ge=0, le=1, description="Largest share of missing values after "
+                                                                     "regularising to the series' frequency.")
+    reject_constant: bool = Field(True, description="Reject series whose values never change.")
+    max_staleness: int | None = Field(None, ge=0, description="Reject series whose last value is more than "
+                                                              "this many periods before as_of (empty: never).")
+    max_rejected_fraction: float = Field(0.2, ge=0, le=1, description="Fail the run, publishing nothing, when "
+                                                                      "a larger share of series is rejected.")
+
+
+def check_series(frame: pd.DataFrame, rejected: dict[str, str], checks: SeriesChecks, freq: str | None,
+                 as_of: date) -> pd.DataFrame:
+    """One row per series: status, reason, n_obs, first/last timestamp, frequency and gap share.
+
+    ``rejected`` holds reasons already found by row-level validation; those series are not re-checked.
+    Frequencies are inferred once per distinct timestamp signature, not once per series: a panel of a
+    million series on one calendar costs one inference.
+    """
+    grouped = frame.groupby(ID, sort=True)
+    summary = pd.DataFrame({"n_obs": grouped[Y].count().astype("int64"), "first_ds": grouped[DS].min(),
+                            "last_ds": grouped[DS].max(), "std": grouped[Y].std(ddof=0),
+                            "max_abs": np.maximum(grouped[Y].max().abs(), grouped[Y].min().abs())})
+    summary["reason"] = pd.Series(rejected, dtype=object).reindex(summary.index)
+    summary["freq"], summary["missing_fraction"] = None, np.nan
+    _flag(summary, summary["n_obs"] == 0, "all_missing")
+    _flag(summary, summary["max_abs"] > MAX_ABS_VALUE, "out_of_range")
+    _flag(summary, summary["n_obs"] < checks.min_observations, "too_few_observations")
+    pending = summary["reason"].isna()
+    summary.loc[pending, "freq"] = _frequencies(frame, summary.index[pending], freq)
+    _flag(summary, summary["freq"].isna(), "irregular_timestamps")
+    ok = summary["reason"].isna()
+    grid = _per_distinct(summary.loc[ok, ["first_ds", "last_ds", "freq"]],
+                         lambda first, last, f: len(pd.date_range(first, last, freq=f)))
+    summary.loc[ok, "missing_fraction"] = (1 - summary.loc[ok, "n_obs"] / grid).astype("float64")
+    _flag(summary, summary["missing_fraction"] > checks.max_missing_fraction, "too_many_gaps")
+    if checks.reject_constant:
+        _flag(summary, summary["std"] == 0, "constant")
+    if checks.max_staleness is not None:
+        _flag(summary, _periods_since(summary, as_of) > checks.max_staleness, "stale")
+    summary["status"] = np.where(summary["reason"].isna(), SeriesStatus.OK.value, SeriesStatus.REJECTED.value)
+    summary["reason"] = summary["reason"].astype(object).where(summary["reason"].notna(), None)
+    return summary.drop(columns=["std", "max_abs"]).rename_axis(ID).reset_index()
+
+
+def _flag(summary: pd.DataFrame, mask: pd.Series, reason: str) -> None:
+    """Sets ``reason`` where ``mask`` holds and no earlier reason was found."""
+    summary.loc[mask.fillna(False).astype(bool) & summary["reason"].isna(), "reason"] = reason
+
+
+def _per_distinct(keys: pd.DataFrame, compute: Callable[..., Any]) -> pd.Series:
+    """``compute(*key)`` for each row of ``keys``, evaluated once per distinct key."""
+    if keys.empty:
+        return pd.Series(index=keys.index, dtype=object)
+    codes, uniques = pd.MultiIndex.from_frame(keys).factorize()
+    values = np.array([compute(*key) for key in uniques], dtype=object)
+    return pd.Series(values[codes], index=keys.index).infer_objects()
+
+
+def _frequencies(frame: pd.DataFrame, series: pd.Index, declared: str | None) -> pd.Series:
+    """The frequency of each series in ``series`` (None where none fits), once per timestamp signature.
+
+    A signature is (count, first, last, sum of the timestamps' 64-bit hashes): equal timestamp sets give
+    equal signatures, and unequal ones collide with negligible probability.
+    """
+    rows = frame.loc[frame[ID].isin(series) & frame[DS].notna(), [ID, DS]]
+    hashes = pd.Series(pd.util.hash_pandas_object(rows[DS], index=False).to_numpy(), index=rows.index)
+    by_series = rows.assign(hash=hashes).groupby(ID, sort=True)
+    keys = pd.DataFrame({"n": by_series[DS].count(), "first": by_series[DS].min(), "last": by_series[DS].max(),
+                         "hash": by_series["hash"].sum()}).reindex(series)
+    positions = by_series.indices
+    stamps = rows[DS].to_numpy()
+    example = keys.reset_index().drop_duplicates(subset=["n", "first", "last", "hash"]).set_index(ID)
+
+    def infer(series_id: str) -> str | None:
+        return _frequency(pd.DatetimeIndex(stamps[positions[series_id]]), declared)
+
+    found = {tuple(row[1:]): infer(row[0]) for row in example.itertuples()}
+    return pd.Series([found[key] for key in keys.itertuples(index=False, name=None)], index=series, dtype=object)
+
+
+def _frequency(index: pd.DatetimeIndex, declared: str | None) -> str | None:
+    index = index.sort_values()
+    if declared is None:
+        return infer_frequency(index)
+    return declared if on_grid(index, declared) else None
+
+
+def _periods_since(summary: pd.DataFrame, as_of: date) -> pd.Series:
+    ok = summary["reason"].isna()
+    periods = pd.Series(np.nan, index=summary.index)
+    periods[ok] = _per_distinct(summary.loc[ok, ["last_ds", "freq"]], lambda last, f: max(
+        len(pd.date_range(last, pd.Timestamp(as_of), freq=to_offset(f))) - 1, 0)).astype(float)
+    return periods
+
+
+def regularize(frame: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """The accepted series on their full frequency grid: every gap becomes a row with a missing value.
+
+    Series with a row for every grid point (checked, so already regular) are taken as they are; only the
+    others are reindexed, one by one.
+    """
+    accepted = summary[summary["status"] == SeriesStatus.OK.value].set_index(ID)
+    rows = frame[frame[ID].isin(accepted.index)]
+    grid_len = (accepted["n_obs"] / (1 - accepted["missing_fraction"])).round().astype("int64")
+    complete = rows.groupby(ID, sort=True)[DS].size().reindex(accepted.index) == grid_len
+    parts = [rows[rows[ID].isin(complete.index[complete])]]
+    for series_id, group in rows[rows[ID].isin(complete.index[~complete])].groupby(ID, sort=True):
+        row = accepted.loc[series_id]
+        grid = pd.date_range(row["first_ds"], row["last_ds"], freq=row["freq"], name=DS)
+        values = group.set_index(DS)[Y].reindex(grid)
+        parts.append(pd.DataFrame({ID: series_id, DS: grid.astype("datetime64[us]"), Y: values.to_numpy()}))
+    regular = pd.concat(parts, ignore_index=True)[[ID, DS, Y]]
+    return regular.sort_values([ID, DS], kind="stable", ignore_index=True)

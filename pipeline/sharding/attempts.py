@@ -1,0 +1,114 @@
+"""Where shard runs leave their results, and how the parent combines them.
+
+Each attempt at a shard writes into its own directory, ``<staging>/shards/<shard>/<attempt>/`` (the
+attempt is the child flow run id), and commits by writing ``_SUCCESS.json`` last, as Hadoop and Spark
+output committers do. The parent reads only the attempt of the child run it saw complete, so a
+worker that died, or a zombie that finishes late, can never add a second copy of a shard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict
+
+from pipeline.accounting import SeriesCounts
+from pipeline.errors import DataValidationError
+from pipeline.manifest import ModelInfo
+from pipeline.publish import fresh_dir
+
+__all__ = ["ShardRecord", "attempt_dir", "attempt_path", "combine_tables", "commit_attempt", "job_fingerprint",
+           "job_model", "read_attempt", "worker_identity"]
+
+SUCCESS = "_SUCCESS.json"
+
+
+class ShardRecord(BaseModel):
+    """What one successful attempt at a shard did, and where it ran."""
+
+    model_config = ConfigDict(frozen=True)
+
+    shard: int
+    attempt: str
+    worker: str
+    host: str
+    pid: int
+    counts: SeriesCounts
+    output_rows: int
+    input_fingerprint: str
+    checkpoint_sha256: str
+    device: str
+    precision: str
+    batch_size: int
+    inference_seconds: float
+    timings: dict[str, float]
+
+
+def worker_identity() -> tuple[str, str, int]:
+    """(worker name, host, pid): the Prefect worker sets PREFECT__WORKER_NAME in the runs it starts."""
+    return os.environ.get("PREFECT__WORKER_NAME", "in-process"), socket.gethostname(), os.getpid()
+
+
+def attempt_path(staging: Path, shard: int, attempt: str) -> Path:
+    """``<staging>/shards/<shard>/<attempt>``: where one attempt at one shard writes."""
+    return staging / "shards" / f"{shard:05d}" / attempt
+
+
+def attempt_dir(staging: Path, shard: int, attempt: str) -> Path:
+    """A fresh directory for one attempt at one shard."""
+    return fresh_dir(attempt_path(staging, shard, attempt))  # a retry in place starts its attempt over
+
+
+def commit_attempt(directory: Path, record: ShardRecord) -> Path:
+    """Marks the attempt complete: ``_SUCCESS.json`` appears whole (rename) after every data file."""
+    temporary = directory / f".{SUCCESS}.tmp"
+    temporary.write_text(record.model_dump_json(indent=2))
+    os.replace(temporary, directory / SUCCESS)
+    return directory / SUCCESS
+
+
+def read_attempt(staging: Path, shard: int, attempt: str) -> ShardRecord | None:
+    """The committed record of an attempt, or None if it never committed."""
+    marker = attempt_path(staging, shard, attempt) / SUCCESS
+    if not marker.is_file():
+        return None
+    return ShardRecord.model_validate(json.loads(marker.read_text()))
+
+
+def combine_tables(staging: Path, records: list[ShardRecord], table: str, schema: pa.Schema) -> Path:
+    """Streams one table of every committed attempt, in shard order, into ``<staging>/<table>.parquet``.
+
+    One shard's table is in memory at a time; each becomes its own row groups in the output.
+    """
+    target = staging / f"{table}.parquet"
+    with pq.ParquetWriter(target, schema, compression="zstd") as writer:
+        for record in sorted(records, key=lambda r: r.shard):
+            part = attempt_path(staging, record.shard, record.attempt) / f"{table}.parquet"
+            writer.write_table(pq.read_table(part, schema=schema))
+    return target
+
+
+def job_model(records: list[ShardRecord]) -> ModelInfo:
+    """The model of the whole job: one set of weights on every worker, or the job fails.
+
+    Raises:
+        DataValidationError: shards ran different weights for one checkpoint.
+    """
+    weights = sorted({r.checkpoint_sha256 for r in records})
+    if len(weights) > 1:
+        raise DataValidationError(f"Shards ran different weights {weights} for one checkpoint: the workers do not "
+                                  "hold the same files. Fix: pin model.expected_sha256, or sync the workers.")
+    return ModelInfo(device=",".join(sorted({r.device for r in records})),
+                     precision=",".join(sorted({r.precision for r in records})), checkpoint_sha256=weights[0])
+
+
+def job_fingerprint(records: list[ShardRecord]) -> str:
+    """The input fingerprint of the whole job: a hash over the shards' own, in shard order."""
+    fingerprints = "".join(r.input_fingerprint for r in sorted(records, key=lambda r: r.shard))
+    return hashlib.sha256(fingerprints.encode()).hexdigest()

@@ -1,0 +1,377 @@
+"""URL sources against a real HTTP server on 127.0.0.1: formats, limits, retries, SSRF guard, redaction,
+deadlines, content codings and bounded messages."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import struct
+import time
+import tracemalloc
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from pipeline.errors import InputDataError
+from pipeline.sources import SourcePolicy, TransientSourceError, UrlSource, read_source, redact_url
+from pipeline.sources.http import _Inflater, _same_origin, check_address
+from tests.conftest import SAMPLE
+from tests.http_server import LocalServer, Route, http_server
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LocalServer]:
+    with http_server() as running:
+        csv = SAMPLE.read_bytes()
+        parquet = io.BytesIO()
+        pd.read_csv(SAMPLE).to_parquet(parquet)
+        running.routes.update({
+            "/sample.csv": Route(body=csv),
+            "/download": Route(body=parquet.getvalue(), content_type="application/octet-stream"),
+            "/blob": Route(body=csv, content_type="application/octet-stream"),
+            "/page": Route(body=b"<!doctype html><html><body>Sign in</body></html>", content_type="text/html"),
+            "/broken": Route(500, b"oops", "text/plain"),
+            "/slow": Route(body=csv, delay=3),
+            "/huge": Route(body=csv),
+            "/moved": Route(302, b"", headers={"Location": "/sample.csv"}),
+            "/to-private": Route(302, b"", headers={"Location": "http://10.0.0.1/data.csv"}),
+            "/trickle.csv": Route(body=csv[:60], trickle=0.1),  # 6 s in all, never 1 s without a byte
+            "/trickled-head.csv": Route(body=csv[:60], trickle=0.05, trickle_headers=True),
+            **{f"/hop{n}": Route(302, b"", headers={"Location": f"/hop{n + 1}"}, delay=0.3) for n in range(5)},
+            "/hop5": Route(body=csv),
+            "/gzip.csv": Route(body=gzip.compress(csv), headers={"Content-Encoding": "gzip"}),
+            "/x-gzip.csv": Route(body=gzip.compress(csv), headers={"Content-Encoding": "x-gzip"}),
+            "/members.csv": Route(body=gzip.compress(csv[:1000]) + gzip.compress(csv[1000:]),
+                                  headers={"Content-Encoding": "gzip"}),
+            "/deflate.csv": Route(body=zlib.compress(csv), headers={"Content-Encoding": "deflate"}),
+            "/raw-deflate.csv": Route(body=raw_deflate(csv), headers={"Content-Encoding": "deflate"}),
+            "/identity.csv": Route(body=csv, headers={"Content-Encoding": "identity"}),
+            "/brotli.csv": Route(body=csv, headers={"Content-Encoding": "br"}),
+            # 1 GiB of zeros in about 2.6 kB: gzip of 1,024 gzip members of 1 MiB each.
+            "/nested-bomb.csv": Route(body=gzip.compress(gzip.compress(bytes(1 << 20)) * 1024),
+                                      headers={"Content-Encoding": "gzip, gzip"}),
+            "/bomb.csv": Route(body=gzip_of_zeros(200), headers={"Content-Encoding": "gzip"}),
+            "/not-gzip.csv": Route(body=b"unique_id,ds,y\n", headers={"Content-Encoding": "gzip"}),
+            "/cut.csv": Route(body=gzip.compress(csv)[:-100], headers={"Content-Encoding": "gzip"}),
+        })
+        yield running
+
+
+def raw_deflate(data: bytes) -> bytes:
+    """Deflate without the zlib header, as some servers send for Content-Encoding: deflate."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush()
+
+
+def gzip_of_zeros(megabytes: int) -> bytes:
+    """One gzip member of ``megabytes`` MiB of zeros (about 1 kB each), built in a tenth of a second.
+
+    After a full flush the compressor starts afresh, so every MiB compresses to the same bytes: one is
+    compressed, the rest repeated, and the gzip frame written around them.
+    """
+    zeros = bytes(1 << 20)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    block = compressor.compress(zeros) + compressor.flush(zlib.Z_FULL_FLUSH)
+    crc = 0
+    for _ in range(megabytes):
+        crc = zlib.crc32(zeros, crc)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+    return header + block * megabytes + compressor.flush() + struct.pack("<II", crc, (megabytes << 20) & 0xFFFFFFFF)
+
+
+def policy(**overrides: object) -> SourcePolicy:
+    values: dict[str, object] = {"data_roots": (Path.cwd(),), "url_allowlist": ("127.0.0.1/32",),
+                                 "read_timeout": 1.0, "connect_timeout": 1.0}
+    return SourcePolicy(**{**values, **overrides})  # type: ignore[arg-type]
+
+
+def test_csv_and_parquet_and_redirect(server: LocalServer) -> None:
+    for path in ("/sample.csv", "/download", "/moved"):
+        frame = read_source(UrlSource(url=server.url(path)), policy())
+        assert len(frame) == 2436, path
+
+
+def test_unknown_content_needs_a_declared_type(server: LocalServer) -> None:
+    with pytest.raises(InputDataError, match="Cannot tell what .* holds.*set the source's content"):
+        read_source(UrlSource(url=server.url("/blob")), policy())
+    assert len(read_source(UrlSource(url=server.url("/blob"), content="csv"), policy())) == 2436
+
+
+def test_html_page_is_refused(server: LocalServer) -> None:
+    with pytest.raises(InputDataError, match="is an HTML page"):
+        read_source(UrlSource(url=server.url("/page")), policy())
+
+
+def test_404_is_final_and_names_the_status(server: LocalServer) -> None:
+    with pytest.raises(InputDataError, match="answered HTTP 404.*not retried"):
+        read_source(UrlSource(url=server.url("/missing.csv")), policy())
+
+
+def test_500_and_timeouts_are_transient(server: LocalServer) -> None:
+    with pytest.raises(TransientSourceError, match="HTTP 500"):
+        read_source(UrlSource(url=server.url("/broken")), policy())
+    with pytest.raises(TransientSourceError, match="Timed out"):
+        read_source(UrlSource(url=server.url("/slow")), policy())
+
+
+def test_download_limit(server: LocalServer) -> None:
+    with pytest.raises(InputDataError, match="larger than the 1,000-byte download limit"):
+        read_source(UrlSource(url=server.url("/huge")), policy(max_download_bytes=1000))
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:9/x.csv", "http://localhost/x.csv", "http://10.1.2.3/x.csv", "http://192.168.0.5/x.csv",
+    "http://169.254.169.254/latest/meta-data/", "http://[::1]/x.csv", "http://[::ffff:127.0.0.1]/x.csv",
+    "http://100.100.100.200/x.csv", "http://0.0.0.0/x.csv",
+])
+def test_internal_addresses_are_refused(url: str) -> None:
+    with pytest.raises(InputDataError, match="internal address; such addresses are refused.*FORECAST_URL_ALLOWLIST"):
+        check_address(url, policy(url_allowlist=()))
+
+
+@pytest.mark.parametrize("url", ["ftp://example.com/x.csv", "file:///etc/passwd", "gopher://127.0.0.1/"])
+def test_other_schemes_are_refused(url: str) -> None:
+    with pytest.raises(InputDataError, match="only http and https"):
+        check_address(url, policy())
+
+
+def test_allow_list_and_public_addresses_pass() -> None:
+    check_address("http://127.0.0.1:8080/x.csv", policy())
+    check_address("http://8.8.8.8/x.csv", policy(url_allowlist=()))
+    check_address("http://minio.internal/x.csv", policy(url_allowlist=("minio.internal",)))
+
+
+def test_redirect_to_a_private_address_is_refused(server: LocalServer) -> None:
+    with pytest.raises(InputDataError, match="resolves to 10.0.0.1"):
+        read_source(UrlSource(url=server.url("/to-private")), policy())
+
+
+def test_credentials_in_the_url_parameter_are_refused_with_the_fix() -> None:
+    for url in ("https://alice:s3cr3t@example.com/x.csv", "https://example.com/x.csv?api_key=s3cr3t"):
+        with pytest.raises(ValidationError, match="url_secret") as caught:
+            UrlSource(url=url)
+        assert "s3cr3t" not in str(caught.value), "the refusal must not echo the credential"
+    with pytest.raises(ValidationError, match="exactly one of `url` or `url_secret`"):
+        UrlSource(url="https://example.com/x.csv", url_secret="both")
+
+
+def test_credentials_never_appear_in_errors(server: LocalServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = server.url("/missing.csv").replace("http://", "http://alice:s3cr3t@") + "?token=t0k3n&page=2"
+    monkeypatch.setenv("SALES_URL", url)
+    source = UrlSource(url_secret="env:SALES_URL")
+    with pytest.raises(InputDataError) as caught:
+        read_source(source, policy())
+    assert "s3cr3t" not in str(caught.value) and "t0k3n" not in str(caught.value)
+    assert redact_url(url).endswith("/missing.csv?token=***&page=2") and "***@127.0.0.1" in redact_url(url)
+    assert source.describe() == "url:secret:env:SALES_URL"
+    with pytest.raises(InputDataError, match="SALES_URL is not set"):
+        monkeypatch.delenv("SALES_URL")
+        read_source(source, policy())
+
+
+def test_headers_from_a_secret_go_to_their_host_only(server: LocalServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    server.routes["/private.csv"] = Route(body=SAMPLE.read_bytes(), require=("Authorization", "Bearer t0k3n"))
+    server.routes["/away"] = Route(302, b"", headers={"Location": server.url("/private.csv").replace(
+        "127.0.0.1", "localhost")})
+    monkeypatch.setenv("SALES_HEADERS", '{"Authorization": "Bearer t0k3n"}')
+    assert len(read_source(UrlSource(url=server.url("/private.csv"), headers_secret="env:SALES_HEADERS"),
+                           policy())) == 2436
+    with pytest.raises(InputDataError, match="HTTP 401"):
+        read_source(UrlSource(url=server.url("/private.csv")), policy())
+    with pytest.raises(InputDataError, match="HTTP 401"):  # the redirect goes to another host name
+        read_source(UrlSource(url=server.url("/away"), headers_secret="env:SALES_HEADERS"),
+                    policy(url_allowlist=("127.0.0.1/32", "localhost")))
+    assert server.seen["/private.csv"][-1].get("Authorization") is None
+    monkeypatch.setenv("SALES_HEADERS", "Bearer t0k3n")
+    with pytest.raises(InputDataError, match="JSON object of header names"):
+        read_source(UrlSource(url=server.url("/private.csv"), headers_secret="env:SALES_HEADERS"), policy())
+
+
+def assert_stops_in_time(started: float, budget: float) -> None:
+    elapsed = time.monotonic() - started
+    assert elapsed < budget, f"the download went on for {elapsed:.1f} s, past its deadline"
+
+
+def test_total_deadline_stops_a_trickling_body(server: LocalServer) -> None:
+    started = time.monotonic()
+    with pytest.raises(TransientSourceError, match=r"took longer than the 1-second total limit.*"
+                                                    r"FORECAST_URL_TOTAL_TIMEOUT.*fix the server") as caught:
+        read_source(UrlSource(url=server.url("/trickle.csv")), policy(total_timeout=1))
+    assert_stops_in_time(started, 1 + 1.5)  # the deadline, plus at most one read (read_timeout is 1 s)
+    assert "/trickle.csv" in str(caught.value), "the message names the URL"
+
+
+def test_total_deadline_stops_trickled_headers(server: LocalServer) -> None:
+    # The headers alone take 5 s: no body chunk arrives to check the deadline against.
+    started = time.monotonic()
+    with pytest.raises(TransientSourceError, match="took longer than the 1-second total limit"):
+        read_source(UrlSource(url=server.url("/trickled-head.csv")), policy(total_timeout=1))
+    assert_stops_in_time(started, 1 + 1.5)
+
+
+def test_total_deadline_covers_redirects(server: LocalServer) -> None:
+    # Five hops of 0.3 s each: every answer is well within the read timeout, the whole is not.
+    started = time.monotonic()
+    with pytest.raises(TransientSourceError, match="took longer than the 1-second total limit"):
+        read_source(UrlSource(url=server.url("/hop0")), policy(total_timeout=1))
+    assert_stops_in_time(started, 1 + 1.5)
+    assert len(read_source(UrlSource(url=server.url("/hop0")), policy(total_timeout=10))) == 2436
+
+
+@pytest.mark.parametrize("path", ["/gzip.csv", "/x-gzip.csv", "/members.csv", "/deflate.csv", "/raw-deflate.csv",
+                                  "/identity.csv"])
+def test_gzip_and_deflate_bodies_are_decoded(server: LocalServer, path: str) -> None:
+    assert len(read_source(UrlSource(url=server.url(path)), policy())) == 2436, path
+    assert server.seen[path][-1].get("Accept-Encoding") == "gzip, deflate", "only the codings we decode are asked"
+
+
+def test_a_compressed_body_is_limited_by_its_decoded_size(server: LocalServer) -> None:
+    with pytest.raises(InputDataError, match="larger than the 1,000-byte download limit once decompressed"):
+        read_source(UrlSource(url=server.url("/gzip.csv")), policy(max_download_bytes=1000))
+
+
+def test_stacked_codings_are_refused_before_decoding(server: LocalServer) -> None:
+    started = time.monotonic()
+    with pytest.raises(InputDataError, match=r"several content codings stacked \('gzip, gzip'\).*one gzip or "
+                                             "deflate coding"):
+        read_source(UrlSource(url=server.url("/nested-bomb.csv")), policy(max_download_bytes=1 << 20))
+    assert_stops_in_time(started, 3)
+
+
+def test_unknown_codings_are_refused_by_name(server: LocalServer) -> None:
+    with pytest.raises(InputDataError, match="content coding 'br', which is not supported"):
+        read_source(UrlSource(url=server.url("/brotli.csv")), policy())
+
+
+def test_gzip_bomb_stops_at_the_limit_in_bounded_memory(server: LocalServer) -> None:
+    # 200 MiB of zeros in 200 kB: decoding a whole 64 kB network chunk at once would make about 64 MiB.
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(InputDataError, match="larger than the 1,048,576-byte download limit once decompressed"):
+            read_source(UrlSource(url=server.url("/bomb.csv")), policy(max_download_bytes=1 << 20))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"decoding a bomb against a 1 MiB limit peaked at {peak / 2**20:.0f} MiB"
+    assert_stops_in_time(started, 5)
+
+
+def test_inflater_decodes_one_byte_at_a_time() -> None:
+    data = SAMPLE.read_bytes()
+    for coding, body in (("gzip", gzip.compress(data[:500]) + gzip.compress(data[500:])),
+                         ("deflate", zlib.compress(data)), ("deflate", raw_deflate(data))):
+        inflater = _Inflater(coding, "'test'")
+        decoded = b"".join(piece for index in range(len(body)) for piece in inflater.decode(body[index:index + 1]))
+        inflater.finish()
+        assert decoded == data, coding
+    inflater = _Inflater("gzip", "'test'")
+    assert b"".join(inflater.decode(gzip.compress(data) + b"\n\n")) == data, "trailing bytes are ignored"
+    inflater.finish()
+    inflater = _Inflater("deflate", "'test'")
+    list(inflater.decode(zlib.compress(data)[:-10]))
+    with pytest.raises(InputDataError, match="'test' ends before the end of its deflate data"):
+        inflater.finish()
+
+
+def test_bad_compressed_bodies_name_the_url(server: LocalServer) -> None:
+    with pytest.raises(InputDataError, match=r"not-gzip.csv' is sent as gzip \(Content-Encoding\) but is not valid "
+                                             "gzip data"):
+        read_source(UrlSource(url=server.url("/not-gzip.csv")), policy())
+    with pytest.raises(InputDataError, match="cut.csv' ends before the end of its gzip data"):
+        read_source(UrlSource(url=server.url("/cut.csv")), policy())
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("http://127.0.0.1:99999/x.csv", "port 99999 is out of range 1-65535"),
+    ("http://127.0.0.1:0/x.csv", "port 0 is out of range 1-65535"),
+    ("http://127.0.0.1:8o/x.csv", "Invalid port"),
+    ("http://[::1/x.csv", "malformed"),
+    ("http:///x.csv", "has no host"),
+])
+def test_malformed_urls_are_input_errors(url: str, problem: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(InputDataError, match=problem) as caught:
+        read_source(UrlSource(url=url), policy())
+    assert f"'{url}'" in str(caught.value), "the message names the URL"
+    monkeypatch.setenv("SALES_URL", url.replace("http://", "http://alice:s3cr3t@"))
+    with pytest.raises(InputDataError, match=problem) as caught:
+        read_source(UrlSource(url_secret="env:SALES_URL"), policy())
+    assert "s3cr3t" not in str(caught.value) and "***@" in str(caught.value), "the URL is shown redacted"
+
+
+def test_scheme_is_case_insensitive(server: LocalServer) -> None:
+    url = server.url("/sample.csv").replace("http://", "HTTP://")
+    assert len(read_source(UrlSource(url=url), policy())) == 2436
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("ftp://example.com/x.csv", "scheme 'ftp' is not supported: use http:// or https://"),
+    ("FTP://example.com/x.csv", "scheme 'ftp' is not supported: use http:// or https://"),
+    ("gopher://127.0.0.1/", "scheme 'gopher' is not supported"),
+    ("file:///etc/passwd", "scheme 'file' is not supported: for a local file give its path"),
+    ("example.com/x.csv", "not an http:// or https:// address"),
+])
+def test_other_schemes_are_refused_when_the_source_is_built(url: str, problem: str) -> None:
+    with pytest.raises(ValidationError, match=problem) as caught:
+        UrlSource(url=url)
+    assert "url" in str(caught.value).splitlines()[1], "the error names the field"
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("ftp://alice:s3cr3t@example.com/x.csv", "scheme 'ftp' is not supported: use http:// or https://"),
+    ("file:///srv/s3cr3t.csv", "scheme 'file' is not supported: for a local file give its path"),
+    ("s3cr3t-token", "it is not an http:// or https:// address"),
+])
+def test_a_url_secret_with_another_scheme_is_refused(value: str, problem: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SALES_URL", value)
+    with pytest.raises(InputDataError, match=f"Secret 'env:SALES_URL' does not hold a usable URL: {problem}") as caught:
+        read_source(UrlSource(url_secret="env:SALES_URL"), policy())
+    assert "s3cr3t" not in str(caught.value), "no more of the secret than its scheme is shown"
+
+
+def test_messages_quoting_input_are_bounded(server: LocalServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    long_url = "http://127.0.0.1/" + "a" * 1_000_000 + ".csv"
+    with pytest.raises(InputDataError) as caught:
+        read_source(UrlSource(url=long_url), policy())
+    assert len(str(caught.value)) < 1000, "a 1 MB URL makes a short message"
+    with pytest.raises(ValidationError, match="carries credentials") as refused:
+        UrlSource(url=long_url + "?token=t0k3n")
+    assert len(str(refused.value)) < 2000 and "t0k3n" not in str(refused.value)
+    server.routes["/odd-type"] = Route(body=b"x", content_type="application/" + "x" * 10_000)
+    server.routes["/odd-coding"] = Route(body=b"x", headers={"Content-Encoding": "z" * 10_000})
+    server.routes["/odd-codings"] = Route(body=b"x", headers={"Content-Encoding": ", ".join(["gzip"] * 2000)})
+    server.routes["/odd-redirect"] = Route(302, b"", headers={"Location": "http://[" + "b" * 10_000})
+    for path, problem in (("/odd-type", "Cannot tell what"), ("/odd-coding", "not supported"),
+                          ("/odd-codings", "stacked"), ("/odd-redirect", "malformed")):
+        with pytest.raises(InputDataError, match=problem) as caught:
+            read_source(UrlSource(url=server.url(path)), policy())
+        assert len(str(caught.value)) < 1000, f"{path}: the server's header is quoted cut short"
+
+
+def test_redaction_leaves_urls_without_credentials_as_they_are() -> None:
+    for url in ("https://example.com/data.csv?from=2024-01-01T00:00&q=a%20b+c&empty=#top",
+                "https://example.com/x.csv?keyword=", "https://example.com/a@b/x.csv"):
+        assert redact_url(url) == url, url
+        assert UrlSource(url=url).url == url, "a harmless URL is not taken for one with credentials"
+    assert redact_url("https://u:p@ss@example.com/x?api_key=k&page=2#token=t") == \
+        "https://***@example.com/x?api_key=***&page=2#token=***"
+
+
+def test_credentials_stay_with_their_origin() -> None:
+    assert _same_origin("https://example.com/a", "https://EXAMPLE.com:443/b")
+    assert _same_origin("http://example.com/a", "https://example.com/b"), "an upgrade to https keeps them"
+    assert not _same_origin("https://example.com/a", "http://example.com/b"), "never sent in clear text"
+    assert not _same_origin("https://example.com/a", "https://example.com:8443/b")
+    assert not _same_origin("https://example.com/a", "https://example.org/a")
+
+
+def test_an_unreachable_prefect_api_is_a_transient_failure() -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}), \
+            pytest.raises(TransientSourceError, match="Cannot read secret 'sales-url' from the Prefect API"):
+        read_source(UrlSource(url_secret="sales-url"), policy())

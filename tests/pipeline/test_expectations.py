@@ -1,0 +1,50 @@
+"""The great-expectations suite: schema failures, and row-level failures mapped to their series."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.canonical import to_canonical
+from pipeline.expectations import row_rejections, run_suite, schema_failures
+
+
+@pytest.fixture(scope="module")
+def canonical(sample_frame: pd.DataFrame) -> pd.DataFrame:
+    return to_canonical(sample_frame)
+
+
+def test_sample_passes_and_builds_data_docs(canonical: pd.DataFrame) -> None:
+    result, docs = run_suite(canonical)
+    assert result.success and schema_failures(result) == [] and row_rejections(result) == {}
+    assert docs is not None and (docs / "index.html").is_file(), "Data Docs were not built"
+
+
+def test_row_failures_map_to_series(canonical: pd.DataFrame) -> None:
+    frame = canonical.copy()
+    frame.loc[frame["unique_id"] == "pop", "ds"] = pd.NaT
+    frame.loc[frame.index[frame["unique_id"] == "cpi"][3], "y"] = np.inf
+    frame = pd.concat([frame, frame[frame["unique_id"] == "m1"].head(2)], ignore_index=True)
+    result, _ = run_suite(frame)
+    assert row_rejections(result) == {"pop": "null_timestamp", "cpi": "non_finite_value",
+                                      "m1": "duplicate_timestamp"}
+    assert schema_failures(result) == []
+
+
+def test_missing_values_are_allowed(canonical: pd.DataFrame) -> None:
+    frame = canonical.copy()
+    frame.loc[5:9, "y"] = np.nan
+    result, _ = run_suite(frame)
+    assert result.success
+
+
+@pytest.mark.parametrize("column", ["unique_id", "ds", "y"])
+def test_a_missing_column_is_a_schema_failure(canonical: pd.DataFrame, column: str) -> None:
+    result, _ = run_suite(canonical.drop(columns=column))
+    assert any(f"expect_column_to_exist failed on column {column!r}" in p for p in schema_failures(result))
+
+
+def test_a_wrong_type_is_a_schema_failure(canonical: pd.DataFrame) -> None:
+    result, _ = run_suite(canonical.assign(y=canonical["y"].astype("float32")))
+    assert any("column 'y'" in p for p in schema_failures(result)), schema_failures(result)

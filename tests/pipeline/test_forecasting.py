@@ -1,0 +1,44 @@
+"""The forecast table and failure marking, on a hand-made engine result."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from forecast_model import ForecastResult
+from pipeline.contracts import FORECAST_SCHEMA, QUANTILE_COLUMNS
+from pipeline.tables import write_table
+from pipeline.forecasting import build_forecast_table, mark_failed
+
+ACCEPTED = pd.DataFrame({"unique_id": ["a", "b"], "status": ["ok", "ok"], "reason": [None, None],
+                         "last_ds": pd.to_datetime(["2024-04-01", "2024-06-01"]), "freq": ["MS", "QS"]})
+
+
+def result(horizon: int = 3) -> ForecastResult:
+    crossed = np.tile(np.arange(9, 0, -1, dtype=np.float32), (2, horizon, 1))  # q10 > ... > q90
+    return ForecastResult(point=crossed[:, :, 4], mean=crossed[:, :, 4], quantiles=crossed)
+
+
+def test_forecast_table_steps_timestamps_and_sorted_quantiles(tmp_path: Path) -> None:
+    created = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    table = build_forecast_table(ACCEPTED, result(), model="m", run_id="r", created_at=created)
+    a, b = table[table["unique_id"] == "a"], table[table["unique_id"] == "b"]
+    assert a["ds"].tolist() == list(pd.date_range("2024-05-01", periods=3, freq="MS"))
+    assert b["ds"].tolist() == list(pd.date_range("2024-09-01", periods=3, freq="QS"))
+    assert a["step"].tolist() == [1, 2, 3]
+    assert (np.diff(table[QUANTILE_COLUMNS].to_numpy(), axis=1) >= 0).all(), "quantiles must be non-decreasing"
+    assert (a["cutoff"] == pd.Timestamp("2024-04-01")).all()
+    written = write_table(table, FORECAST_SCHEMA, tmp_path / "f.parquet")
+    assert pd.read_parquet(written)["created_at"].iloc[0] == pd.Timestamp(created)
+
+
+def test_non_finite_forecasts_mark_the_series_failed() -> None:
+    broken = result()
+    broken.quantiles[1, 2, 3] = np.nan
+    table = build_forecast_table(ACCEPTED, broken, model="m", run_id="r", created_at=datetime.now(timezone.utc))
+    status, kept = mark_failed(ACCEPTED, table)
+    assert set(kept["unique_id"]) == {"a"}
+    assert status.set_index("unique_id").loc["b", ["status", "reason"]].tolist() == ["failed", "non_finite_forecast"]
