@@ -10,8 +10,8 @@ import pandas as pd
 
 from forecast_model import ForecastResult
 from pipeline.contracts import FORECAST_SCHEMA, QUANTILE_COLUMNS
-from pipeline.tables import write_table
 from pipeline.forecasting import build_forecast_table, mark_failed
+from pipeline.tables import write_table
 
 ACCEPTED = pd.DataFrame({"unique_id": ["a", "b"], "status": ["ok", "ok"], "reason": [None, None],
                          "last_ds": pd.to_datetime(["2024-04-01", "2024-06-01"]), "freq": ["MS", "QS"]})
