@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 bad input or configuration (the message says what to fi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -190,6 +191,8 @@ def _health(args: argparse.Namespace) -> int:
     from pipeline.health import build_report, health_config, run_checks
     from pipeline.params import engine_config
     from pipeline.settings import load_settings
+    from tasks.health import check_tracking
+    from tasks.secrets import with_secret_blocks
 
     settings = load_settings()
     sources = tuple(UrlSource(url=s) if s.startswith(("http://", "https://")) else
@@ -199,7 +202,8 @@ def _health(args: argparse.Namespace) -> int:
     config = health_config(settings, engine_config(model, settings), sources, min_free_gb=args.min_free_gb,
                            check_model=not args.no_model, prefect_api_url=os.environ.get("PREFECT_API_URL"),
                            output_root=Path(args.output_root).resolve() if args.output_root else None)
-    report = build_report(run_checks(config))
+    config = dataclasses.replace(config, policy=with_secret_blocks(config.policy))
+    report = build_report(run_checks(config, check_tracking))
     print(json.dumps(report, indent=2))
     return 0 if report["status"] == "healthy" else 1
 

@@ -19,16 +19,12 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments import run_deployment
 from prefect.states import Cancelling
-from tasks.shard_store import ShardRecord, read_attempt
 
 from forecast_model.errors import shorten
-from pipeline.errors import InputDataError
+from pipeline.errors import is_permanent
+from pipeline.sharding import ShardFailure, ShardRecord, read_attempt, read_failure
 
 __all__ = ["ShardFailedError", "run_local", "run_remote"]
-
-# A shard that failed on bad input fails the same way every time: these are not retried.
-_NOT_RETRIED = ("InputDataError", "DataValidationError", "ConfigurationError", "CheckpointError")
-
 
 class ShardFailedError(RuntimeError):
     """A shard kept failing after its last attempt; nothing of the run is published."""
@@ -46,7 +42,7 @@ class _Progress:
         self.done += 1
         update_progress_artifact(self.artifact, 100.0 * self.done / self.total)
         get_run_logger().info("Shard %d done by %s on %s (%d series): %d of %d shards", record.shard, record.worker,
-                              record.host, record.series_in, self.done, self.total)
+                              record.host, record.counts.total(), self.done, self.total)
 
 
 def run_local(shards: list[int], run_shard: Callable[[int], ShardRecord], max_attempts: int) -> list[ShardRecord]:
@@ -57,9 +53,9 @@ def run_local(shards: list[int], run_shard: Callable[[int], ShardRecord], max_at
             try:
                 record = run_shard(shard)
                 break
-            except InputDataError:
-                raise
             except Exception as exc:
+                if is_permanent(exc):
+                    raise
                 if attempt == max_attempts:
                     raise ShardFailedError(f"Shard {shard} failed {attempt} times; last error: "
                                            f"{shorten(repr(exc), 500)}. Nothing was published.") from exc
@@ -105,8 +101,9 @@ def run_remote(shards: list[int], deployment: str, parameters: Callable[[int], d
                         done[shard] = record
                         progress.finished(record)
                         continue
-                    problem = _describe(run)
-                    if attempts[shard] >= max_attempts or _not_retried(run):
+                    failure = read_failure(staging, shard, str(run_id))
+                    problem = _describe(run, failure)
+                    if attempts[shard] >= max_attempts or _not_retried(run, failure):
                         raise ShardFailedError(f"Shard {shard} failed after {attempts[shard]} attempt(s): {problem}. "
                                                "Nothing was published.")
                     logger.warning("Shard %d: %s; starting attempt %d", shard, problem, attempts[shard] + 1)
@@ -120,23 +117,26 @@ def run_remote(shards: list[int], deployment: str, parameters: Callable[[int], d
     return records
 
 
-def _describe(run: FlowRun) -> str:
+def _describe(run: FlowRun, failure: ShardFailure | None) -> str:
     state = run.state
     if state is not None and state.is_completed():
         return f"run {run.name} completed without committing its output"
+    if failure is not None:
+        return f"run {run.name} failed with {failure.error}: {failure.message}"
     return f"run {run.name} ended {state.type.value if state else 'without a state'}: " + \
         (state.message if state and state.message else "no message")
 
 
-def _not_retried(run: FlowRun) -> bool:
-    state = run.state
-    if state is None or state.type == StateType.CANCELLED:
+def _not_retried(run: FlowRun, failure: ShardFailure | None) -> bool:
+    """A cancelled shard, or one whose recorded error is permanent (bad input, a bad checkpoint), is not
+    retried; a crash, a lost worker or a transient error is."""
+    if run.state is None or run.state.type == StateType.CANCELLED:
         return True
-    return state.type == StateType.FAILED and any(name in (state.message or "") for name in _NOT_RETRIED)
+    return failure is not None and failure.permanent
 
 
 def _summary_artifact(records: list[ShardRecord]) -> None:
     create_table_artifact(key="shards", description="Which worker ran which shard", table=[
-        {"shard": r.shard, "worker": r.worker, "host": r.host, "series": r.series_in, "ok": r.series_ok,
-         "rejected": r.series_rejected, "inference_s": r.inference_seconds, "attempt": r.attempt}
+        {"shard": r.shard, "worker": r.worker, "host": r.host, "series": r.counts.total(), "ok": r.counts.ok,
+         "rejected": r.counts.rejected, "inference_s": r.inference_seconds, "attempt": r.attempt}
         for r in records])

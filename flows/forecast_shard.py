@@ -14,7 +14,7 @@ from pydantic import Field
 from pipeline.manifest import StageTimer
 from pipeline.run import ResolvedRun
 from pipeline.settings import load_settings
-from pipeline.sharding import SHARD_MAP, ShardRecord, attempt_dir, commit_attempt, worker_identity
+from pipeline.sharding import SHARD_MAP, ShardRecord, attempt_dir, commit_attempt, record_failure, worker_identity
 from pipeline.sources import Source
 from tasks.forecast import forecast_series, prepare_model, render_sample
 from tasks.shards import load_shard
@@ -33,12 +33,22 @@ def forecast_shard(source: Source, shard: Annotated[int, Field(ge=0)], staging: 
     ``run`` is the parent's resolved run, taken as is: this worker's environment changes none of it.
     Rejections are recorded, never fatal here: the parent applies ``max_rejected_fraction`` to the whole job.
     """
-    timer = StageTimer()
     directory = attempt_dir(Path(staging), shard, str(flow_run.id or uuid.uuid4()))
+    try:
+        record = _forecast(source, shard, Path(staging), run, directory)
+    except Exception as exc:
+        record_failure(directory, exc)  # the parent retries by the error's type, read from here
+        raise
+    commit_attempt(directory, record)
+    return record
+
+
+def _forecast(source: Source, shard: int, staging: Path, run: ResolvedRun, directory: Path) -> ShardRecord:
+    timer = StageTimer()
     with timer("prepare_model"):
         info = prepare_model(run.engine)
     with timer("load"):
-        input_path, fingerprint = load_shard(source, load_settings().source_policy(), Path(staging) / SHARD_MAP,
+        input_path, fingerprint = load_shard(source, load_settings().source_policy(), staging / SHARD_MAP,
                                              shard, directory)
     with timer("validate"):
         validation = validate_series(input_path, directory, run, whole_job=False)
@@ -50,10 +60,8 @@ def forecast_shard(source: Source, shard: Annotated[int, Field(ge=0)], staging: 
     for name in _SCRATCH:
         (directory / name).unlink(missing_ok=True)
     worker, host, pid = worker_identity()
-    record = ShardRecord(
+    return ShardRecord(
         shard=shard, attempt=directory.name, worker=worker, host=host, pid=pid, counts=stats.counts,
         output_rows=stats.output_rows, input_fingerprint=fingerprint, checkpoint_sha256=info.checkpoint_sha256,
         device=stats.device, precision=stats.precision, batch_size=stats.batch_size,
         inference_seconds=stats.inference_seconds, timings=timer.seconds)
-    commit_attempt(directory, record)
-    return record

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from forecast_model.errors import ConfigurationError
 
-__all__ = ["DataValidationError", "InputDataError", "OutputRootError", "OutputSpaceError"]
+__all__ = ["DataValidationError", "InputDataError", "OutputRootError", "OutputSpaceError", "is_permanent"]
 
 
 class InputDataError(ConfigurationError):
@@ -21,3 +21,11 @@ class OutputSpaceError(ConfigurationError):
 
 class OutputRootError(ConfigurationError):
     """The output root is not a directory this process can write."""
+
+
+def is_permanent(error: BaseException) -> bool:
+    """Whether trying again can help: a configuration error (bad input, a checkpoint that does not load or
+    match its pin, a device that is absent, an output root that cannot be written) fails the same way every
+    time, so it is permanent; anything else (a crash, a timeout, a lost worker, a full disk) may not be.
+    """
+    return isinstance(error, ConfigurationError)

@@ -39,7 +39,6 @@ __all__ = [
     "check_model",
     "check_output_root",
     "check_source",
-    "check_tracking",
     "health_config",
     "run_checks",
     "write_report",
@@ -111,20 +110,6 @@ def check_http(url: str, timeout: float = 5.0, headers: dict[str, str] | None = 
         return False, f"{redact_url(url)} did not answer: {getattr(exc, 'reason', exc)}"
 
 
-def check_tracking(uri: str) -> Check:
-    """An MLflow server answers /health, or a database store can be opened and queried."""
-    if uri.startswith(("http://", "https://")):
-        return check_http(uri.rstrip("/") + "/health")
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    try:
-        MlflowClient(uri).search_experiments(max_results=1)
-    except (MlflowException, OSError) as exc:
-        return False, f"MLflow store {redact_url(uri)} cannot be read: {str(exc).splitlines()[0]}"
-    return True, f"{redact_url(uri)} readable"
-
-
 def check_source(source: FileSource | UrlSource | DuckDBSource, policy: SourcePolicy) -> Check:
     """A file or database exists under a data root, or a URL's host passes the guard and answers."""
     try:
@@ -134,9 +119,9 @@ def check_source(source: FileSource | UrlSource | DuckDBSource, policy: SourcePo
             return not missing, (f"missing: {missing}" if missing else f"{len(paths)} file(s) for {source.describe()}")
         if isinstance(source, DuckDBSource):
             return True, f"{database_path(source, policy)} exists"
-        url = source.resolved_url()
+        url = source.resolved_url(policy.secret_blocks)
         check_address(url, policy)
-        return check_http(url, timeout=policy.connect_timeout, headers=source.resolved_headers())
+        return check_http(url, timeout=policy.connect_timeout, headers=source.resolved_headers(policy.secret_blocks))
     except (InputDataError, TransientSourceError) as exc:
         return False, str(exc)
 
@@ -147,8 +132,12 @@ def _timed(check: Callable[[], Check]) -> dict[str, Any]:
     return {"ok": ok, "detail": detail, "seconds": round(time.perf_counter() - started, 3)}
 
 
-def run_checks(config: HealthConfig) -> dict[str, dict[str, Any]]:
-    """Runs every configured check; none raises, each reports ``ok`` and a ``detail``."""
+def run_checks(config: HealthConfig, check_tracking: Callable[[str], Check]) -> dict[str, dict[str, Any]]:
+    """Runs every configured check; none raises, each reports ``ok`` and a ``detail``.
+
+    ``check_tracking`` checks the MLflow store at a URI; the task layer passes its own (``tasks.health``),
+    so this package never imports MLflow.
+    """
     checks: dict[str, Callable[[], Check]] = {
         "device": lambda: check_device(config.engine.device),
         "output_root": lambda: check_output_root(config.output_root, config.min_free_bytes),

@@ -15,6 +15,7 @@ from pipeline.contracts import ID, INPUT_SCHEMA
 from pipeline.manifest import input_fingerprint
 from pipeline.sources import DuckDBSource, FileSource, SourcePolicy, TransientSourceError, UrlSource, read_source
 from pipeline.tables import write_table
+from tasks.secrets import with_secret_blocks
 
 __all__ = ["LoadResult", "load_series"]
 
@@ -38,7 +39,7 @@ def _is_transient(task: Task, task_run: TaskRun, state: State) -> bool:
       retry_condition_fn=_is_transient)
 def load_series(source: FileSource | UrlSource | DuckDBSource, policy: SourcePolicy, staging: Path) -> LoadResult:
     """Reads the source, maps it to the canonical frame and stages it with its fingerprint."""
-    frame = to_canonical(read_source(source, policy), source.format, source.columns)
+    frame = to_canonical(read_source(source, with_secret_blocks(policy)), source.format, source.columns)
     staged = write_table(frame, INPUT_SCHEMA, staging / "input.parquet")
     get_run_logger().info("Loaded %d rows of %d series from %s", len(frame), frame[ID].nunique(), source.describe())
     return LoadResult(path=staged, fingerprint=input_fingerprint(frame), rows=len(frame))

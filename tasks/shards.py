@@ -14,6 +14,7 @@ from pipeline.sharding import ShardPlan, ShardRecord, combine_tables, read_shard
 from pipeline.sharding import plan_shards as plan
 from pipeline.sources import Source, SourcePolicy
 from pipeline.tables import write_table
+from tasks.secrets import with_secret_blocks
 
 __all__ = ["combine_shards", "load_shard", "plan_shards"]
 
@@ -22,7 +23,7 @@ __all__ = ["combine_shards", "load_shard", "plan_shards"]
 def plan_shards(source: Source, policy: SourcePolicy, staging: Path, *, series_per_shard: int,
                 shards: int | None = None) -> ShardPlan:
     """Counts the source's series, picks the number of shards and stages the id -> shard map."""
-    result = plan(source, policy, staging, series_per_shard=series_per_shard, shards=shards)
+    result = plan(source, with_secret_blocks(policy), staging, series_per_shard=series_per_shard, shards=shards)
     get_run_logger().info("Planned %d shards of %d series (%d to %d per shard)", result.shards, result.series,
                           min(result.sizes), max(result.sizes))
     return result
@@ -31,7 +32,7 @@ def plan_shards(source: Source, policy: SourcePolicy, staging: Path, *, series_p
 @task(name="load-shard", cache_policy=NO_CACHE)
 def load_shard(source: Source, policy: SourcePolicy, map_path: Path, shard: int, directory: Path) -> tuple[Path, str]:
     """Reads one shard into the canonical frame, stages it, and returns its path and fingerprint."""
-    frame = read_shard(source, policy, map_path, shard)
+    frame = read_shard(source, with_secret_blocks(policy), map_path, shard)
     return write_table(frame, INPUT_SCHEMA, directory / "input.parquet"), input_fingerprint(frame)
 
 

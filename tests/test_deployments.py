@@ -12,10 +12,8 @@ from prefect.flows import load_flow_from_entrypoint
 
 from deployments.automations import DEPLOYED_FLOWS
 from flows.sharded_forecast import shard_parameters
-from pipeline.params import ModelParams
-from pipeline.series_checks import SeriesChecks
 from pipeline.sources import FileSource
-from tests.conftest import REPO, SAMPLE
+from tests.conftest import REPO, SAMPLE, make_run
 
 SPEC = yaml.safe_load((REPO / "prefect.yaml").read_text())
 DEPLOYMENTS = {d["name"]: d for d in SPEC["deployments"]}
@@ -29,9 +27,7 @@ def test_prefect_yaml_entrypoint_loads_with_its_parameters(name: str, monkeypatc
     base = spec.get("parameters") or {}
     if name == "shard":  # started by sharded-forecast runs only, with the parameters they send
         base = shard_parameters({"source": FileSource(path=str(SAMPLE)), "staging": "/shared/_staging/run",
-                                 "horizon": 8, "as_of": date(2026, 11, 26), "run_id": "run", "shard": 3,
-                                 "model": ModelParams(checkpoint="google/timesfm-2.0-500m-pytorch"),
-                                 "checks": SeriesChecks(), "freq": None})
+                                 "shard": 3, "run": make_run(as_of=date(2026, 11, 26), output_root=Path("/shared"))})
     # A scheduled run gets the deployment's parameters overlaid with its schedule's, as Prefect merges them.
     parameter_sets = [{**base, **s.get("parameters", {})} for s in spec.get("schedules", [])] or [base]
     for parameters in parameter_sets:

@@ -2,6 +2,7 @@
 attempt at a shard leaves its results and how they are combined (``attempts``)."""
 
 from pipeline.sharding.attempts import (
+    ShardFailure,
     ShardRecord,
     attempt_dir,
     attempt_path,
@@ -10,10 +11,12 @@ from pipeline.sharding.attempts import (
     job_fingerprint,
     job_model,
     read_attempt,
+    read_failure,
+    record_failure,
     worker_identity,
 )
 from pipeline.sharding.plan import SHARD_MAP, ShardPlan, plan_shards, read_shard, shard_of, shard_sql
 
-__all__ = ["SHARD_MAP", "ShardPlan", "ShardRecord", "attempt_dir", "attempt_path", "combine_tables", "commit_attempt",
-           "job_fingerprint", "job_model", "plan_shards", "read_attempt", "read_shard", "shard_of", "shard_sql",
-           "worker_identity"]
+__all__ = ["SHARD_MAP", "ShardFailure", "ShardPlan", "ShardRecord", "attempt_dir", "attempt_path", "combine_tables",
+           "commit_attempt", "job_fingerprint", "job_model", "plan_shards", "read_attempt", "read_failure",
+           "read_shard", "record_failure", "shard_of", "shard_sql", "worker_identity"]

@@ -2,7 +2,8 @@
 
 Each attempt at a shard writes into its own directory, ``<staging>/shards/<shard>/<attempt>/`` (the
 attempt is the child flow run id), and commits by writing ``_SUCCESS.json`` last, as Hadoop and Spark
-output committers do. The parent reads only the attempt of the child run it saw complete, so a
+output committers do; an attempt that fails writes ``_FAILURE.json`` instead, naming its error's class and
+whether a retry can help. The parent reads only the attempt of the child run it saw complete, so a
 worker that died, or a zombie that finishes late, can never add a second copy of a shard.
 """
 
@@ -18,15 +19,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
+from forecast_model.errors import shorten
 from pipeline.accounting import SeriesCounts
-from pipeline.errors import DataValidationError
+from pipeline.errors import DataValidationError, is_permanent
 from pipeline.manifest import ModelInfo
 from pipeline.publish import fresh_dir
 
-__all__ = ["ShardRecord", "attempt_dir", "attempt_path", "combine_tables", "commit_attempt", "job_fingerprint",
-           "job_model", "read_attempt", "worker_identity"]
+__all__ = ["ShardFailure", "ShardRecord", "attempt_dir", "attempt_path", "combine_tables", "commit_attempt",
+           "job_fingerprint", "job_model", "read_attempt", "read_failure", "record_failure", "worker_identity"]
 
 SUCCESS = "_SUCCESS.json"
+FAILURE = "_FAILURE.json"
 
 
 class ShardRecord(BaseModel):
@@ -50,6 +53,16 @@ class ShardRecord(BaseModel):
     timings: dict[str, float]
 
 
+class ShardFailure(BaseModel):
+    """Why one attempt at a shard failed: the error's class, whether it is permanent, and its message."""
+
+    model_config = ConfigDict(frozen=True)
+
+    error: str
+    permanent: bool
+    message: str
+
+
 def worker_identity() -> tuple[str, str, int]:
     """(worker name, host, pid): the Prefect worker sets PREFECT__WORKER_NAME in the runs it starts."""
     return os.environ.get("PREFECT__WORKER_NAME", "in-process"), socket.gethostname(), os.getpid()
@@ -71,6 +84,25 @@ def commit_attempt(directory: Path, record: ShardRecord) -> Path:
     temporary.write_text(record.model_dump_json(indent=2))
     os.replace(temporary, directory / SUCCESS)
     return directory / SUCCESS
+
+
+def record_failure(directory: Path, error: BaseException) -> Path:
+    """Leaves ``_FAILURE.json`` in a failed attempt's directory, for the parent to decide on a retry by the
+    error's type rather than by its message."""
+    failure = ShardFailure(error=type(error).__name__, permanent=is_permanent(error),
+                           message=shorten(str(error), 1000))
+    temporary = directory / f".{FAILURE}.tmp"
+    temporary.write_text(failure.model_dump_json(indent=2))
+    os.replace(temporary, directory / FAILURE)
+    return directory / FAILURE
+
+
+def read_failure(staging: Path, shard: int, attempt: str) -> ShardFailure | None:
+    """The recorded failure of an attempt, or None if it left none (it crashed, or never started)."""
+    marker = attempt_path(staging, shard, attempt) / FAILURE
+    if not marker.is_file():
+        return None
+    return ShardFailure.model_validate(json.loads(marker.read_text()))
 
 
 def read_attempt(staging: Path, shard: int, attempt: str) -> ShardRecord | None:

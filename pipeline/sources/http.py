@@ -22,10 +22,10 @@ import socket
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 from urllib.parse import unquote_plus, urljoin, urlsplit
 
 import httpx
@@ -36,7 +36,7 @@ from forecast_model.errors import shorten
 from pipeline.canonical import ColumnMapping, FileKind, Layout, parse_bytes
 from pipeline.errors import InputDataError
 from pipeline.sources.policy import SourcePolicy
-from pipeline.sources.secrets import REFERENCE_PATTERN, check_reference, resolve_headers, resolve_secret
+from pipeline.sources.secrets import REFERENCE_PATTERN, BlockReader, check_reference, resolve_headers, resolve_secret
 
 __all__ = ["TransientSourceError", "UrlSource", "check_address", "read_url", "redact_url"]
 
@@ -48,7 +48,6 @@ _URL_IN_TEXT = re.compile(r"https?://[^\s\"'<>]+")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]{0,31})://")  # bounded: a scheme is named in messages
 _ACCEPT_ENCODING = "gzip, deflate"  # what _Inflater decodes; httpx's default may add br and zstd
 _PIECE = 64 * 1024  # the most decoded bytes one decompression step may produce
-_T = TypeVar("_T")
 
 
 class TransientSourceError(RuntimeError):
@@ -113,19 +112,19 @@ class UrlSource(BaseModel):
         """A loggable description: the address, or the name of the secret holding it."""
         return f"url:{self.url}" if self.url else f"url:secret:{self.url_secret}"
 
-    def resolved_url(self) -> str:
+    def resolved_url(self, blocks: BlockReader | None = None) -> str:
         """The address to fetch (reads the secret if the address is one; never log the result unredacted)."""
         if self.url is not None:
             return self.url
-        url = str(_read_secret(resolve_secret, str(self.url_secret)))
+        url = str(resolve_secret(str(self.url_secret), blocks))
         problem = _scheme_problem(url)
         if problem:
             raise InputDataError(f"Secret {self.url_secret!r} does not hold a usable URL: {problem}.")
         return url
 
-    def resolved_headers(self) -> dict[str, str]:
+    def resolved_headers(self, blocks: BlockReader | None = None) -> dict[str, str]:
         """The headers to send (read from ``headers_secret``; none without it)."""
-        return _read_secret(resolve_headers, self.headers_secret) if self.headers_secret else {}
+        return resolve_headers(self.headers_secret, blocks) if self.headers_secret else {}
 
     def name_hint(self) -> str:
         """The file name part of the address (or the secret's name), for naming the job."""
@@ -135,16 +134,6 @@ class UrlSource(BaseModel):
             return Path(urlsplit(self.url).path).stem
         except ValueError:  # a malformed address: read_url names the problem, a job name need not
             return ""
-
-
-def _read_secret(resolve: Callable[[str], _T], reference: str) -> _T:
-    """``resolve(reference)``; a Prefect API that cannot be reached is a transient failure, not a bare httpx
-    error (Prefect's client raises those)."""
-    try:
-        return resolve(reference)
-    except httpx.HTTPError as exc:
-        raise TransientSourceError(f"Cannot read secret {reference!r} from the Prefect API ({type(exc).__name__}). "
-                                   "Fix: check PREFECT_API_URL and that the Prefect server is up.") from exc
 
 
 def _scheme_problem(url: str) -> str | None:
@@ -252,8 +241,8 @@ def check_address(url: str, policy: SourcePolicy) -> None:
 
 def read_url(source: UrlSource, policy: SourcePolicy) -> pd.DataFrame:
     """Downloads the source (bounded in time and size) and parses it as CSV or Parquet."""
-    url = source.resolved_url()
-    body, content_type, final_url = _download(url, policy, source.resolved_headers())
+    url = source.resolved_url(policy.secret_blocks)
+    body, content_type, final_url = _download(url, policy, source.resolved_headers(policy.secret_blocks))
     return parse_bytes(body, _kind(source, body, content_type, final_url), _shown(url),
                        source.columns.text_columns(source.format))
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["SourcePolicy"]
 
@@ -24,6 +26,8 @@ class SourcePolicy(BaseModel):
     total_timeout: float = 300.0  # a whole download, however slowly the server trickles
     max_download_bytes: int = 512 * 1024 * 1024  # of the decoded body
     query_timeout: float = 600.0  # a DuckDB source query
+    # Reads a Prefect Secret block by name; set by the task layer (tasks.secrets), absent in library use.
+    secret_blocks: Callable[[str], Any] | None = Field(None, exclude=True, repr=False)
 
     def allowed_networks(self) -> list[IPNetwork]:
         """Allow-list entries that are addresses or networks (the others are host names)."""

@@ -16,12 +16,15 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from typing import Any
 
 from forecast_model.errors import shorten
 from pipeline.errors import InputDataError
 
-__all__ = ["REFERENCE_HELP", "REFERENCE_PATTERN", "check_reference", "resolve_headers", "resolve_secret"]
+__all__ = ["REFERENCE_HELP", "REFERENCE_PATTERN", "BlockReader", "check_reference", "resolve_headers", "resolve_secret"]
+
+BlockReader = Callable[[str], Any]  # the value of the Secret block of that name
 
 # Prefect 3 block document names: lower-case letters, digits and dashes (prefect.types.names,
 # BlockDocumentName). Stricter here: a letter or digit first, at most 100 characters.
@@ -59,8 +62,12 @@ def check_reference(reference: str, field: str = "secret reference") -> str:
     return reference
 
 
-def resolve_secret(reference: str) -> Any:
-    """The value the reference points to (a string, or for a JSON ``Secret`` block a dict or list)."""
+def resolve_secret(reference: str, blocks: BlockReader | None = None) -> Any:
+    """The value the reference points to (a string, or for a JSON ``Secret`` block a dict or list).
+
+    ``blocks`` reads a Secret block by name; the orchestration layer passes Prefect's (``tasks.secrets``), so
+    this package never imports Prefect.
+    """
     check_reference(reference)
     if reference.startswith("env:"):
         variable = reference.removeprefix("env:")
@@ -68,22 +75,16 @@ def resolve_secret(reference: str) -> Any:
             raise InputDataError(f"Secret {reference!r}: environment variable {variable} is not set on this worker. "
                                  "Fix: set it in the worker's environment (or the work pool's job variables).")
         return os.environ[variable]
-    from prefect.blocks.system import Secret  # Prefect only where a block is named: keeps imports light
-
-    try:
-        block: Any = Secret.load(reference)  # a sync call from sync code: the block itself
-        return block.get()
-    except ValueError as exc:
-        # Prefect's message is about the name only; it is cut all the same, as it comes from a server.
-        raise InputDataError(f"Secret {reference!r}: no Prefect Secret block has that name ({shorten(str(exc))}). "
-                             "Fix: create it (Prefect UI > Blocks > Secret, or "
-                             f"Secret(value=...).save({reference!r})), or reference an environment variable as "
-                             "env:<VARIABLE>.") from exc
+    if blocks is None:
+        raise InputDataError(f"Secret {reference!r} names a Prefect Secret block, and blocks are read only by the "
+                             "pipeline's Prefect tasks. Fix: read the source through a flow, or reference an "
+                             "environment variable as env:<VARIABLE>.")
+    return blocks(reference)
 
 
-def resolve_headers(reference: str) -> dict[str, str]:
+def resolve_headers(reference: str, blocks: BlockReader | None = None) -> dict[str, str]:
     """HTTP headers from a secret holding a JSON object, e.g. ``{"Authorization": "Bearer ..."}``."""
-    value = resolve_secret(reference)
+    value = resolve_secret(reference, blocks)
     if isinstance(value, str):
         try:
             value = json.loads(value)

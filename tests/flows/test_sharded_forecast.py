@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import flows.forecast_shard
+import tasks.shards
 from flows.batch_forecast import batch_forecast
 from flows.sharded_forecast import sharded_forecast
 from forecast_model import ResolvedCheckpoint
@@ -80,7 +80,8 @@ def test_rejections_are_judged_over_the_whole_job(workspace: Path, tiny_checkpoi
     # failed series, which count against the limit, and a job that forecast nothing never publishes.
     with pytest.raises(DataValidationError, match=r"12 of 12 series cannot be forecast \(2 rejected, 10 failed"):
         sharded_forecast(**{**params, "horizon": 10000}, checks=SeriesChecks(max_rejected_fraction=0.5))
-    with pytest.raises(DataValidationError, match=r"or no forecast at all.*non_finite_forecast"):
+    with pytest.raises(DataValidationError, match=r"No series could be forecast: all 12 were rejected or failed "
+                                                  r"\(2 rejected, 10 failed\).*non_finite_forecast"):
         sharded_forecast(**{**params, "horizon": 10000}, checks=SeriesChecks(max_rejected_fraction=1.0))
     after = sorted(p.read_bytes() for p in (workspace / "data" / "outputs").rglob("*.parquet"))
     assert before == after, "a failed run must leave the earlier outputs as they were"
@@ -89,7 +90,7 @@ def test_rejections_are_judged_over_the_whole_job(workspace: Path, tiny_checkpoi
 def test_a_failing_shard_is_retried_then_fails_the_run_cleanly(workspace: Path, tiny_checkpoint: ResolvedCheckpoint,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     failures = {"left": 1}
-    real = flows.forecast_shard.read_shard
+    real = tasks.shards.read_shard
 
     def flaky(*args: object, **kwargs: object) -> pd.DataFrame:
         if args[3] == 1 and failures["left"]:
@@ -97,7 +98,7 @@ def test_a_failing_shard_is_retried_then_fails_the_run_cleanly(workspace: Path, 
             raise OSError("disk hiccup")
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(flows.forecast_shard, "read_shard", flaky)
+    monkeypatch.setattr(tasks.shards, "read_shard", flaky)
     params = {"source": FileSource(path=str(panel(workspace))), "horizon": 4, "model": model(tiny_checkpoint),
               "as_of": AS_OF}
     summary = sharded_forecast(**params, sharding=Sharding(shards=3, max_attempts=2))

@@ -12,6 +12,7 @@ import pytest
 from forecast_model import EngineConfig, ResolvedCheckpoint, registry
 from pipeline.health import HealthConfig, build_report, run_checks
 from pipeline.sources import DuckDBSource, FileSource, SourcePolicy, UrlSource
+from tasks.health import check_tracking
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +33,8 @@ def config(tmp_path: Path, checkpoint: str, **overrides: object) -> HealthConfig
 def test_healthy(tmp_path: Path, tiny_checkpoint: ResolvedCheckpoint) -> None:
     (tmp_path / "in.csv").write_text("unique_id,ds,y\n")
     report = build_report(run_checks(config(tmp_path, str(tiny_checkpoint.weights.parent),
-                                            sources=(FileSource(path=str(tmp_path / "in.csv")),))))
+                                            sources=(FileSource(path=str(tmp_path / "in.csv")),)),
+                                     check_tracking))
     assert report["status"] == "healthy", report["checks"]
     assert report["models"]["timesfm20"]["status"] == "ready" and report["models"]["timesfm20"]["error"] is None
     assert {"status", "timestamp", "api_version", "models", "checks"} <= set(report)
@@ -40,7 +42,7 @@ def test_healthy(tmp_path: Path, tiny_checkpoint: ResolvedCheckpoint) -> None:
 
 
 def test_wrong_checkpoint_is_unhealthy(tmp_path: Path) -> None:
-    report = build_report(run_checks(config(tmp_path, str(tmp_path / "missing"))))
+    report = build_report(run_checks(config(tmp_path, str(tmp_path / "missing")), check_tracking))
     assert report["status"] == "unhealthy"
     assert not report["checks"]["model"]["ok"] and "missing" in report["checks"]["model"]["detail"]
     assert report["models"]["timesfm20"]["status"] == "error" and report["models"]["timesfm20"]["error"]
@@ -67,7 +69,7 @@ def read_only_dir(tmp_path: Path) -> Iterator[Path]:
 def test_read_only_output_root_is_unhealthy(tmp_path: Path, tiny_checkpoint: ResolvedCheckpoint,
                                             read_only_dir: Path) -> None:
     checks = run_checks(config(tmp_path, str(tiny_checkpoint.weights.parent), output_root=read_only_dir,
-                               check_model=False))
+                               check_model=False), check_tracking)
     assert not checks["output_root"]["ok"] and "not writable" in checks["output_root"]["detail"]
     assert build_report(checks)["status"] == "unhealthy"
 
@@ -77,8 +79,8 @@ def test_unreachable_sources_and_tracking(tmp_path: Path, tiny_checkpoint: Resol
     sources = (FileSource(path=str(tmp_path / "none.csv")), UrlSource(url="http://10.0.0.1/x.csv"),
                FileSource(path="/etc/passwd"), DuckDBSource(database=str(tmp_path / "none.duckdb"), table="t"),
                DuckDBSource(database=str(tmp_path / "dir.duckdb"), table="t"))
-    checks = run_checks(config(tmp_path, "x", sources=sources, check_model=False,
-                               tracking_uri="http://127.0.0.1:9", prefect_api_url="http://127.0.0.1:9/api"))
+    checks = run_checks(config(tmp_path, "x", sources=sources, check_model=False, tracking_uri="http://127.0.0.1:9",
+                               prefect_api_url="http://127.0.0.1:9/api"), check_tracking)
     assert not checks["source_0"]["ok"] and "missing" in checks["source_0"]["detail"]
     assert not checks["source_1"]["ok"] and "internal" in checks["source_1"]["detail"]
     assert not checks["source_2"]["ok"] and "outside the data roots" in checks["source_2"]["detail"]
