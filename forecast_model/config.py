@@ -62,7 +62,7 @@ class ModelHparams:
         """
         try:
             raw = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (OSError, ValueError) as exc:  # ValueError: bad UTF-8 or JSON, or an integer of 4,300+ digits
             raise CheckpointError(f"Cannot read checkpoint config {path}: {shorten(str(exc))}. Fix or remove the "
                                   "file.") from exc
         if not isinstance(raw, dict):

@@ -7,6 +7,8 @@ reason like those of the per-series checks; the run fails only when too many ser
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -46,8 +48,9 @@ def build_suite() -> gx.ExpectationSuite:
     return gx.ExpectationSuite(name="canonical_input", expectations=expectations)
 
 
-def run_suite(frame: pd.DataFrame) -> tuple[Any, Path | None]:
-    """Validates ``frame`` in an ephemeral context; returns the result and the built Data Docs directory."""
+def run_suite(frame: pd.DataFrame, docs_to: Path | None = None) -> tuple[Any, Path | None]:
+    """Validates ``frame`` in an ephemeral context; returns the result and its Data Docs, copied to ``docs_to``
+    (None without it). The temporary directory the ephemeral context builds them in is removed."""
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     batch = context.data_sources.add_pandas("input").add_dataframe_asset("canonical")
@@ -61,7 +64,13 @@ def run_suite(frame: pd.DataFrame) -> tuple[Any, Path | None]:
     (validation_result,) = result.run_results.values()
     sites = context.get_docs_sites_urls()
     docs = Path(url2pathname(str(urlsplit(sites[0]["site_url"]).path))).parent if sites else None
-    return validation_result, docs
+    if docs is None or not docs.is_dir():
+        return validation_result, None
+    try:
+        return validation_result, Path(shutil.copytree(docs, docs_to)) if docs_to is not None else None
+    finally:
+        if docs.parent == Path(tempfile.gettempdir()):  # the ephemeral context's own directory, never a user's
+            shutil.rmtree(docs, ignore_errors=True)
 
 
 def schema_failures(result: Any) -> list[str]:

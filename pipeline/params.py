@@ -36,7 +36,7 @@ _JOB_NAME = re.compile(_JOB_PATTERN)
 
 def validate_job_name(job: str) -> str:
     """Job names become directory names: letters, digits, '_', '.', '-', starting with a letter or digit."""
-    if not _JOB_NAME.match(job):
+    if not _JOB_NAME.fullmatch(job):  # match() would let a trailing newline through ($)
         raise ValueError(f"Invalid job name {shorten(job, 80)}: use 1-64 letters, digits, '_', '.', '-', "
                          "starting with a letter or digit.")
     return job
@@ -112,7 +112,8 @@ def default_job_name(source: FileSource | UrlSource | DuckDBSource) -> str:
         name = source.name_hint()
     else:
         name = source.table or Path(source.database).stem
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")[:64] or "job"
+    name = re.sub(r"^[^A-Za-z0-9]+", "", re.sub(r"[^A-Za-z0-9_.-]+", "-", name))  # a name starts alphanumeric
+    return name[:64].rstrip("-.") or "job"
 
 
 class _RunOutcome(BaseModel):

@@ -48,7 +48,8 @@ def resolve_run(settings: Settings, source: FileSource | UrlSource | DuckDBSourc
     root = check_output_root(Path(output_root).resolve() if output_root is not None else
                              settings.resolved_output_root())
     return ResolvedRun(run_id=run_id, job=validate_job_name(default_job_name(source) if job is None else job),
-                       as_of=as_of, output_root=root, horizon=horizon or settings.horizon_len,
+                       as_of=as_of, output_root=root,
+                       horizon=settings.horizon_len if horizon is None else horizon,
                        context_len=model.context_len or settings.context_len, engine=engine_config(model, settings),
                        checks=checks, freq=freq)
 

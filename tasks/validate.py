@@ -7,7 +7,6 @@ and the run fails only when too many are (see ``pipeline.accounting``).
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -48,10 +47,9 @@ def validate_series(input_path: Path, staging: Path, run: ResolvedRun, *, whole_
             ``max_rejected_fraction`` of series rejected.
     """
     frame = pd.read_parquet(input_path)
-    result, docs = run_suite(frame)
+    result, docs = run_suite(frame, docs_to=staging / "data_docs")
     report = staging / "validation.json"
     report.write_text(json.dumps(result.to_json_dict(), indent=2, default=str))
-    staged_docs = shutil.copytree(docs, staging / "data_docs") if docs and docs.is_dir() else None
     if problems := schema_failures(result):
         raise DataValidationError("Input breaks the data contract: " + "; ".join(problems) + ".")
     status = check_series(frame, row_rejections(result), run.checks, run.freq, run.as_of)
@@ -64,4 +62,4 @@ def validate_series(input_path: Path, staging: Path, run: ResolvedRun, *, whole_
     get_run_logger().info("Validated %d series: %d rejected %s", counts.total(), counts.rejected, counts.by_reason)
     return ValidationOutcome(counts=counts, regular_path=staging / "regular.parquet",
                              status_path=write_table(status, STATUS_SCHEMA, staging / "series_status.parquet"),
-                             report_path=report, docs_path=Path(staged_docs) if staged_docs else None)
+                             report_path=report, docs_path=docs)

@@ -25,8 +25,9 @@ from pipeline.errors import OutputSpaceError
 from pipeline.health import HealthConfig, build_report, run_checks
 from pipeline.params import ModelParams, RunSummary
 from pipeline.sources import FileSource, SourcePolicy
+from tasks.health import check_tracking
 from tasks.tracking import TrackingError
-from tests.conftest import SAMPLE
+from tests.conftest import SAMPLE, require
 from tests.mlflow_server import MlflowServer
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -79,8 +80,7 @@ def test_tracking_server_dies_in_the_middle_of_tracking(workspace: Path, tiny_ch
 @pytest.fixture
 def small_filesystem(tmp_path: Path) -> Iterator[Path]:
     """A 16 MiB tmpfs, so that it can really fill up; needs root (CI runs as root) to mount."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root; CI runs this drill as root")
+    require(os.geteuid() == 0, "mounting a tmpfs needs root (CI runs this drill as root)")
     mount = tmp_path / "small"
     mount.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], check=True)
@@ -155,7 +155,7 @@ def health(tmp_path: Path, checkpoint: str) -> dict:
     return build_report(run_checks(HealthConfig(
         engine=EngineConfig(checkpoint=checkpoint, device="cpu"), output_root=tmp_path / "out",
         tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", prefect_api_url=None,
-        policy=SourcePolicy(data_roots=(tmp_path,)), min_free_bytes=1)))
+        policy=SourcePolicy(data_roots=(tmp_path,)), min_free_bytes=1), check_tracking))
 
 
 class Payload:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,10 +18,14 @@ def canonical(sample_frame: pd.DataFrame) -> pd.DataFrame:
     return to_canonical(sample_frame)
 
 
-def test_sample_passes_and_builds_data_docs(canonical: pd.DataFrame) -> None:
-    result, docs = run_suite(canonical)
+def test_sample_passes_and_builds_data_docs_leaving_no_temporary_directory(canonical: pd.DataFrame,
+                                                                            tmp_path: Path) -> None:
+    before = set(Path(tempfile.gettempdir()).iterdir())
+    result, docs = run_suite(canonical, docs_to=tmp_path / "docs")
     assert result.success and schema_failures(result) == [] and row_rejections(result) == {}
-    assert docs is not None and (docs / "index.html").is_file(), "Data Docs were not built"
+    assert docs == tmp_path / "docs" and (docs / "index.html").is_file(), "Data Docs were not built"
+    leaked = [p for p in set(Path(tempfile.gettempdir()).iterdir()) - before if (p / "index.html").exists()]
+    assert leaked == [], f"the ephemeral context's Data Docs were left behind: {leaked}"
 
 
 def test_row_failures_map_to_series(canonical: pd.DataFrame) -> None:

@@ -13,20 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.accounting import SeriesCounts
 from pipeline.canonical import to_canonical
 from pipeline.errors import InputDataError
-from pipeline.sharding import (
-    ShardRecord,
-    attempt_dir,
-    combine_tables,
-    commit_attempt,
-    plan_shards,
-    read_attempt,
-    read_shard,
-    shard_of,
-    shard_sql,
-)
+from pipeline.sharding import plan_shards, read_shard, shard_of, shard_sql
 from pipeline.sources import DuckDBSource, FileSource, SourcePolicy, UrlSource
 from tests.conftest import SAMPLE
 
@@ -84,26 +73,6 @@ def test_unshardable_sources_name_the_fix(tmp_path: Path, policy: SourcePolicy, 
                                           problem: str) -> None:
     with pytest.raises(InputDataError, match=problem):
         plan_shards(source, policy, tmp_path, series_per_shard=10)  # type: ignore[arg-type]
-
-
-def _record(shard: int, attempt: str) -> ShardRecord:
-    return ShardRecord(shard=shard, attempt=attempt, worker="w", host="h", pid=1, counts=SeriesCounts(ok=1),
-                       output_rows=1, input_fingerprint="f", checkpoint_sha256="s", device="cpu", precision="fp32",
-                       batch_size=1, inference_seconds=0.1, timings={})
-
-
-def test_only_the_committed_attempt_is_combined(tmp_path: Path) -> None:
-    schema = pa.schema([("unique_id", pa.string())])
-    for shard, attempt, ids, commit in [(1, "b", ["b1"], True), (0, "zombie", ["a-late"], False),
-                                        (0, "a", ["a1", "a2"], True)]:
-        directory = attempt_dir(tmp_path, shard, attempt)
-        pq.write_table(pa.table({"unique_id": ids}, schema=schema), directory / "forecasts.parquet")
-        if commit:
-            commit_attempt(directory, _record(shard, attempt))
-    assert read_attempt(tmp_path, 0, "zombie") is None, "an attempt without _SUCCESS.json is not done"
-    records = [r for r in (read_attempt(tmp_path, s, a) for s, a in [(1, "b"), (0, "a")]) if r]
-    combined = combine_tables(tmp_path, records, "forecasts", schema)
-    assert pq.read_table(combined).column("unique_id").to_pylist() == ["a1", "a2", "b1"]
 
 
 # CSV read as text under the header's names, strictly; a time limit on every query; special paths.
