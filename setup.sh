@@ -2,7 +2,8 @@
 # Set up and run the batch forecaster.  Verbs:
 #   ./setup.sh init   create .venv and install the package with its dev tools
 #   ./setup.sh run    init if needed, then forecast the sample data once (embedded defaults)
-#   ./setup.sh test   init if needed, then lint, type-check and run the whole test suite
+#   ./setup.sh test   init if needed, then lint, type-check, check the layers and run the whole test suite
+#   ./setup.sh test-fast  the same checks, and every test that is neither e2e nor slow (a few minutes)
 #   ./setup.sh serve  init if needed, then start the local stack: Prefect server, MLflow server, work pools,
 #                     deployments from prefect.yaml and a CPU worker (docs/DEPLOYMENT.md)
 #   ./setup.sh stop   stop everything `serve` started
@@ -39,13 +40,27 @@ run() {
   "$VENV/bin/forecast" run --source "$sample" --horizon "${TIMESFM20_DEFAULT_HORIZON_LEN:-8}" "$@"
 }
 
-test() {
+checks() {  # what every test run starts with: lint, types, the Dockerfile, the layers
   init
   export HF_HUB_OFFLINE=1
   "$VENV/bin/ruff" check .
   "$VENV/bin/mypy"
   "$VENV/bin/hadolint" Dockerfile
+  "$VENV/bin/python" -m scripts.layering
+}
+
+test() {
+  checks
   "$VENV/bin/python" -m pytest "$@"
+}
+
+test_fast() {
+  local started=$SECONDS
+  checks
+  local status=0
+  "$VENV/bin/python" -m pytest -m "not e2e and not slow" "$@" || status=$?
+  echo "test-fast: $((SECONDS - started)) s (lint, types, layers and the tests marked neither e2e nor slow)" >&2
+  return "$status"
 }
 
 STACK=$(realpath -m "${FORECAST_DATA_DIR:-data}/stack")
@@ -135,7 +150,8 @@ case "${1:-}" in
   init) init ;;
   run) shift; run "$@" ;;
   test) shift; test "$@" ;;
+  test-fast) shift; test_fast "$@" ;;
   serve) serve ;;
   stop) stop ;;
-  *) echo "usage: $0 {init|run|test|serve|stop} [args...]" >&2; exit 2 ;;
+  *) echo "usage: $0 {init|run|test|test-fast|serve|stop} [args...]" >&2; exit 2 ;;
 esac

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import REPO
+from tests.conftest import REPO, postgres_reachable, require
 from tests.processes import Process, free_port
 
 PREFECT = str(REPO / ".venv" / "bin" / "prefect")
@@ -48,6 +48,8 @@ class PrefectStack:
         self.processes: list[Process] = []
 
     def start_server(self, timeout: float = 180) -> None:
+        require(postgres_reachable(), "PostgreSQL is not reachable at 127.0.0.1:5432 (the Prefect server of the "
+                                      "end-to-end tests runs on it)")
         psql(f"CREATE ROLE {self.database} LOGIN PASSWORD '{self.database_password}'")
         psql(f"CREATE DATABASE {self.database} OWNER {self.database}")
         self.server = self._server()

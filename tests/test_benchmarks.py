@@ -7,7 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
+
+# Whole flow runs (or processes) per test: the full suite runs them, ./setup.sh test-fast does not.
+pytestmark = pytest.mark.slow
 
 
 def test_quick_benchmark_checks_correctness(tmp_path: Path) -> None:

@@ -30,6 +30,8 @@ from tests.mlflow_server import MlflowServer
 from tests.prefect_stack import PrefectStack, http_error
 from tests.processes import Process, children
 
+pytestmark = pytest.mark.e2e
+
 SERIES, HORIZON, AS_OF = 10_000, 6, "2026-11-20"
 SECRETS = {"database": "pg-s3cr3t-9f1", "mlflow": "ml-s3cr3t-4c2", "hf": "hf_s3cr3tT0k3n7a", "url": "url-s3cr3t-5d8",
            "header": "hdr-s3cr3t-2b6"}

@@ -16,6 +16,8 @@ from forecast_model import ResolvedCheckpoint
 from tests.conftest import REPO, SAMPLE
 from tests.prefect_stack import PrefectStack, http_error
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: ResolvedCheckpoint) -> Iterator[PrefectStack]:

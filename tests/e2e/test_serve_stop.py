@@ -9,9 +9,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
 from tests.prefect_stack import basic_auth, http_error
 from tests.processes import free_port
+
+pytestmark = pytest.mark.e2e
 
 
 def group_alive(pgid: int) -> bool:

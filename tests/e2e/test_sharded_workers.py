@@ -20,6 +20,8 @@ from tests.conftest import REPO
 from tests.prefect_stack import PrefectStack
 from tests.processes import Process, children
 
+pytestmark = pytest.mark.e2e
+
 SERIES, SHARDS, HORIZON = 48, 8, 6
 
 

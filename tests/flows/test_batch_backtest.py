@@ -36,6 +36,7 @@ def test_backtest_writes_evaluations(workspace: Path, tiny_checkpoint: ResolvedC
     assert 0 <= metrics["share_beating_seasonal_naive"] <= 1
 
 
+@pytest.mark.slow
 def test_backtest_and_forecast_share_a_job_without_clobbering(workspace: Path,
                                                               tiny_checkpoint: ResolvedCheckpoint) -> None:
     from flows.batch_forecast import batch_forecast

@@ -91,6 +91,7 @@ def test_rerun_with_same_as_of_replaces(workspace: Path, tiny_checkpoint: Resolv
     assert rows == [(second.run_id, 96)], f"expected only the second run's 96 rows, got {rows} (first {first.run_id})"
 
 
+@pytest.mark.slow
 def test_two_jobs_share_an_output_root(workspace: Path, tiny_checkpoint: ResolvedCheckpoint) -> None:
     run(tiny_checkpoint, job="macro-a")
     run(tiny_checkpoint, job="macro-b", horizon=2)
@@ -99,6 +100,7 @@ def test_two_jobs_share_an_output_root(workspace: Path, tiny_checkpoint: Resolve
     assert counts == [("macro-a", 96), ("macro-b", 24)]
 
 
+@pytest.mark.slow
 def test_wide_file_with_custom_time_column(workspace: Path, tiny_checkpoint: ResolvedCheckpoint) -> None:
     wide = pd.read_csv(SAMPLE).pivot(index="ds", columns="unique_id", values="y").reset_index()
     path = workspace / "macro_wide.parquet"
@@ -125,6 +127,7 @@ def bad_inputs(tmp: Path) -> dict[str, tuple[Path, type[Exception], str]]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["missing column", "unparseable timestamp", "duplicate key"])
 def test_bad_input_fails_and_publishes_nothing(workspace: Path, tiny_checkpoint: ResolvedCheckpoint,
                                                case: str) -> None:

@@ -24,7 +24,8 @@ from pipeline.sources import DuckDBSource, FileSource, TransientSourceError, Url
 from tests.conftest import SAMPLE
 from tests.http_server import LocalServer, Route, http_server
 
-pytestmark = pytest.mark.usefixtures("prefect_api")
+# Whole flow runs per test: the full suite runs them, ./setup.sh test-fast does not.
+pytestmark = [pytest.mark.usefixtures("prefect_api"), pytest.mark.slow]
 AS_OF = date(2026, 11, 26)
 
 

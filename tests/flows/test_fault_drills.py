@@ -30,7 +30,8 @@ from tasks.tracking import TrackingError
 from tests.conftest import SAMPLE, require
 from tests.mlflow_server import MlflowServer
 
-pytestmark = pytest.mark.usefixtures("prefect_api")
+# Whole flow runs per test: the full suite runs them, ./setup.sh test-fast does not.
+pytestmark = [pytest.mark.usefixtures("prefect_api"), pytest.mark.slow]
 AS_OF = date(2026, 11, 20)
 
 

@@ -32,6 +32,7 @@ def test_unhealthy_flow_fails_naming_the_check(workspace: Path) -> None:
     assert saved["status"] == "unhealthy" and saved["models"]["timesfm20"]["status"] == "error"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("checkpoint_ok", "code"), [(True, 0), (False, 1)])
 def test_forecast_health_exit_code(tmp_path: Path, tiny_checkpoint: ResolvedCheckpoint, checkpoint_ok: bool,
                                    code: int) -> None:

@@ -19,7 +19,8 @@ from pipeline.sources import FileSource
 from tasks.catalog import CATALOG_FILE
 from tests.conftest import SAMPLE
 
-pytestmark = pytest.mark.usefixtures("prefect_api")
+# Whole flow runs per test: the full suite runs them, ./setup.sh test-fast does not.
+pytestmark = [pytest.mark.usefixtures("prefect_api"), pytest.mark.slow]
 AS_OF = date(2026, 1, 15)
 
 

@@ -23,7 +23,8 @@ from tasks.tracking import TrackingError
 from tests.conftest import SAMPLE
 from tests.mlflow_server import MlflowServer, mlflow_server
 
-pytestmark = pytest.mark.usefixtures("prefect_api")
+# Whole flow runs per test: the full suite runs them, ./setup.sh test-fast does not.
+pytestmark = [pytest.mark.usefixtures("prefect_api"), pytest.mark.slow]
 
 
 def run(checkpoint: ResolvedCheckpoint, source: FileSource | None = None, **kwargs: object) -> RunSummary:

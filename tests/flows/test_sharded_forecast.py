@@ -63,6 +63,7 @@ def test_sharded_run_publishes_what_one_batch_run_does(workspace: Path, tiny_che
     assert not any((workspace / "sharded" / "_staging").iterdir()), "staging must be cleaned up"
 
 
+@pytest.mark.slow
 def test_rejections_are_judged_over_the_whole_job(workspace: Path, tiny_checkpoint: ResolvedCheckpoint) -> None:
     frame = to_canonical(pd.read_csv(SAMPLE))
     frame.loc[frame["unique_id"].isin(["cpi", "m1"]), "y"] = 1.0  # two constant series: rejected
@@ -87,6 +88,7 @@ def test_rejections_are_judged_over_the_whole_job(workspace: Path, tiny_checkpoi
     assert before == after, "a failed run must leave the earlier outputs as they were"
 
 
+@pytest.mark.slow
 def test_a_failing_shard_is_retried_then_fails_the_run_cleanly(workspace: Path, tiny_checkpoint: ResolvedCheckpoint,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     failures = {"left": 1}

@@ -367,11 +367,3 @@ def test_credentials_stay_with_their_origin() -> None:
     assert not _same_origin("https://example.com/a", "http://example.com/b"), "never sent in clear text"
     assert not _same_origin("https://example.com/a", "https://example.com:8443/b")
     assert not _same_origin("https://example.com/a", "https://example.org/a")
-
-
-def test_an_unreachable_prefect_api_is_a_transient_failure() -> None:
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}), \
-            pytest.raises(TransientSourceError, match="Cannot read secret 'sales-url' from the Prefect API"):
-        read_source(UrlSource(url_secret="sales-url"), policy())

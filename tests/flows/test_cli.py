@@ -21,6 +21,9 @@ from tests.conftest import REPO, SAMPLE
 
 FORECAST = REPO / ".venv" / "bin" / "forecast"
 
+# Processes and flow runs per test: the full suite runs them, ./setup.sh test-fast does not.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def api(prefect_api: None) -> str:
@@ -97,6 +100,7 @@ BAD_ARGUMENTS = {
 _IN_ONE_PROCESS = """
 import contextlib, io, json, sys
 from flows.cli import main
+
 results = []
 for argv in json.loads(sys.argv[1]):
     stderr = io.StringIO()
