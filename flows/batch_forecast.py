@@ -66,8 +66,8 @@ def batch_forecast(
                                 artifacts=[stats.status_path, validation.report_path, plot,
                                            *([validation.docs_path] if validation.docs_path else [])],
                                 tracking_required=tracking_required)
-    return RunSummary(**outcome(manifest, published), series_failed=stats.counts.failed,
-                      forecast_rows=stats.output_rows, checkpoint=ctx.run.engine.checkpoint,
+    return RunSummary(**outcome(manifest, published), forecast_rows=stats.output_rows,
+                      checkpoint=ctx.run.engine.checkpoint,
                       **stats.model_dump(include={"inference_seconds", "series_per_second", "device", "precision",
                                                   "batch_size"}))
 

@@ -135,7 +135,8 @@ def outcome(manifest: RunManifest, published: Published) -> dict[str, Any]:
     return {"run_id": manifest.run_id, "job": manifest.job, "as_of": manifest.as_of,
             "checkpoint_sha256": manifest.checkpoint_sha256, "input_fingerprint": manifest.input_fingerprint,
             "series_in": manifest.series_in, "series_ok": manifest.series_ok,
-            "series_rejected": manifest.series_rejected, "outputs": published.outputs,
+            "series_rejected": manifest.series_rejected, "series_failed": manifest.series_failed,
+            "outputs": published.outputs,
             "mlflow_run_id": published.mlflow_run_id, "tracking_status": published.tracking_status,
             "warnings": published.warnings}
 

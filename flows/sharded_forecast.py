@@ -85,7 +85,7 @@ def sharded_forecast(
                                 artifacts=[status_path, *([sample] if sample.is_file() else [])],
                                 tracking_required=tracking_required)
     return ShardedRunSummary(
-        **outcome(manifest, published), series_failed=counts.failed, forecast_rows=manifest.output_rows,
+        **outcome(manifest, published), forecast_rows=manifest.output_rows,
         checkpoint=ctx.run.engine.checkpoint, inference_seconds=round(sum(r.inference_seconds for r in records), 4),
         series_per_second=_throughput(records, timer), device=info.device, precision=info.precision,
         batch_size=records[0].batch_size, shards=len(records),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 from forecast_model.errors import ConfigurationError
 
 __all__ = ["DataValidationError", "InputDataError", "OutputRootError", "OutputSpaceError", "is_permanent"]
@@ -28,4 +30,4 @@ def is_permanent(error: BaseException) -> bool:
     match its pin, a device that is absent, an output root that cannot be written) fails the same way every
     time, so it is permanent; anything else (a crash, a timeout, a lost worker, a full disk) may not be.
     """
-    return isinstance(error, ConfigurationError)
+    return isinstance(error, (ConfigurationError, ValidationError))  # invalid parameters are invalid every time

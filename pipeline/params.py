@@ -127,6 +127,7 @@ class _RunOutcome(BaseModel):
     series_in: int
     series_ok: int
     series_rejected: int
+    series_failed: int
     checkpoint_sha256: str
     input_fingerprint: str
     outputs: dict[str, str]
@@ -144,8 +145,7 @@ class _RunOutcome(BaseModel):
 class RunSummary(_RunOutcome):
     """What a batch forecast run produced."""
 
-    series_failed: int
-    forecast_rows: int
+    forecast_rows: int  # the runs table's output_rows, named for the table it counts (a stable result field)
     inference_seconds: float
     series_per_second: float
     device: str
