@@ -24,6 +24,7 @@ USER 10001
 COPY --chown=forecast:forecast pyproject.toml README.md prefect.yaml setup.sh ./
 COPY --chown=forecast:forecast scripts ./scripts
 COPY --chown=forecast:forecast forecast_model ./forecast_model
+COPY --chown=forecast:forecast pipeline ./pipeline
 COPY --chown=forecast:forecast tasks ./tasks
 COPY --chown=forecast:forecast flows ./flows
 COPY --chown=forecast:forecast deployments ./deployments

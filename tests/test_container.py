@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import yaml
@@ -32,3 +33,11 @@ def test_compose_file_wires_the_stack() -> None:
     assert server_auth.startswith("${PREFECT_AUTH_STRING:?"), "the server must refuse to start without a password"
     for worker in ("worker-cpu", "worker-gpu"):
         assert services[worker]["environment"]["PREFECT_API_AUTH_STRING"] == "${PREFECT_AUTH_STRING}"
+
+
+def test_the_image_copies_every_package_the_project_installs() -> None:
+    include = re.search(r"^include = \[(.*)\]$", (REPO / "pyproject.toml").read_text(), re.M)  # no tomllib on 3.10
+    assert include, "pyproject.toml lists its packages in [tool.setuptools.packages.find] include"
+    packages = set(re.findall(r'"(\w+)\*"', include.group(1)))
+    copied = set(re.findall(r"^COPY\b.*\s(\w+) \./\1$", (REPO / "Dockerfile").read_text(), re.M))
+    assert packages and packages <= copied, f"the Dockerfile does not copy {sorted(packages - copied)}"
