@@ -18,10 +18,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+# None of these import Prefect, which must see the environment defaults below before it loads.
 from forecast_model.errors import MAX_MESSAGE_CHARS, ConfigurationError, shorten
 from pipeline.canonical import ColumnMapping
-
-# None of these import Prefect, which must see the environment defaults below before it loads.
 from pipeline.params import BacktestSummary, ModelParams, RunSummary
 from pipeline.series_checks import SeriesChecks
 from pipeline.sources import DuckDBSource, FileSource, UrlSource
