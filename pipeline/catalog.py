@@ -15,9 +15,12 @@ import pyarrow as pa
 
 from pipeline.contracts import EVALUATION_SCHEMA, FORECAST_SCHEMA, QUANTILE_COLUMNS, RUNS_SCHEMA, STATUS_SCHEMA
 
-__all__ = ["CATALOG_FILE", "TABLES", "build_catalog"]
+__all__ = ["CATALOG_FILE", "STORAGE_VERSION", "TABLES", "build_catalog"]
 
 CATALOG_FILE = "catalog.duckdb"
+# The oldest storage format DuckDB still writes: the catalog holds only views, and BI tools bundle DuckDB 1.x,
+# which cannot open files in 2.x's default format ("can only read versions between 64 and 68").
+STORAGE_VERSION = "v1.0.0"
 TABLES = {"forecasts": FORECAST_SCHEMA, "series_status": STATUS_SCHEMA, "runs": RUNS_SCHEMA,
           "evaluations": EVALUATION_SCHEMA}
 _DUCK_TYPES = {pa.string(): "VARCHAR", pa.float64(): "DOUBLE", pa.int64(): "BIGINT", pa.int32(): "INTEGER",
@@ -79,8 +82,14 @@ def _readable(con: duckdb.DuckDBPyConnection, path: Path) -> bool:
 def _style_views() -> dict[str, str]:
     quantiles = ", ".join(f'f.{q} AS "TimesFM-q-{q[1:]}"' for q in QUANTILE_COLUMNS)
     return {
-        # Forecasts for the latest as_of of each job and series.
-        "forecasts_latest": "SELECT * FROM forecasts QUALIFY as_of = max(as_of) OVER (PARTITION BY job, unique_id)",
+        # The latest run of each job, its series only: a series that run left out is absent, not yesterday's.
+        "forecasts_latest": "SELECT * FROM forecasts QUALIFY as_of = max(as_of) OVER (PARTITION BY job)",
+        # Each series' latest forecast, falling back to an earlier run; is_stale marks those fallbacks.
+        "forecasts_latest_by_series": (
+            "SELECT * EXCLUDE (job_as_of), as_of < job_as_of AS is_stale FROM (SELECT *, max(as_of) OVER "
+            "(PARTITION BY job) AS job_as_of FROM forecasts QUALIFY as_of = max(as_of) OVER (PARTITION BY job, "
+            "unique_id))"
+        ),
         # Shaped like BigQuery AI.FORECAST: every input series, with an empty status when forecast.
         "forecasts_bigquery": (
             "SELECT s.job, s.as_of, s.unique_id, f.ds AS forecast_timestamp, f.forecast AS forecast_value, "
@@ -102,7 +111,7 @@ def build_catalog(root: Path) -> tuple[Path, list[Path]]:
     skipped: list[Path] = []
     try:
         temporary.unlink(missing_ok=True)
-        with duckdb.connect(str(temporary)) as con:
+        with duckdb.connect(str(temporary), config={"storage_compatibility_version": STORAGE_VERSION}) as con:
             for table, schema in TABLES.items():
                 skipped += _create_table_view(con, root, table, schema)
             for name, sql in _style_views().items():

@@ -49,3 +49,25 @@ def test_an_unreadable_file_of_another_job_is_left_out_and_named(tmp_path: Path,
     _, skipped = build_catalog(tmp_path)
     assert skipped == [broken / "data.parquet"]
     assert jobs(tmp_path) == {"a": 2} and leftovers(tmp_path) == []
+
+
+def test_latest_is_the_jobs_latest_run_and_by_series_marks_its_fallbacks(tmp_path: Path) -> None:
+    publish(tmp_path, "a", "2026-01-01", rows=3)
+    publish(tmp_path, "a", "2026-01-02", rows=2)  # a-2 left out of the latest run
+    publish(tmp_path, "b", "2025-12-01", rows=1)  # another job, run less recently
+    build_catalog(tmp_path)
+    with duckdb.connect(str(tmp_path / CATALOG_FILE), read_only=True) as con:
+        latest = con.execute("SELECT job, unique_id, as_of::VARCHAR FROM forecasts_latest ORDER BY ALL").fetchall()
+        by_series = con.execute("SELECT unique_id, as_of::VARCHAR, is_stale FROM forecasts_latest_by_series "
+                                "ORDER BY ALL").fetchall()
+    assert latest == [("a", "a-0", "2026-01-02"), ("a", "a-1", "2026-01-02"), ("b", "b-0", "2025-12-01")], \
+        "a series the latest run left out must not show an older forecast as latest"
+    assert by_series == [("a-0", "2026-01-02", False), ("a-1", "2026-01-02", False), ("a-2", "2026-01-01", True),
+                         ("b-0", "2025-12-01", False)]
+
+
+def test_the_catalog_is_written_in_the_storage_format_duckdb_1_reads(tmp_path: Path) -> None:
+    path, _ = build_catalog(tmp_path)
+    header = path.read_bytes()[:20]
+    assert header[8:12] == b"DUCK" and int.from_bytes(header[12:20], "little") == 64, \
+        "storage version 64 (v1.0.0) is what every DuckDB from 1.0 on opens"
