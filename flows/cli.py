@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -128,9 +129,26 @@ def _run_options(args: argparse.Namespace) -> dict[str, Any]:
                                 ("max_staleness", args.max_staleness)) if v is not None}
     model = ModelParams(checkpoint=args.checkpoint, device=args.device, context_len=args.context_len,
                         expected_sha256=args.expected_sha256)
-    return {"source": _source(args), "model": model, "checks": SeriesChecks(**checks), "freq": args.freq,
+    source = _source(args)
+    _allow_source_directory(source)
+    return {"source": source, "model": model, "checks": SeriesChecks(**checks), "freq": args.freq,
             "job": args.job, "as_of": args.as_of, "output_root": args.output_root,
             "tracking_required": args.tracking_required}
+
+
+def _allow_source_directory(source: FileSource | UrlSource | DuckDBSource) -> None:
+    """Adds the directory of the file or database the user typed to FORECAST_DATA_ROOTS for this process.
+
+    The data roots keep deployment runs, whose parameters come from the UI or the API, away from the
+    worker's other files; a user at a shell already has the file, so refusing it would only be in the way.
+    """
+    if isinstance(source, UrlSource):
+        return
+    path = Path(source.path if isinstance(source, FileSource) else source.database).expanduser()
+    fixed = Path(*[part for part in itertools.takewhile(lambda p: not set("*?[") & set(p), path.parts)])
+    directory = (fixed if fixed != path else path.parent).resolve()
+    roots = os.environ.get("FORECAST_DATA_ROOTS") or os.getcwd()  # unset means the working directory
+    os.environ["FORECAST_DATA_ROOTS"] = os.pathsep.join([roots, str(directory)])
 
 
 def _report(summary: RunSummary | BacktestSummary, headline: str) -> int:

@@ -14,7 +14,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from flows.cli import _parser, _source
+from flows.cli import _allow_source_directory, _parser, _source
 from forecast_model import ResolvedCheckpoint
 from pipeline.sources import DuckDBSource, FileSource, UrlSource
 from tests.conftest import REPO, SAMPLE
@@ -188,6 +188,32 @@ def test_duckdb_source_from_the_command_line(tmp_path: Path, tiny_checkpoint: Re
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["series_in"] == 1 and summary["job"] == "w" and summary["forecast_rows"] == 3
+
+
+def test_a_file_the_user_types_may_lie_outside_the_data_roots(tmp_path: Path, tiny_checkpoint: ResolvedCheckpoint,
+                                                             api: str) -> None:
+    (tmp_path / "work").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    source = tmp_path / "elsewhere" / "macro.csv"
+    source.write_bytes(SAMPLE.read_bytes())
+    done = forecast("run", "--source", str(source), "--horizon", "2", "--checkpoint",
+                    str(tiny_checkpoint.weights.parent), cwd=tmp_path / "work", api=api)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1])["series_ok"] == 12
+
+
+@pytest.mark.parametrize(("given", "allowed"), [
+    ("elsewhere/macro.csv", "elsewhere"), ("elsewhere/*/day=*.parquet", "elsewhere"), ("*.csv", "."),
+    ("duckdb://elsewhere/w.duckdb --table t", "elsewhere"), ("https://example.com/x.csv", None),
+])
+def test_cli_runs_may_read_the_directory_of_the_source_given(given: str, allowed: str | None, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FORECAST_DATA_ROOTS", "/srv/data")
+    source, *rest = given.split()
+    _allow_source_directory(_source(_parser().parse_args(["run", "--source", source, *rest, "--horizon", "1"])))
+    roots = os.environ["FORECAST_DATA_ROOTS"].split(os.pathsep)
+    assert roots == ["/srv/data"] + ([str((tmp_path / allowed).resolve())] if allowed else []), roots
 
 
 def test_backtest_command(tmp_path: Path, tiny_checkpoint: ResolvedCheckpoint, api: str) -> None:
