@@ -127,21 +127,34 @@ serve() {
   MLFLOW_TRACKING_URI=http://127.0.0.1:$MLFLOW_PORT start_bg worker-cpu "$VENV/bin/prefect" worker start \
     --pool cpu --type process
   echo "Prefect UI:  http://127.0.0.1:$PREFECT_PORT   (API $PREFECT_API_URL; user:password in $STACK/api-auth)"
-  echo "CLI/clients: export PREFECT_API_URL=$PREFECT_API_URL PREFECT_API_AUTH_STRING=\$(cat $STACK/api-auth)"
+  echo "CLI/clients: export PREFECT_API_URL=$PREFECT_API_URL PREFECT_API_AUTH_STRING=\$(cat $STACK/api-auth)" \
+       "MLFLOW_TRACKING_URI=http://127.0.0.1:$MLFLOW_PORT"
   echo "MLflow UI:   http://127.0.0.1:$MLFLOW_PORT"
+  echo "Work pools:  cpu (a worker runs); gpu has none until you start one on a GPU host (docs/DEPLOYMENT.md)"
   echo "Logs and PIDs in $STACK; stop everything with ./setup.sh stop"
+}
+
+stop_group() {  # pidfile: SIGTERM to the process group, up to 30 s to exit, then SIGKILL (said on stderr)
+  local pid name
+  pid=$(cat "$1")
+  name=$(basename "$1" .pid)
+  kill -TERM -- "-$pid" 2>/dev/null || true
+  for _ in $(seq 150); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.2; done
+  if kill -0 -- "-$pid" 2>/dev/null; then
+    echo "warning: $name did not stop within 30 s of SIGTERM; killed" >&2
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  fi
+  rm -f "$1"
 }
 
 stop() {
   [ -d "$STACK" ] || return 0
-  local pidfile pid
-  for pidfile in "$STACK"/*.pid; do
+  local pidfile
+  # Workers first, while the API they report to is up: they stop in a second. A worker whose server went
+  # first waits for it until killed.
+  for pidfile in "$STACK"/worker-*.pid "$STACK"/*.pid; do
     [ -e "$pidfile" ] || continue
-    pid=$(cat "$pidfile")
-    kill -TERM -- "-$pid" 2>/dev/null || true
-    for _ in $(seq 30); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 1; done
-    kill -KILL -- "-$pid" 2>/dev/null || true
-    rm -f "$pidfile"
+    stop_group "$pidfile"
   done
   echo "Stopped the local stack."
 }

@@ -45,6 +45,9 @@ def test_serve_then_stop(tmp_path: Path) -> None:
         assert served.returncode == 0, served.stdout + served.stderr[-3000:]
         assert f"http://127.0.0.1:{env['PREFECT_PORT']}" in served.stdout
         assert f"http://127.0.0.1:{env['MLFLOW_PORT']}" in served.stdout
+        exports = next(line for line in served.stdout.splitlines() if line.startswith("CLI/clients: export"))
+        assert f"MLFLOW_TRACKING_URI=http://127.0.0.1:{env['MLFLOW_PORT']}" in exports, \
+            "CLI runs after serve must track to the served MLflow, not data/mlflow.db"
         groups = {p.stem: int(p.read_text()) for p in stack.glob("*.pid")}
         assert set(groups) == {"prefect-server", "mlflow-server", "worker-cpu"}
         auth = (stack / "api-auth").read_text()
@@ -58,6 +61,7 @@ def test_serve_then_stop(tmp_path: Path) -> None:
         stopped = subprocess.run([str(REPO / "setup.sh"), "stop"], env=env, capture_output=True, text=True,
                                  timeout=300)
     assert stopped.returncode == 0, stopped.stderr
+    assert "killed" not in stopped.stderr, f"every process should stop on SIGTERM: {stopped.stderr}"
     deadline = time.monotonic() + 30
     while any(group_alive(g) for g in groups.values()) and time.monotonic() < deadline:
         time.sleep(0.5)
