@@ -38,7 +38,7 @@ class EngineConfig:
 
     checkpoint: str = DEFAULT_CHECKPOINT
     device: str = "auto"
-    batch_size: int | None = None  # None: chosen from the device (32 on CPU, free memory on CUDA)
+    batch_size: int | None = None  # None: chosen from the device (256 on CPU, free memory on CUDA)
     expected_sha256: str | None = None
     precision: Precision | Literal["auto"] = "auto"  # auto: fp32 on CPU, tf32 on CUDA
 

@@ -49,3 +49,29 @@ def test_citations_are_read_as_the_docs_write_them() -> None:
     text = "| row | `tests/a.py::test_x`, `::test_y[case]`, `tests/b.py` | `flows/c.py:flow` |"
     assert citations(text) == [("tests/a.py", "test_x"), ("tests/a.py", "test_y"), ("tests/b.py", None)]
     assert len(citations((REPO / "docs" / "RELIABILITY.md").read_text())) > 50, "the reliability table cites tests"
+
+
+def settings_variables() -> set[str]:
+    from pipeline.settings import Settings
+
+    return {str(field.validation_alias) for field in Settings.model_fields.values()}
+
+
+def readme_variables() -> set[str]:
+    text = (REPO / "README.md").read_text()
+    table = text[text.index("## Configuration"):text.index("Checkpoint `config.json` keys")]
+    return {name for row in re.findall(r"^\| (`[A-Z0-9_]+`(?:, `[A-Z0-9_]+`)*) \|", table, re.M)
+            for name in re.findall(r"`([A-Z0-9_]+)`", row)}
+
+
+def test_the_readme_table_documents_every_setting_and_no_other_of_ours() -> None:
+    settings, documented = settings_variables(), readme_variables()
+    assert settings - documented == set(), f"settings missing from the README's table: {settings - documented}"
+    ours = {v for v in documented if v.startswith(("FORECAST_", "TIMESFM20_"))}
+    assert ours <= settings, f"the README documents variables the settings do not read: {ours - settings}"
+
+
+def test_the_env_template_names_every_setting() -> None:
+    template = (REPO / ".env.template").read_text()
+    named = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", template, re.M))
+    assert settings_variables() <= named, f".env.template lacks {settings_variables() - named}"
