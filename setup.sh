@@ -36,7 +36,13 @@ init() {
 run() {
   init
   local sample=data/samples/us_macro_quarterly.csv
-  echo "Forecasting $sample with ${TIMESFM20_DEFAULT_CHECKPOINT:-google/timesfm-2.0-500m-pytorch} ..." >&2
+  local checkpoint=${TIMESFM20_DEFAULT_CHECKPOINT:-google/timesfm-2.0-500m-pytorch} previous=
+  for arg in "$@"; do  # --checkpoint C or --checkpoint=C overrides the default, as the CLI does
+    [ "$previous" = --checkpoint ] && checkpoint=$arg
+    [[ "$arg" == --checkpoint=* ]] && checkpoint=${arg#--checkpoint=}
+    previous=$arg
+  done
+  echo "Forecasting $sample with $checkpoint ..." >&2
   "$VENV/bin/forecast" run --source "$sample" --horizon "${TIMESFM20_DEFAULT_HORIZON_LEN:-8}" "$@"
 }
 

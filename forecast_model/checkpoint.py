@@ -37,9 +37,10 @@ _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _OFFLINE_FIX = (
     "Fix: point TIMESFM20_DEFAULT_CHECKPOINT (or --checkpoint) at a local directory holding "
     f"{CKPT_FILENAME}, or download it once on a connected machine with "
-    "`huggingface-cli download {repo}` and copy the Hugging Face cache (HF_HOME) here. "
+    "`hf download {repo}` (the Hugging Face CLI) and copy the Hugging Face cache (HF_HOME) here. "
     "For an offline smoke run with meaningless random weights: "
-    "`forecast make-tiny-checkpoint data/tiny-checkpoint` then `--checkpoint data/tiny-checkpoint`."
+    "`.venv/bin/forecast make-tiny-checkpoint data/tiny-checkpoint` (`forecast` where the package is on PATH, "
+    "as in the image) then `--checkpoint data/tiny-checkpoint`."
 )
 
 
@@ -61,7 +62,10 @@ def resolve_checkpoint(source: str = DEFAULT_CHECKPOINT) -> ResolvedCheckpoint:
     path = Path(source).expanduser()
     if path.exists():
         return _resolve_local(source, path)
-    if source.startswith((".", "/", "~")) or source.endswith(".ckpt") or not _REPO_ID.match(source):
+    # A name under an existing local directory (data/does-not-exist) is a mistyped path, not a repo id: it must
+    # fail here, not after a network round trip to the hub.
+    looks_local = path.parent != Path(".") and path.parent.is_dir()
+    if source.startswith((".", "/", "~")) or source.endswith(".ckpt") or looks_local or not _REPO_ID.match(source):
         raise CheckpointError(
             f"Checkpoint {shorten(source)} is neither an existing path nor a Hugging Face repo id "
             f"(like {DEFAULT_CHECKPOINT!r}). Fix the path, or give a repo id."

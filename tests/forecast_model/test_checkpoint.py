@@ -71,6 +71,15 @@ def test_missing_path_is_a_clear_error(tmp_path: Path) -> None:
         resolve_checkpoint(str(tmp_path / "nope" / "torch_model.ckpt"))
 
 
+def test_a_missing_name_under_a_local_directory_is_a_path_not_a_repo_id(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # were it taken for a repo id, the error would say so instead
+    with pytest.raises(CheckpointError, match="'data/does-not-exist' is neither an existing path"):
+        resolve_checkpoint("data/does-not-exist")
+
+
 def test_directory_without_weights(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"holds no torch_model\.ckpt"):
         resolve_checkpoint(str(tmp_path))
@@ -82,6 +91,8 @@ def test_uncached_repo_offline_fails_fast_naming_the_fix(tmp_path: Path, monkeyp
     with pytest.raises(CheckpointError, match="HF_HUB_OFFLINE is set") as caught:
         resolve_checkpoint("google/timesfm-2.0-500m-pytorch")
     assert "make-tiny-checkpoint" in str(caught.value) and "TIMESFM20_DEFAULT_CHECKPOINT" in str(caught.value)
+    assert "`hf download google/timesfm-2.0-500m-pytorch`" in str(caught.value), "the CLI that is installed: hf"
+    assert "`.venv/bin/forecast make-tiny-checkpoint" in str(caught.value), "bare `forecast` is not on PATH"
 
 
 def test_unreachable_hub_fails_with_the_fix(tmp_path: Path) -> None:
