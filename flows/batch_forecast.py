@@ -6,14 +6,14 @@ from datetime import date, datetime, timezone
 
 from prefect import flow
 
-from flows.common import outcome, prepare_load_validate, publish_run, staged, start_run
+from flows.common import forecast_metrics, outcome, prepare_load_validate, publish_run, staged, start_run
 from pipeline.contracts import Horizon
 from pipeline.manifest import StageTimer, build_manifest
 from pipeline.params import FreqAlias, JobName, ModelParams, OutputRoot, RunSummary
 from pipeline.run import run_parameters
 from pipeline.series_checks import SeriesChecks
 from pipeline.sources import Source
-from tasks.forecast import ForecastStats, forecast_series, render_sample
+from tasks.forecast import forecast_series, render_sample
 
 __all__ = ["batch_forecast"]
 
@@ -62,7 +62,9 @@ def batch_forecast(
                                   source=source.describe(), input_fingerprint=loaded.fingerprint, counts=stats.counts,
                                   output_rows=stats.output_rows, model=info, timings=timer.seconds,
                                   parameters=run_parameters(ctx.run, source, tracking_required=tracking_required))
-        published = publish_run(ctx, manifest, tables=["forecasts", "series_status"], metrics=_metrics(stats),
+        published = publish_run(ctx, manifest, tables=["forecasts", "series_status"], metrics=forecast_metrics(
+                                    stats.counts, stats.output_rows, inference_seconds=stats.inference_seconds,
+                                    series_per_second=stats.series_per_second, batch_size=stats.batch_size),
                                 artifacts=[stats.status_path, validation.report_path, plot,
                                            *([validation.docs_path] if validation.docs_path else [])],
                                 tracking_required=tracking_required)
@@ -70,9 +72,3 @@ def batch_forecast(
                       checkpoint=ctx.run.engine.checkpoint,
                       **stats.model_dump(include={"inference_seconds", "series_per_second", "device", "precision",
                                                   "batch_size"}))
-
-
-def _metrics(stats: ForecastStats) -> dict[str, float]:
-    return {**stats.counts.published_fields(), "forecast_rows": stats.output_rows,
-            "inference_seconds": stats.inference_seconds, "series_per_second": stats.series_per_second,
-            "batch_size": stats.batch_size}

@@ -6,8 +6,6 @@ Exit codes: 0 success, 2 bad input or configuration (the message says what to fi
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import itertools
 import json
 import logging
 import os
@@ -25,6 +23,7 @@ from pipeline.canonical import ColumnMapping
 from pipeline.params import BacktestSummary, ModelParams, RunSummary
 from pipeline.series_checks import SeriesChecks
 from pipeline.sources import DuckDBSource, FileSource, UrlSource
+from pipeline.sources.files import base_directory
 
 # Defaults for a local run, set before Prefect is imported (it reads them at import).
 _ENV_DEFAULTS = {
@@ -144,9 +143,7 @@ def _allow_source_directory(source: FileSource | UrlSource | DuckDBSource) -> No
     """
     if isinstance(source, UrlSource):
         return
-    path = Path(source.path if isinstance(source, FileSource) else source.database).expanduser()
-    fixed = Path(*[part for part in itertools.takewhile(lambda p: not set("*?[") & set(p), path.parts)])
-    directory = (fixed if fixed != path else path.parent).resolve()
+    directory = base_directory(source.path if isinstance(source, FileSource) else source.database).resolve()
     roots = os.environ.get("FORECAST_DATA_ROOTS") or os.getcwd()  # unset means the working directory
     os.environ["FORECAST_DATA_ROOTS"] = os.pathsep.join([roots, str(directory)])
 
@@ -205,11 +202,10 @@ def _backtest(args: argparse.Namespace) -> int:
 def _health(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from pipeline.health import build_report, health_config, run_checks
+    from pipeline.health import health_config
     from pipeline.params import engine_config
     from pipeline.settings import load_settings
-    from tasks.health import check_tracking
-    from tasks.secrets import with_secret_blocks
+    from tasks.health import health_report
 
     settings = load_settings()
     sources = tuple(UrlSource(url=s) if s.startswith(("http://", "https://")) else
@@ -219,8 +215,7 @@ def _health(args: argparse.Namespace) -> int:
     config = health_config(settings, engine_config(model, settings), sources, min_free_gb=args.min_free_gb,
                            check_model=not args.no_model, prefect_api_url=os.environ.get("PREFECT_API_URL"),
                            output_root=Path(args.output_root).resolve() if args.output_root else None)
-    config = dataclasses.replace(config, policy=with_secret_blocks(config.policy))
-    report = build_report(run_checks(config, check_tracking))
+    report = health_report(config)
     print(json.dumps(report, indent=2))
     return 0 if report["status"] == "healthy" else 1
 

@@ -15,6 +15,7 @@ from prefect import get_run_logger
 from prefect.runtime import deployment, flow_run
 
 from forecast_model.errors import shorten
+from pipeline.accounting import SeriesCounts
 from pipeline.errors import OutputSpaceError
 from pipeline.manifest import ModelInfo, RunManifest, StageTimer, write_manifest
 from pipeline.params import ModelParams
@@ -30,8 +31,8 @@ from tasks.publish import publish_outputs
 from tasks.tracking import TrackingError, track_run
 from tasks.validate import ValidationOutcome, validate_series
 
-__all__ = ["Published", "RunContext", "logical_date", "outcome", "prepare_load_validate", "publish_run", "staged",
-           "start_run"]
+__all__ = ["Published", "RunContext", "forecast_metrics", "logical_date", "outcome", "prepare_load_validate",
+           "publish_run", "staged", "start_run"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,6 +129,11 @@ def publish_run(ctx: RunContext, manifest: RunManifest, *, tables: list[str], me
     outputs = publish_outputs(ctx.staging, ctx.run.output_root, ctx.run.job, ctx.run.as_of.isoformat(), files)
     warnings = [*([error] if error else []), *refresh_catalog(ctx.run.output_root)]
     return Published({k: str(v) for k, v in outputs.items()}, mlflow_run_id, manifest.tracking_status, warnings)
+
+
+def forecast_metrics(counts: SeriesCounts, output_rows: int, **figures: float) -> dict[str, float]:
+    """A forecast run's MLflow metrics: its counts under their published names, its rows, and ``figures``."""
+    return {**counts.published_fields(), "forecast_rows": output_rows, **figures}
 
 
 def outcome(manifest: RunManifest, published: Published) -> dict[str, Any]:

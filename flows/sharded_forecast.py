@@ -9,12 +9,12 @@ from typing import Any
 from prefect import flow
 from pydantic import BaseModel
 
-from flows.common import RunContext, outcome, publish_run, staged, start_run
+from flows.common import RunContext, forecast_metrics, outcome, publish_run, staged, start_run
 from flows.fanout import run_local, run_remote
 from flows.forecast_shard import forecast_shard
 from pipeline.accounting import SeriesCounts, check_rejected_fraction, check_something_forecast
 from pipeline.contracts import FORECAST_SCHEMA, STATUS_SCHEMA, Horizon
-from pipeline.manifest import RunManifest, StageTimer, build_manifest
+from pipeline.manifest import StageTimer, build_manifest
 from pipeline.params import FreqAlias, JobName, ModelParams, OutputRoot, ShardedRunSummary, Sharding
 from pipeline.run import run_parameters
 from pipeline.series_checks import SeriesChecks
@@ -80,14 +80,17 @@ def sharded_forecast(
             parameters=run_parameters(ctx.run, source, sharding=sharding.model_dump(),
                                       tracking_required=tracking_required))
         sample = attempt_path(ctx.staging, records[0].shard, records[0].attempt) / "sample.png"
-        published = publish_run(ctx, manifest, tables=["forecasts", "series_status"],
-                                metrics=_metrics(manifest, records, timer),
+        inference, throughput = sum(r.inference_seconds for r in records), _throughput(records, timer)
+        metrics = forecast_metrics(counts, manifest.output_rows, shards=len(records),
+                                   workers=len({r.worker for r in records}), inference_seconds=inference,
+                                   series_per_second=throughput, batch_size=records[0].batch_size)
+        published = publish_run(ctx, manifest, tables=["forecasts", "series_status"], metrics=metrics,
                                 artifacts=[status_path, *([sample] if sample.is_file() else [])],
                                 tracking_required=tracking_required)
     return ShardedRunSummary(
         **outcome(manifest, published), forecast_rows=manifest.output_rows,
-        checkpoint=ctx.run.engine.checkpoint, inference_seconds=round(sum(r.inference_seconds for r in records), 4),
-        series_per_second=_throughput(records, timer), device=info.device, precision=info.precision,
+        checkpoint=ctx.run.engine.checkpoint, inference_seconds=round(inference, 4), series_per_second=throughput,
+        device=info.device, precision=info.precision,
         batch_size=records[0].batch_size, shards=len(records),
         shard_workers=dict(Counter(record.worker for record in records)))
 
@@ -117,11 +120,3 @@ def _shard_entry(record: ShardRecord) -> dict[str, Any]:
 def _throughput(records: list[ShardRecord], timer: StageTimer) -> float:
     """Series forecast per wall-clock second of the shards stage (all workers together)."""
     return round(sum(r.counts.ok for r in records) / max(timer.seconds.get("shards", 0.0), 1e-9), 2)
-
-
-def _metrics(manifest: RunManifest, records: list[ShardRecord], timer: StageTimer) -> dict[str, float]:
-    return {"series_in": manifest.series_in, "series_ok": manifest.series_ok,
-            "series_rejected": manifest.series_rejected, "series_failed": manifest.series_failed,
-            "forecast_rows": manifest.output_rows, "shards": len(records), "workers": len({r.worker for r in records}),
-            "inference_seconds": sum(r.inference_seconds for r in records),
-            "series_per_second": _throughput(records, timer), "batch_size": records[0].batch_size}

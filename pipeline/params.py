@@ -15,6 +15,7 @@ from pipeline.contracts import ContextLength
 from pipeline.frequency import check_freq
 from pipeline.settings import Settings
 from pipeline.sources import DuckDBSource, FileSource, UrlSource
+from pipeline.sources.files import is_glob
 
 __all__ = [
     "BacktestSummary",
@@ -107,7 +108,7 @@ def default_job_name(source: FileSource | UrlSource | DuckDBSource) -> str:
     """A job name derived from the source (file name, URL file name, table or database name)."""
     if isinstance(source, FileSource):
         path = Path(source.path)
-        name = path.parent.name if set("*?[") & set(path.name) else path.stem
+        name = path.parent.name if is_glob(path.name) else path.stem
     elif isinstance(source, UrlSource):
         name = source.name_hint()
     else:

@@ -71,8 +71,9 @@ def forecast_series(regular_path: Path, status_path: Path, staging: Path, run: R
     status, table = mark_failed(status, table)
     counts = SeriesCounts.from_status(status)
     if whole_job:
-        check_rejected_fraction(counts, run.checks.max_rejected_fraction, reason_examples(status))
-        check_something_forecast(counts, reason_examples(status))
+        examples = reason_examples(status)
+        check_rejected_fraction(counts, run.checks.max_rejected_fraction, examples)
+        check_something_forecast(counts, examples)
     get_run_logger().info("Forecast %d series x %d steps on %s in %.2f s", len(accepted), run.horizon, model.device,
                           seconds)
     return ForecastStats(

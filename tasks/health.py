@@ -15,7 +15,7 @@ from pipeline.health import Check, HealthConfig, build_report, check_http, run_c
 from pipeline.sources import redact_url
 from tasks.secrets import with_secret_blocks
 
-__all__ = ["UnhealthyError", "check_tracking", "report_health"]
+__all__ = ["UnhealthyError", "check_tracking", "health_report", "report_health"]
 
 
 class UnhealthyError(RuntimeError):
@@ -33,11 +33,16 @@ def check_tracking(uri: str) -> Check:
     return True, f"{redact_url(uri)} readable"
 
 
+def health_report(config: HealthConfig) -> dict[str, Any]:
+    """Runs every check, Secret blocks and the MLflow store included, and builds the report."""
+    return build_report(run_checks(dataclasses.replace(config, policy=with_secret_blocks(config.policy)),
+                                   check_tracking))
+
+
 @task(name="report-health", cache_policy=NO_CACHE)
 def report_health(config: HealthConfig) -> dict[str, Any]:
     """Runs every check, writes ``<output_root>/_health/health.json`` and a Markdown artifact."""
-    config = dataclasses.replace(config, policy=with_secret_blocks(config.policy))
-    report = build_report(run_checks(config, check_tracking))
+    report = health_report(config)
     path = write_report(report, config.output_root)
     rows = "\n".join(f"| {name} | {'ok' if c['ok'] else '**failed**'} | {c['detail']} | {c['seconds']} |"
                      for name, c in report["checks"].items())

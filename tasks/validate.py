@@ -15,7 +15,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
 
-from pipeline.accounting import SeriesCounts, check_rejected_fraction, reason_examples, rejection_report
+from pipeline.accounting import SeriesCounts, check_rejected_fraction, rejection_report
 from pipeline.contracts import STATUS_SCHEMA
 from pipeline.errors import DataValidationError
 from pipeline.expectations import row_rejections, run_suite, schema_failures
@@ -54,9 +54,10 @@ def validate_series(input_path: Path, staging: Path, run: ResolvedRun, *, whole_
         raise DataValidationError("Input breaks the data contract: " + "; ".join(problems) + ".")
     status = check_series(frame, row_rejections(result), run.checks, run.freq, run.as_of)
     counts = SeriesCounts.from_status(status)
+    rows = rejection_report(status)
     if whole_job:
-        check_rejected_fraction(counts, run.checks.max_rejected_fraction, reason_examples(status))
-    if rows := rejection_report(status):
+        check_rejected_fraction(counts, run.checks.max_rejected_fraction, {r["reason"]: r["examples"] for r in rows})
+    if rows:
         create_table_artifact(key="rejected-series", table=rows, description="Series left out of this run")
     regularize(frame, status).to_parquet(staging / "regular.parquet", index=False)
     get_run_logger().info("Validated %d series: %d rejected %s", counts.total(), counts.rejected, counts.by_reason)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import itertools
 import re
 from pathlib import Path
 from typing import Literal
@@ -15,7 +16,8 @@ from pipeline.canonical import ColumnMapping, FileKind, Layout, parse_bytes
 from pipeline.errors import InputDataError
 from pipeline.sources.policy import SourcePolicy
 
-__all__ = ["FileSource", "expand", "read_files", "require_file", "require_input_file", "resolve_within_roots"]
+__all__ = ["FileSource", "base_directory", "expand", "is_glob", "read_files", "require_file", "require_input_file",
+           "resolve_within_roots"]
 
 _GLOB_CHARS = set("*?[")
 _KINDS: dict[str, FileKind] = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -85,6 +87,18 @@ def require_file(path: Path, role: str, directory_fix: str, *, missing_ok: bool 
     raise InputDataError(f"{role} {path} {what}. Fix: give a regular file (copy the data into one first).")
 
 
+def is_glob(pattern: str) -> bool:
+    """Whether ``pattern`` holds a wildcard (``*``, ``?`` or ``[``)."""
+    return bool(_GLOB_CHARS & set(pattern))
+
+
+def base_directory(pattern: str) -> Path:
+    """The directory a path or glob reads from: a path's parent, or a glob's part before its first wildcard."""
+    path = Path(pattern).expanduser()
+    fixed = Path(*itertools.takewhile(lambda part: not is_glob(part), path.parts))
+    return fixed if fixed != path else path.parent
+
+
 def expand(pattern: str, policy: SourcePolicy) -> list[Path]:
     """The files a path or glob names, each checked against the data roots.
 
@@ -93,7 +107,7 @@ def expand(pattern: str, policy: SourcePolicy) -> list[Path]:
     """
     absolute = Path(pattern).expanduser()
     absolute = absolute if absolute.is_absolute() else Path.cwd() / absolute
-    if not _GLOB_CHARS & set(pattern):
+    if not is_glob(pattern):
         path = resolve_within_roots(absolute, policy)
         require_input_file(path, missing_ok=True)
         return [path]
