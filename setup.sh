@@ -4,6 +4,8 @@
 #   ./setup.sh run    init if needed, then forecast the sample data once (embedded defaults)
 #   ./setup.sh test   init if needed, then lint, type-check, check the layers and run the whole test suite
 #   ./setup.sh test-fast  the same checks, and every test that is neither e2e nor slow (a few minutes)
+#   ./setup.sh mutation   mutation testing of the safety-critical modules with mutmut (about 40 minutes on
+#                     2 cores; docs/RELIABILITY.md); prints the score per module, writes the survivors' report
 #   ./setup.sh serve  init if needed, then start the local stack: Prefect server, MLflow server, work pools,
 #                     deployments from prefect.yaml and a CPU worker (docs/DEPLOYMENT.md)
 #   ./setup.sh stop   stop everything `serve` started
@@ -67,6 +69,17 @@ test_fast() {
   "$VENV/bin/python" -m pytest -m "not e2e and not slow" "$@" || status=$?
   echo "test-fast: $((SECONDS - started)) s (lint, types, layers and the tests marked neither e2e nor slow)" >&2
   return "$status"
+}
+
+mutation() {
+  init
+  "$VENV/bin/python" -m pip install --quiet -e ".[mutation]"
+  export HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1  # two test processes on two cores, not four threads each
+  local started=$SECONDS
+  [ "${1:-}" = --resume ] || rm -rf mutants  # a fresh run unless asked: mutmut's cache keys on code, not tests
+  "$VENV/bin/mutmut" run
+  "$VENV/bin/python" -m scripts.mutation_report
+  echo "mutation: $((SECONDS - started)) s" >&2
 }
 
 STACK=$(realpath -m "${FORECAST_DATA_DIR:-data}/stack")
@@ -170,7 +183,8 @@ case "${1:-}" in
   run) shift; run "$@" ;;
   test) shift; test "$@" ;;
   test-fast) shift; test_fast "$@" ;;
+  mutation) shift; mutation "$@" ;;
   serve) serve ;;
   stop) stop ;;
-  *) echo "usage: $0 {init|run|test|test-fast|serve|stop} [args...]" >&2; exit 2 ;;
+  *) echo "usage: $0 {init|run|test|test-fast|mutation|serve|stop} [args...]" >&2; exit 2 ;;
 esac

@@ -57,6 +57,9 @@ class _Padded:
     def attend(self, attention: Any, qkv: torch.Tensor) -> torch.Tensor:
         return _attend(attention, qkv, self.mask)
 
+    def mlp(self, mlp: Any, hidden: torch.Tensor) -> torch.Tensor:
+        return mlp(hidden, paddings=self.mlp_paddings)
+
     def last(self, hidden: torch.Tensor) -> torch.Tensor:
         return hidden[:, -1, :]
 
@@ -75,7 +78,9 @@ class _Packed:
 
     def __init__(self, patched_padding: torch.Tensor) -> None:
         self.real = patched_padding < 0.5
-        self.real[:, -1] = True  # the series' last point is there (even if it equals the padding sentinel)
+        # A series' last patch is always a row, even if its values equal the padding sentinel (TimesFM then
+        # marks it padded): without a row, the series would be forecast from its neighbour's last row.
+        self.real[:, -1] = True
         counts = self.real.sum(dim=1).tolist()
         self.runs: list[tuple[int, int, int]] = []  # (first row, series, patches per series)
         row = 0
@@ -84,7 +89,9 @@ class _Packed:
             self.runs.append((row, size, patches))
             row += size * patches
         self.lasts = torch.tensor(list(itertools.accumulate(counts)), device=patched_padding.device) - 1
-        self.mlp_paddings = None  # no padded rows left to zero
+        # Rows kept although marked padded get their MLP output zeroed, as the padded layout (and the API) do.
+        kept = patched_padding[self.real]
+        self.mlp_paddings = kept[None] if bool((kept > 0.5).any()) else None
 
     def pack(self, tokens: torch.Tensor) -> torch.Tensor:
         return tokens[self.real]
@@ -92,6 +99,11 @@ class _Packed:
     def attend(self, attention: Any, qkv: torch.Tensor) -> torch.Tensor:
         return torch.cat([_attend(attention, qkv[row:row + size * patches].view(size, patches, -1), None).flatten(0, 1)
                           for row, size, patches in self.runs])
+
+    def mlp(self, mlp: Any, hidden: torch.Tensor) -> torch.Tensor:
+        if self.mlp_paddings is None:
+            return mlp(hidden)
+        return mlp(hidden[None], paddings=self.mlp_paddings)[0]
 
     def last(self, hidden: torch.Tensor) -> torch.Tensor:
         return hidden.index_select(0, self.lasts)
@@ -125,7 +137,7 @@ def _layer(layer: Any, hidden: torch.Tensor, layout: _Padded | _Packed) -> torch
     attention = layer.self_attn
     qkv = attention.qkv_proj(layer.input_layernorm(hidden))
     hidden = hidden + attention.o_proj(layout.attend(attention, qkv))
-    return layer.mlp(hidden, paddings=layout.mlp_paddings)
+    return layout.mlp(layer.mlp, hidden)
 
 
 def last_patch_forecast(module: Any, input_ts: torch.Tensor, input_padding: torch.Tensor,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 
 import pandas as pd
@@ -17,6 +18,10 @@ _MEDIUM = (offsets.Week, offsets.MonthBegin, offsets.MonthEnd, offsets.BusinessM
 _LOW = (offsets.QuarterBegin, offsets.QuarterEnd, offsets.BQuarterBegin, offsets.BQuarterEnd,
         offsets.YearBegin, offsets.YearEnd, offsets.BYearBegin, offsets.BYearEnd)
 _WINDOWS = 64  # leading triples tried when gaps defeat inference on the whole series
+# Aliases whose grid a gap-tolerant vote reports as the plain one: weekends or nights are never
+# observed, so every run of three across them is irregular.
+_CALENDAR_VARIANTS: dict[str, tuple[str, ...]] = {"D": ("B",), "h": ("bh",)}
+_MAX_GRID_PER_POINT = 20
 
 
 def to_offset(freq: str) -> offsets.BaseOffset:
@@ -54,25 +59,71 @@ def freq_code(freq: str) -> int:
 
 def on_grid(index: pd.DatetimeIndex, freq: str) -> bool:
     """Whether every timestamp lies on the grid of ``freq`` started at the first one (gaps allowed)."""
-    grid = pd.date_range(index[0], index[-1], freq=freq)
-    return len(grid) > 0 and grid[0] == index[0] and bool(index.isin(grid).all())
+    return _grid_size(index, freq, bounded=False) is not None
 
 
 def infer_frequency(timestamps: pd.Series | pd.DatetimeIndex) -> str | None:
     """The pandas alias of a series' sampling frequency, tolerating gaps; ``None`` if irregular.
 
-    Tries the whole series first; with gaps, tries runs of three consecutive timestamps and keeps the
-    most common answer on whose grid every timestamp lies.
+    Tries the whole series first. With gaps, the candidates are the answers for runs of three consecutive
+    timestamps, the shortest step between two timestamps, their business-calendar variants (a business-day
+    series with holidays missing looks daily in most runs), and the weekly, semi-monthly, monthly,
+    quarterly and yearly calendars anchored at the first timestamp (which a short gappy series may never
+    show in a run). Of those whose grid holds every timestamp, the one with the fewest grid points, i.e.
+    the fewest missing values, wins.
     """
     index = pd.DatetimeIndex(timestamps).sort_values()
     if len(index) < 3:
         return None
-    whole = pd.infer_freq(index)
+    whole = _infer(index)
     if whole is not None:
         return whole
-    votes = Counter(pd.infer_freq(index[i:i + 3]) for i in range(min(len(index) - 2, _WINDOWS)))
-    votes.pop(None, None)
-    return next((freq for freq, _ in votes.most_common() if on_grid(index, freq)), None)
+    votes = Counter(_infer(index[i:i + 3]) for i in range(min(len(index) - 2, _WINDOWS)))
+    candidates = [freq for freq, _ in votes.most_common() if freq is not None] + [_smallest_step(index)]
+    candidates += [variant for freq in candidates for variant in _CALENDAR_VARIANTS.get(freq, ())]
+    sizes = {freq: _grid_size(index, freq) for freq in dict.fromkeys(candidates + _calendars(index[0]))}
+    fitting = {freq: size for freq, size in sizes.items() if size is not None}
+    return min(fitting, key=fitting.__getitem__, default=None)  # min keeps the first of equals
+
+
+def _infer(index: pd.DatetimeIndex) -> str | None:
+    """``pd.infer_freq`` as an alias, whichever of its return types this pandas has."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # pandas 3 announces an offset return type
+        found = pd.infer_freq(index)
+    return getattr(found, "freqstr", found)
+
+
+def _calendars(first: pd.Timestamp) -> list[str]:
+    """Calendar offsets anchored where the series starts: with gaps, no run of three may show them."""
+    month, weekday = first.strftime("%b").upper(), first.strftime("%a").upper()
+    return ["MS", "ME", "BMS", "BME", "SMS", "SME", f"W-{weekday}", f"QS-{month}", f"QE-{month}",
+            f"YS-{month}", f"YE-{month}"]
+
+
+def _smallest_step(index: pd.DatetimeIndex) -> str:
+    """The shortest step between timestamps as a fixed-length alias: the only clue in a short gappy series."""
+    step = pd.Series(index).diff().min()
+    days, rest = divmod(step, pd.Timedelta(days=1))
+    if days and not rest:  # calendar days ('D'), not 24-hour ticks, so the grid follows the date
+        return "D" if days == 1 else f"{days}D"
+    return pd.tseries.frequencies.to_offset(step).freqstr
+
+
+def _grid_size(index: pd.DatetimeIndex, freq: str, bounded: bool = True) -> int | None:
+    """Points of the ``freq`` grid from the first timestamp to the last, or None if one lies off it.
+
+    ``bounded``: a grid of more than ``_MAX_GRID_PER_POINT`` points per timestamp is no fit either (more
+    than 95% of it would be missing), counted before it is built, so that inferring from random timestamps
+    a second apart costs nothing. A declared frequency is not bounded: its gaps are counted and judged.
+    """
+    start = index[0]
+    step = (start + to_offset(freq)) - start
+    if bounded and (index[-1] - start) / step + 1 > _MAX_GRID_PER_POINT * len(index):
+        return None
+    grid = pd.date_range(start, index[-1], freq=freq)
+    fits = len(grid) > 0 and grid[0] == start and bool(index.isin(grid).all())
+    return len(grid) if fits else None
 
 
 def season_length(freq: str) -> int:

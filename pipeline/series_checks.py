@@ -79,7 +79,8 @@ def check_series(frame: pd.DataFrame, rejected: dict[str, str], checks: SeriesCh
     ok = summary["reason"].isna()
     grid = _per_distinct(summary.loc[ok, ["first_ds", "last_ds", "freq"]],
                          lambda first, last, f: len(pd.date_range(first, last, freq=f)))
-    summary.loc[ok, "missing_fraction"] = (1 - summary.loc[ok, "n_obs"] / grid).astype("float64")
+    # (grid - n) / grid, not 1 - n / grid: the latter rounds 1/7 missing above a max_missing_fraction of 1/7.
+    summary.loc[ok, "missing_fraction"] = ((grid - summary.loc[ok, "n_obs"]) / grid).astype("float64")
     _flag(summary, summary["missing_fraction"] > checks.max_missing_fraction, "too_many_gaps")
     if checks.reject_constant:
         _flag(summary, summary["std"] == 0, "constant")

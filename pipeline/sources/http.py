@@ -366,6 +366,9 @@ def _client_failure(exc: Exception, url: str, deadline: _Deadline) -> Exception:
         return deadline.error(url)
     if isinstance(exc, httpx.InvalidURL):
         return InputDataError(f"URL {_shown(url)} cannot be requested ({shorten(str(exc), 100)}). Fix the address.")
+    if isinstance(exc, httpx.RemoteProtocolError) and "location header" in str(exc):  # httpx parses it first
+        return InputDataError(f"{_shown(url)} redirects to a malformed address ({shorten(str(exc), 100)}). Fix the "
+                              "server's redirect, or use the final address.")
     if isinstance(exc, httpx.TimeoutException):
         return TransientSourceError(f"Timed out fetching {_shown(url)} ({type(exc).__name__}).")
     if isinstance(exc, httpx.TransportError):

@@ -202,3 +202,147 @@ def test_packed_batches_stop_at_the_patch_budget(engine: TimesFmEngine, monkeypa
     assert all(patches <= 70 or n == 1 for n, patches in batches), batches
     assert len(batches) >= 2 and max(n for n, _ in batches) > 1, batches  # 115 patches in all
     assert_close_per_series(result.quantiles, expected)
+
+
+def test_a_batch_may_reach_the_patch_budget_exactly(engine: TimesFmEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    import forecast_model.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "PACKED_PATCH_BUDGET", 70)
+    patch = engine.hparams.input_patch_len
+    contexts = [np.zeros(10 * patch) for _ in range(9)]  # 10 patches each: 7 fill the budget exactly
+    packed = with_layout(engine, packed=True, batch_size=32)
+    assert [len(batch) for batch in packed._batches(contexts)] == [7, 2]
+    assert [len(batch) for batch in with_layout(engine, packed=False, batch_size=4)._batches(contexts)] == [4, 4, 1]
+    huge = [np.zeros(100 * patch), np.zeros(patch)]  # one series over the budget still gets a batch of its own
+    assert [len(batch) for batch in packed._batches(huge)] == [1, 1]
+
+
+def test_a_last_patch_equal_to_the_padding_sentinel_is_still_forecast(engine: TimesFmEngine) -> None:
+    """TimesFM marks points equal to its padding value (1123581321.0) as padding; the packed layout must
+    not drop the series' last patch for that, or it would forecast from another series' rows."""
+    rng = np.random.default_rng(3)
+    series = [rng.normal(size=96).cumsum() for _ in range(3)]
+    series[1][-engine.hparams.input_patch_len:] = 1123581321.0
+    series[2][:] = 1123581321.0  # no patch of it left unmarked
+    padded = with_layout(engine, packed=False).forecast(series, 16)
+    packed = with_layout(engine, packed=True).forecast(series, 16)
+    assert np.isfinite(packed.quantiles).all()
+    assert_close_per_series(packed.quantiles, padded.quantiles)
+
+
+def test_bf16_runs_the_transformer_in_bfloat16_not_another_half_type(tiny_checkpoint: ResolvedCheckpoint) -> None:
+    module = load_engine(EngineConfig(checkpoint=str(tiny_checkpoint.weights.parent), device="cpu")).module
+    seen: list[torch.dtype] = []
+    hook = module.stacked_transformer.layers[0].self_attn.qkv_proj.register_forward_hook(
+        lambda _module, _inputs, output: seen.append(output.dtype))
+    try:
+        for precision in ("bf16", "fp32"):
+            TimesFmEngine(module, tiny_checkpoint.hparams, torch.device("cpu"), 8, precision=precision).forecast(
+                make_series(seed=7)[:3], 8)
+    finally:
+        hook.remove()
+    assert set(seen[:len(seen) // 2]) == {torch.bfloat16} and set(seen[len(seen) // 2:]) == {torch.float32}
+
+
+def test_grouped_query_attention_equals_the_timesfm_api(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """32 query heads over TimesFM's 16 key/value heads: the grouped-attention path, against the API."""
+    from forecast_model import make_tiny_checkpoint
+
+    checkpoint = make_tiny_checkpoint(tmp_path_factory.mktemp("gqa"), num_heads=32, seed=1)
+    series = make_series(seed=8)[:6]
+    _, api_full = timesfm_api(checkpoint, 16).forecast([s.copy() for s in series], freq=[0] * len(series))
+    engine = load_engine(EngineConfig(checkpoint=str(checkpoint.weights.parent), device="cpu", batch_size=4))
+    for packed in (True, False):
+        result = with_layout(engine, packed).forecast(series, 16)
+        assert_close_per_series(result.quantiles, api_full[:, :, 1:])
+
+
+def test_engine_defaults_and_arguments_are_kept(engine: TimesFmEngine) -> None:
+    default = TimesFmEngine(engine.module, engine.hparams, engine.device)
+    assert (default.batch_size, default.precision, default.packed) == (32, "fp32", True)
+    given = TimesFmEngine(engine.module, engine.hparams, engine.device, 1, precision="bf16", packed=False)
+    assert (given.batch_size, given.precision, given.packed) == (1, "bf16", False)
+    assert TimesFmEngine(engine.module, engine.hparams, torch.device("cuda"), packed=None).packed is False
+    with pytest.raises(ValueError, match=r"^batch_size must be positive, got 0\.$"):
+        TimesFmEngine(engine.module, engine.hparams, engine.device, 0)
+
+
+def test_one_step_horizon_and_float_frequency_codes(engine: TimesFmEngine) -> None:
+    series = make_series()[:3]
+    result = engine.forecast(series, 1, freq=[0.0, 1.0, 2.0])  # pandas often hands codes over as floats
+    expected = engine.forecast(series, 1, freq=[0, 1, 2])
+    assert result.point.shape == (3, 1) and result.point.dtype == np.float32 and result.quantiles.dtype == np.float32
+    np.testing.assert_array_equal(result.quantiles, expected.quantiles)
+    with pytest.raises(ValueError, match=r"^freq must hold one code in \{0, 1, 2\} per series\.$"):
+        engine.forecast(series, 4, freq=[0, 1])
+
+
+def test_padding_right_aligns_in_float32(engine: TimesFmEngine) -> None:
+    patch = engine.hparams.input_patch_len
+    values, padding = engine._pad([np.arange(1.0, 4.0), np.arange(1.0, patch + 2)])
+    assert values.dtype == padding.dtype == torch.float32 and values.shape == (2, 2 * patch)
+    assert values[0, -3:].tolist() == [1.0, 2.0, 3.0] and not values[0, :-3].any()
+    assert padding[0, :-3].all() and not padding[0, -3:].any() and not padding[1, -(patch + 1):].any()
+
+
+def test_a_single_series_out_of_memory_is_raised(engine: TimesFmEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("simulated")
+
+    monkeypatch.setattr(engine, "_decode_batch", no_memory)
+    with pytest.raises(torch.OutOfMemoryError):
+        engine._decode_with_backoff([np.arange(50.0)], np.zeros(1, dtype=np.int64), 8)
+
+
+def test_out_of_memory_on_cuda_frees_the_cache_and_says_so(engine: TimesFmEngine, monkeypatch: pytest.MonkeyPatch,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    gpu = TimesFmEngine(engine.module, engine.hparams, torch.device("cuda"), 4, packed=True)
+    freed: list[bool] = []
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: freed.append(True))
+
+    def decode(contexts, codes, horizon):
+        if len(contexts) > 1:
+            raise torch.OutOfMemoryError("simulated")
+        return torch.zeros(1, horizon, 10)
+
+    monkeypatch.setattr(gpu, "_decode_batch", decode)
+    with caplog.at_level("WARNING", logger="forecast_model.engine"):
+        out = gpu._decode_with_backoff([np.arange(50.0)] * 2, np.zeros(2, dtype=np.int64), 8)
+    assert out.shape == (2, 8, 10) and freed == [True] and gpu.batch_size == 1
+    assert "Out of memory with 2 series per batch; retrying with 1" in caplog.text
+    cpu = TimesFmEngine(engine.module, engine.hparams, engine.device, 4)
+    monkeypatch.setattr(cpu, "_decode_batch", decode)
+    cpu._decode_with_backoff([np.arange(50.0)] * 2, np.zeros(2, dtype=np.int64), 8)
+    assert freed == [True], "a CPU engine has no CUDA cache to free"
+
+
+def test_host_arrays_go_to_a_gpu_pinned_and_without_blocking(engine: TimesFmEngine,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    moves: list[tuple] = []
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: moves.append(("pinned",)) or self)
+    monkeypatch.setattr(torch.Tensor, "to", lambda self, *args, **kwargs: moves.append((args, kwargs)) or self)
+    gpu = TimesFmEngine(engine.module, engine.hparams, torch.device("cuda", 1), 4)
+    gpu._to_device(np.zeros(3, dtype=np.float32))
+    assert moves == [("pinned",), ((torch.device("cuda", 1),), {"non_blocking": True})]
+    moves.clear()
+    engine._to_device(np.zeros(3, dtype=np.float32))
+    assert moves == [], "on CPU the array is used where it is"
+
+
+@pytest.mark.parametrize(("free_bytes", "fraction", "cap", "expected"), [
+    (30_720_000, 0.4, 2048, 100), (30_720_000, 0.2, 2048, 50), (30_720_000, 0.4, 64, 64), (122_880, 0.4, 2048, 1),
+    (0, 0.4, 2048, 1), (1 << 40, 0.4, 2048, 2048),
+])
+def test_batch_size_on_cuda_fits_the_free_memory(tiny_checkpoint: ResolvedCheckpoint, monkeypatch: pytest.MonkeyPatch,
+                                                 free_bytes: int, fraction: float, cap: int, expected: int) -> None:
+    """The tiny model (context 512, patches 32 in and 128 out, 64 dims) holds 512/32 + 128/32 = 20 tokens of
+    24 fp32 buffers of 64 values per series: 122,880 bytes; 0.4 of 30,720,000 free bytes fit 100 series."""
+    from forecast_model.engine import choose_batch_size
+
+    hp = tiny_checkpoint.hparams
+    assert (hp.context_len, hp.input_patch_len, hp.output_patch_len, hp.model_dims) == (512, 32, 128, 64)
+    asked: list[torch.device] = []
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: asked.append(device) or (free_bytes, 1 << 40))
+    device = torch.device("cuda", 0)
+    kwargs = {} if (fraction, cap) == (0.4, 2048) else {"memory_fraction": fraction, "cap": cap}
+    assert choose_batch_size(hp, device, **kwargs) == expected and asked == [device]

@@ -39,3 +39,14 @@ def test_prepare_contexts_clips_after_filling() -> None:
 
 def test_round_up() -> None:
     assert [round_up(v, 32) for v in (1, 32, 33, 64)] == [32, 32, 64, 64]
+
+
+def test_all_missing_keeps_the_series_length() -> None:
+    filled = fill_missing(np.full(4, np.nan))
+    assert filled.shape == (4,) and filled.dtype == np.float64 and not filled.any()
+
+
+def test_contexts_are_float64_whatever_the_input_type() -> None:
+    contexts = prepare_contexts([[1, 2, 3], np.array([1, 2], dtype=np.int32), [True, False]], context_len=8)
+    assert [c.dtype for c in contexts] == [np.float64] * 3
+    np.testing.assert_array_equal(contexts[1], [1.0, 2.0])

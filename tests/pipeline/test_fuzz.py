@@ -164,3 +164,75 @@ def test_integer_time_values_are_years_or_refused(values: list[int]) -> None:
         return
     with pytest.raises(InputDataError, match="holds integers"):
         to_canonical(raw)
+
+
+# Series that meet the contract by construction: a calendar, some interior points removed, finite values
+# that change; then the same with exactly one rule broken.
+FREQS = ["D", "B", "h", "W-SUN", "MS", "QS", "SMS"]
+# check_series costs ~40 ms a call: a third of the examples keeps these two under 10 s in the fast tier.
+CHECKS = settings(max_examples=max(25, EXAMPLES // 3), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def contract_series(draw: st.DrawFn) -> tuple[pd.DatetimeIndex, np.ndarray, str, int]:
+    freq = draw(st.sampled_from(FREQS))
+    n = draw(st.integers(3, 60))
+    grid = pd.date_range(draw(st.sampled_from(["2021-01-01", "2023-06-05", "2024-02-29"])), periods=n, freq=freq)
+    removed = draw(st.sets(st.integers(1, n - 2), max_size=(n - 2) // 2)) if n > 2 else set()
+    stamps = grid.delete(sorted(removed))
+    values = np.array(draw(st.lists(st.floats(-1e6, 1e6), min_size=len(stamps), max_size=len(stamps))))
+    if np.ptp(values) < 1:  # a spread of 1e-308 is constant to the check's float arithmetic, and rightly
+        values[-1] = values[0] + 1.0
+    return stamps, values, freq, len(removed)
+
+
+def status_of(stamps: pd.DatetimeIndex, values: np.ndarray, checks: SeriesChecks, freq: str | None,
+              as_of: date = date(2030, 1, 1)) -> pd.Series:
+    frame = pd.DataFrame({ID: "s", DS: stamps.astype("datetime64[us]"), Y: values})
+    from pipeline.series_checks import check_series
+
+    return check_series(frame, {}, checks, freq, as_of).iloc[0]
+
+
+@CHECKS
+@given(series=contract_series(), declared=st.booleans())
+def test_every_series_that_meets_the_contract_is_accepted(series: tuple, declared: bool) -> None:
+    stamps, values, freq, removed = series
+    grid_size = len(stamps) + removed
+    checks = SeriesChecks(min_observations=len(stamps), max_missing_fraction=removed / grid_size)
+    status = status_of(stamps, values, checks, freq if declared else None)
+    assert status["status"] == SeriesStatus.OK.value, f"{freq} series rejected: {status['reason']}"
+    if declared:
+        assert status["freq"] == freq and status["missing_fraction"] == pytest.approx(removed / grid_size)
+    else:  # the inferred grid holds every timestamp and misses no more points than the true one
+        inferred = pd.date_range(stamps[0], stamps[-1], freq=status["freq"])
+        assert stamps.isin(inferred).all() and len(inferred) <= grid_size, (freq, status["freq"])
+
+
+@CHECKS
+@given(series=contract_series(), rule=st.sampled_from(["too_few_observations", "too_many_gaps", "constant",
+                                                        "non_finite", "stale"]))
+def test_a_series_that_breaks_one_rule_is_rejected_for_it(series: tuple, rule: str) -> None:
+    stamps, values, freq, removed = series
+    grid_size = len(stamps) + removed
+    checks = {"min_observations": len(stamps), "max_missing_fraction": removed / grid_size}
+    as_of = stamps[-1].date()
+    if rule == "too_few_observations":
+        checks["min_observations"] = len(stamps) + 1
+    elif rule == "too_many_gaps":
+        if removed == 0:
+            return
+        checks["max_missing_fraction"] = (removed - 1) / grid_size
+    elif rule == "constant":
+        values = np.full(len(values), values[0])
+    elif rule == "non_finite":
+        values = values.copy()
+        values[len(values) // 2] = np.inf
+    else:
+        checks["max_staleness"] = 0
+        as_of = (stamps[-1] + pd.tseries.frequencies.to_offset(freq)).date()
+        if pd.Timestamp(as_of) <= stamps[-1]:  # sub-daily: the next period is on the same date
+            return
+    expected = {"non_finite": "out_of_range"}.get(rule, rule)
+    status = status_of(stamps, values, SeriesChecks(**checks), freq, as_of)
+    assert status["status"] == SeriesStatus.REJECTED.value and status["reason"] == expected, (rule, status["reason"])

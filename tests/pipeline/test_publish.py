@@ -61,3 +61,78 @@ def test_output_root_that_is_not_a_directory_is_refused_by_what_it_is(tmp_path: 
     with pytest.raises(OutputRootError, match=message) as raised:
         check_output_root(make(tmp_path))
     assert "Fix: give a directory" in str(raised.value)
+    assert "FORECAST_OUTPUT_ROOT" in str(raised.value) or "cannot be created" in str(raised.value)
+
+
+def test_publishing_moves_the_staged_file_itself(tmp_path: Path) -> None:
+    """A rename, not a copy: the published file is the staged inode, and nothing is left in staging."""
+    staging = stage(tmp_path, "r1", b"x")
+    inodes = {table: (staging / f"{table}.parquet").stat().st_ino for table in TABLES}
+    published = publish_tables(staging, tmp_path, "job", "2026-01-01", TABLES)
+    assert {table: path.stat().st_ino for table, path in published.items()} == inodes
+    assert list(staging.iterdir()) == []
+
+
+def test_tables_are_published_in_the_order_given_so_the_manifest_lands_last(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.publish as publish
+
+    moved: list[str] = []
+    real_replace = os.replace
+
+    def spy(source: Path, target: Path) -> None:
+        moved.append(Path(source).stem)
+        real_replace(source, target)
+
+    monkeypatch.setattr(publish.os, "replace", spy)
+    staging = staging_dir(tmp_path, "r1")
+    tables = {"forecasts": "data.parquet", "series_status": "data.parquet", "runs": "batch-forecast.parquet"}
+    for table in tables:
+        (staging / f"{table}.parquet").write_bytes(b"x")
+    publish_tables(staging, tmp_path, "job", "2026-01-01", tables)
+    assert moved == ["forecasts", "series_status", "runs"]
+
+
+def test_a_reused_staging_directory_starts_empty(tmp_path: Path) -> None:
+    """A retried run keeps its id: what the dead attempt staged must not be published by the retry."""
+    first = stage(tmp_path, "r1", b"from the dead attempt")
+    (first / "leftover" / "deep").mkdir(parents=True)
+    again = staging_dir(tmp_path, "r1")
+    assert again == first and again.is_dir() and list(again.iterdir()) == []
+
+
+def test_discarding_a_staging_directory_that_is_gone_is_harmless(tmp_path: Path) -> None:
+    staging = stage(tmp_path, "r1", b"x")
+    discard_staging(staging)
+    discard_staging(staging)
+    discard_staging(tmp_path / "never-created")
+    assert not staging.exists() and (tmp_path / "_staging").is_dir()
+
+
+def test_partitions_are_hive_paths_by_job_and_as_of(tmp_path: Path) -> None:
+    assert partition_dir(tmp_path, "forecasts", "sales", "2026-01-01") == \
+        tmp_path / "forecasts" / "job=sales" / "as_of=2026-01-01"
+    assert staging_dir(tmp_path, "abc") == tmp_path / "_staging" / "abc"
+
+
+def test_an_output_root_this_user_cannot_write_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.publish as publish
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    if os.access(locked, os.W_OK):  # root (as in CI) writes anywhere: deny it the way the kernel denies others
+        real_access = os.access
+
+        def access(path: Path, mode: int) -> bool:
+            if Path(path) == locked and mode & os.W_OK:
+                return False
+            return real_access(path, mode)
+
+        monkeypatch.setattr(publish.os, "access", access)
+    try:
+        with pytest.raises(OutputRootError, match=r"not writable: this user \(.+\) cannot write .*/locked"):
+            check_output_root(locked / "out")
+        assert check_output_root(tmp_path / "open" / "out") == tmp_path / "open" / "out"
+    finally:
+        locked.chmod(0o700)

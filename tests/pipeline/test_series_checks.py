@@ -28,8 +28,8 @@ def panel() -> pd.DataFrame:
         "gappy_ok": (days.delete([3, 4, 10]), rng.normal(size=27)),
         "all_missing": (days, np.full(30, np.nan)),
         "short": (days[:2], [1.0, 2.0]),
-        "irregular": (pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-05", "2024-01-11", "2024-01-12"]),
-                      rng.normal(size=5)),
+        "irregular": (pd.to_datetime(["2024-01-01 00:00", "2024-01-02 03:17", "2024-01-05 11:02",
+                                      "2024-01-11 07:40", "2024-01-12 00:05"]), rng.normal(size=5)),
         "gappy": (days[[0, 1, 2, 20, 29]], rng.normal(size=5)),
         "constant": (days, np.full(30, 4.0)),
         "stale": (days[:10], rng.normal(size=10)),
@@ -61,8 +61,9 @@ def test_declared_frequency_must_fit_the_timestamps() -> None:
     assert status.loc["good", "reason"] == "irregular_timestamps"
     status = check_series(panel(), {}, SeriesChecks(), "D", date(2024, 2, 3)).set_index("unique_id")
     assert status.loc["good", "status"] == "ok"
-    # On the daily grid, but 7 of its 12 days are missing.
-    assert status.loc["irregular", "reason"] == "too_many_gaps"
+    assert status.loc["irregular", "reason"] == "irregular_timestamps"
+    # On the daily grid, but 25 of its 30 days are missing.
+    assert status.loc["gappy", "reason"] == "too_many_gaps"
 
 
 def test_regularize_fills_gaps_with_missing_values() -> None:
@@ -109,3 +110,78 @@ def test_values_past_what_float32_can_normalise_are_out_of_range(peak: float, re
     status = check_series(frame, {}, SeriesChecks(), None, date(2024, 1, 12))
     assert status["reason"].tolist() == [reason]
     assert MAX_ABS_VALUE == 1e16 and "out_of_range" in REASONS
+
+
+def one_series(stamps: pd.DatetimeIndex, values: np.ndarray | None = None, series_id: str = "s") -> pd.DataFrame:
+    values = np.linspace(1.0, 2.0, len(stamps)) if values is None else values
+    return to_canonical(pd.DataFrame({"unique_id": series_id, "ds": stamps.astype(str), "y": values}))
+
+
+def reason_of(frame: pd.DataFrame, checks: SeriesChecks, as_of: date = date(2024, 1, 31),
+              freq: str | None = None) -> str | None:
+    return check_series(frame, {}, checks, freq, as_of)["reason"].tolist()[0]
+
+
+@pytest.mark.parametrize(("n", "reason"), [(4, "too_few_observations"), (5, None)])
+def test_min_observations_is_the_fewest_allowed(n: int, reason: str | None) -> None:
+    assert reason_of(one_series(pd.date_range("2024-01-01", periods=n, freq="D")),
+                     SeriesChecks(min_observations=5)) == reason
+
+
+@pytest.mark.parametrize(("missing", "reason"), [(5, None), (6, "too_many_gaps")])
+def test_max_missing_fraction_is_the_largest_allowed(missing: int, reason: str | None) -> None:
+    """20 grid days, ``missing`` of them absent: 5/20 = 0.25 is allowed at 0.25, 6/20 is not."""
+    days = pd.date_range("2024-01-01", periods=20, freq="D")
+    stamps = days.delete(list(range(2, 2 + missing)))
+    assert reason_of(one_series(stamps), SeriesChecks(max_missing_fraction=0.25)) == reason
+
+
+@pytest.mark.parametrize(("as_of", "reason"), [(date(2024, 1, 13), None), (date(2024, 1, 14), "stale")])
+def test_max_staleness_counts_whole_periods_after_the_last_value(as_of: date, reason: str | None) -> None:
+    """The last value is on Jan 10; on Jan 13 it is 3 daily periods old (allowed at 3), on Jan 14 four."""
+    stamps = pd.date_range("2024-01-01", "2024-01-10", freq="D")
+    assert reason_of(one_series(stamps), SeriesChecks(max_staleness=3), as_of) == reason
+
+
+def test_a_series_ending_on_as_of_or_after_it_is_not_stale() -> None:
+    stamps = pd.date_range("2024-01-01", "2024-01-10", freq="D")
+    for as_of in (date(2024, 1, 10), date(2024, 1, 5)):
+        assert reason_of(one_series(stamps), SeriesChecks(max_staleness=0), as_of) is None
+
+
+def test_staleness_is_counted_in_the_series_own_periods() -> None:
+    """Monthly values last in March; in mid-May that is 2 months old, not ~75 days."""
+    stamps = pd.date_range("2023-01-01", "2024-03-01", freq="MS")
+    assert reason_of(one_series(stamps), SeriesChecks(max_staleness=2), date(2024, 5, 15)) is None
+    assert reason_of(one_series(stamps), SeriesChecks(max_staleness=1), date(2024, 5, 15)) == "stale"
+
+
+def test_series_with_equal_count_and_ends_but_other_timestamps_get_their_own_frequency() -> None:
+    """Same count, first and last timestamp; only the timestamps in between tell them apart."""
+    every_other_day = pd.date_range("2024-01-01", "2024-01-21", freq="2D")  # 11 stamps
+    days = pd.date_range("2024-01-01", "2024-01-21", freq="D")
+    front_loaded = days[:10].append(days[-1:])  # 11 stamps, same first and last
+    frame = pd.concat([one_series(every_other_day, series_id="a"), one_series(front_loaded, series_id="b")])
+    status = check_series(frame, {}, SeriesChecks(), None, date(2024, 1, 21)).set_index("unique_id")
+    assert status.loc["a", "freq"] == "2D" and status.loc["a", "missing_fraction"] == 0
+    assert status.loc["b", "freq"] == "D" and status.loc["b", "missing_fraction"] == pytest.approx(10 / 21)
+
+
+def test_constant_series_are_kept_when_asked() -> None:
+    stamps = pd.date_range("2024-01-01", periods=10, freq="D")
+    frame = one_series(stamps, np.full(10, 3.0))
+    assert reason_of(frame, SeriesChecks()) == "constant"
+    assert reason_of(frame, SeriesChecks(reject_constant=False)) is None
+    assert reason_of(one_series(stamps, np.r_[np.full(9, 3.0), 3.5]), SeriesChecks()) is None
+
+
+def test_regularize_keeps_complete_series_as_they_are_and_fills_the_others() -> None:
+    days = pd.date_range("2024-01-01", periods=10, freq="D")
+    frame = pd.concat([one_series(days, series_id="full"), one_series(days.delete([2, 5]), series_id="gaps")])
+    status = check_series(frame, {}, SeriesChecks(), None, date(2024, 1, 10))
+    regular = regularize(frame, status)
+    assert regular.groupby("unique_id").size().to_dict() == {"full": 10, "gaps": 10}
+    gaps = regular[regular["unique_id"] == "gaps"].set_index("ds")["y"]
+    assert gaps.isna().sum() == 2 and gaps.index.equals(pd.DatetimeIndex(days, name="ds"))
+    full = regular[regular["unique_id"] == "full"]["y"].to_numpy()
+    np.testing.assert_array_equal(full, np.linspace(1.0, 2.0, 10))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import socket
 import struct
 import time
 import tracemalloc
@@ -17,7 +18,7 @@ import pytest
 from pydantic import ValidationError
 
 from pipeline.errors import InputDataError
-from pipeline.sources import SourcePolicy, TransientSourceError, UrlSource, read_source, redact_url
+from pipeline.sources import SourcePolicy, TransientSourceError, UrlSource, http, read_source, redact_url
 from pipeline.sources.http import _Inflater, _same_origin, check_address
 from tests.conftest import SAMPLE
 from tests.http_server import LocalServer, Route, http_server
@@ -43,6 +44,7 @@ def server() -> Iterator[LocalServer]:
             "/trickled-head.csv": Route(body=csv[:60], trickle=0.05, trickle_headers=True),
             **{f"/hop{n}": Route(302, b"", headers={"Location": f"/hop{n + 1}"}, delay=0.3) for n in range(5)},
             "/hop5": Route(body=csv),
+            "/loop": Route(302, b"", headers={"Location": "/loop"}),
             "/gzip.csv": Route(body=gzip.compress(csv), headers={"Content-Encoding": "gzip"}),
             "/x-gzip.csv": Route(body=gzip.compress(csv), headers={"Content-Encoding": "x-gzip"}),
             "/members.csv": Route(body=gzip.compress(csv[:1000]) + gzip.compress(csv[1000:]),
@@ -143,6 +145,73 @@ def test_allow_list_and_public_addresses_pass() -> None:
     check_address("http://127.0.0.1:8080/x.csv", policy())
     check_address("http://8.8.8.8/x.csv", policy(url_allowlist=()))
     check_address("http://minio.internal/x.csv", policy(url_allowlist=("minio.internal",)))
+
+
+def resolve_to(monkeypatch: pytest.MonkeyPatch, *addresses: str) -> list[str]:
+    """Makes every name resolve to ``addresses``, in that order (there is no DNS here); returns the names asked."""
+    asked: list[str] = []
+
+    def getaddrinfo(host: str, port: int, *args: object, **kwargs: object) -> list[tuple]:
+        asked.append(host)
+        return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
+                for a in addresses]
+
+    monkeypatch.setattr(http.socket, "getaddrinfo", getaddrinfo)
+    return asked
+
+
+@pytest.mark.parametrize("addresses", [("10.0.0.5", "192.168.1.1"), ("192.168.1.1", "10.0.0.5"),
+                                       ("8.8.8.8", "192.168.1.1")])
+def test_a_host_with_one_internal_address_among_others_is_refused(monkeypatch: pytest.MonkeyPatch,
+                                                                  addresses: tuple[str, ...]) -> None:
+    """Any address may be the one connected to: all must pass, not just the first allowed one."""
+    resolve_to(monkeypatch, *addresses)
+    with pytest.raises(InputDataError, match="resolves to 192.168.1.1"):
+        check_address("http://data.example.com/x.csv", policy(url_allowlist=("10.0.0.0/8",)))
+
+
+def test_a_host_whose_every_address_is_allowed_or_public_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked = resolve_to(monkeypatch, "10.0.0.5", "8.8.8.8", "2001:4860:4860::8888")
+    check_address("https://data.example.com/x.csv", policy(url_allowlist=("10.0.0.0/8",)))
+    assert asked == [b"data.example.com"]  # the ASCII (IDNA) form
+
+
+def test_allowed_host_names_match_whatever_their_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked = resolve_to(monkeypatch, "10.9.9.9")
+    check_address("http://MinIO.Internal:9000/x.csv", policy(url_allowlist=("minio.INTERNAL",)))
+    assert asked == [], "an allow-listed host is trusted by name, not resolved"
+    with pytest.raises(InputDataError, match="resolves to 10.9.9.9"):
+        check_address("http://minio.internal.evil.example/x.csv", policy(url_allowlist=("minio.internal",)))
+
+
+def test_ipv4_mapped_ipv6_addresses_are_judged_as_the_ipv4_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    resolve_to(monkeypatch, "::ffff:10.0.0.5")
+    check_address("http://data.example.com/x.csv", policy(url_allowlist=("10.0.0.0/8",)))
+    resolve_to(monkeypatch, "::ffff:192.168.0.1")
+    with pytest.raises(InputDataError, match="resolves to 192.168.0.1,"):
+        check_address("http://data.example.com/x.csv", policy(url_allowlist=("10.0.0.0/8",)))
+
+
+def test_scoped_link_local_addresses_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    resolve_to(monkeypatch, "fe80::1%eth0")
+    with pytest.raises(InputDataError, match="resolves to fe80::1,"):
+        check_address("http://printer.local/x.csv", policy(url_allowlist=()))
+
+
+def test_an_unresolvable_host_is_a_transient_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fails(*args: object, **kwargs: object) -> None:
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(http.socket, "getaddrinfo", fails)
+    with pytest.raises(TransientSourceError, match="Cannot resolve host .data.example.com. .*Temporary failure"):
+        check_address("http://data.example.com/x.csv", policy(url_allowlist=()))
+
+
+def test_redirects_stop_after_five(server: LocalServer) -> None:
+    before = len(server.seen.get("/loop", []))
+    with pytest.raises(InputDataError, match=r"Too many redirects \(more than 5\)"):
+        read_source(UrlSource(url=server.url("/loop")), policy())
+    assert len(server.seen["/loop"]) - before == 6, "the first request and five redirects"
 
 
 def test_redirect_to_a_private_address_is_refused(server: LocalServer) -> None:
@@ -367,3 +436,120 @@ def test_credentials_stay_with_their_origin() -> None:
     assert not _same_origin("https://example.com/a", "http://example.com/b"), "never sent in clear text"
     assert not _same_origin("https://example.com/a", "https://example.com:8443/b")
     assert not _same_origin("https://example.com/a", "https://example.org/a")
+
+
+@pytest.mark.parametrize(("content_type", "path", "body", "kind"), [
+    ("application/octet-stream", "/x", b"PAR1....", "parquet"),
+    ("application/octet-stream", "/data.parquet", b"", "parquet"),
+    ("application/octet-stream", "/DATA.PARQUET", b"", "parquet"),
+    ("application/octet-stream", "/data.pq", b"", "parquet"),
+    ("application/octet-stream", "/Data.PQ", b"", "parquet"),
+    ("text/csv", "/x", b"", "csv"),
+    ("Text/CSV; charset=utf-8", "/x", b"", "csv"),
+    ("application/csv;header=present", "/x", b"", "csv"),
+    ("text/plain", "/x", b"", "csv"),
+    ("", "/export.csv", b"", "csv"),
+    ("", "/EXPORT.CSV", b"", "csv"),
+    ("text/html; charset=utf-8", "/login", b"<html>", "csv"),
+])
+def test_what_a_download_holds_is_told_by_its_bytes_type_or_name(content_type: str, path: str, body: bytes,
+                                                                 kind: str) -> None:
+    assert http._kind(UrlSource(url="https://example.com/x"), body, content_type, "https://example.com" + path) == kind
+
+
+def test_a_download_of_unknown_content_names_its_type_and_the_fix() -> None:
+    source = UrlSource(url="https://example.com/x")
+    for content_type, shown in (("", "'missing'"), ("application/json; q=1", "'application/json'")):
+        with pytest.raises(InputDataError) as caught:
+            http._kind(source, b"{}", content_type, "https://example.com/blob")
+        assert str(caught.value) == (f"Cannot tell what 'https://example.com/blob' holds (Content-Type {shown}). "
+                                     "Fix: set the source's content to 'csv' or 'parquet'.")
+    long_type = "application/" + "x" * 200
+    with pytest.raises(InputDataError) as caught:
+        http._kind(source, b"{}", long_type, "https://example.com/blob")
+    assert f"(Content-Type {http.shorten(long_type, 100)})" in str(caught.value)
+    assert http._kind(UrlSource(url="https://example.com/x", content="parquet"), b"a,b", "text/csv",
+                      "https://example.com/x.csv") == "parquet", "a declared content wins"
+
+
+@pytest.mark.parametrize(("header", "length"), [
+    ("1234", 1234), (" 56 ", 56), ("", 0), ("abc", 0), ("-5", 0), ("9" * 5000, int("9" * 20)),
+])
+def test_a_declared_length_is_read_bounded(header: str, length: int) -> None:
+    import httpx
+
+    response = httpx.Response(200, headers={"Content-Length": header} if header else {})
+    assert http._declared_length(response) == length
+
+
+def test_the_download_limit_is_the_largest_size_allowed(server: LocalServer) -> None:
+    size = len(SAMPLE.read_bytes())
+    assert len(read_source(UrlSource(url=server.url("/sample.csv")), policy(max_download_bytes=size))) == 2436
+    with pytest.raises(InputDataError) as caught:
+        read_source(UrlSource(url=server.url("/sample.csv")), policy(max_download_bytes=size - 1))
+    assert str(caught.value) == (f"'{server.url('/sample.csv')}' is larger than the {size - 1:,}-byte download "
+                                 "limit. Fix: raise FORECAST_URL_MAX_BYTES, or split the data.")
+    assert len(read_source(UrlSource(url=server.url("/gzip.csv")), policy(max_download_bytes=size))) == 2436
+    with pytest.raises(InputDataError) as caught:
+        read_source(UrlSource(url=server.url("/gzip.csv")), policy(max_download_bytes=size - 1))
+    assert str(caught.value) == (f"'{server.url('/gzip.csv')}' is larger than the {size - 1:,}-byte download "
+                                 "limit once decompressed (gzip). Fix: raise FORECAST_URL_MAX_BYTES, or split the "
+                                 "data.")
+
+
+def test_a_declared_length_over_the_limit_is_refused_before_the_body(server: LocalServer) -> None:
+    """The server promises a terabyte and sends a few bytes: refused on the promise, not read."""
+    server.routes["/promise.csv"] = Route(body=b"unique_id,ds,y\n", headers={"Content-Length": str(1 << 40)})
+    with pytest.raises(InputDataError, match="is larger than the 1,000-byte download limit. Fix"):
+        read_source(UrlSource(url=server.url("/promise.csv")), policy(max_download_bytes=1000))
+
+
+def test_a_malformed_redirect_is_an_input_error_naming_the_fix(server: LocalServer) -> None:
+    """Refused by urljoin here, or by httpx before that: not retried either way, as retrying cannot help."""
+    server.routes["/bad-redirect"] = Route(302, b"", headers={"Location": "http://[::1"})
+    server.routes["/bad-redirect-2"] = Route(302, b"", headers={"Location": "http://[" + "b" * 20})
+    with pytest.raises(InputDataError) as caught:
+        read_source(UrlSource(url=server.url("/bad-redirect")), policy())
+    assert str(caught.value) == (f"'{server.url('/bad-redirect')}' redirects to a malformed address (\"Invalid "
+                                 "URL in location header: Invalid port: ':1'.\"). Fix the server's redirect, or use "
+                                 "the final address.")
+    with pytest.raises(InputDataError) as caught:
+        read_source(UrlSource(url=server.url("/bad-redirect-2")), policy())
+    assert str(caught.value) == (f"'{server.url('/bad-redirect-2')}' redirects to a malformed address "
+                                 f"'http://[{'b' * 20}' ('Invalid IPv6 URL'). Fix the server's redirect, or use the "
+                                 "final address.")
+
+
+def test_a_query_value_holding_an_equals_sign_is_masked_whole() -> None:
+    assert redact_url("https://h/x?token=ab=cd&page=2") == "https://h/x?token=***&page=2"
+
+
+def test_descriptions_and_name_hints() -> None:
+    assert UrlSource(url="https://example.com/a/sales.csv").describe() == "url:https://example.com/a/sales.csv"
+    assert UrlSource(url_secret="env:SALES_URL").describe() == "url:secret:env:SALES_URL"
+    assert UrlSource(url="https://example.com/a/sales.csv?x=1").name_hint() == "sales"
+    assert UrlSource(url_secret="env:SALES_URL").name_hint() == "SALES_URL"
+    assert UrlSource.model_construct(url="http://[::1/x.csv").name_hint() == ""
+
+
+@pytest.mark.parametrize(("coding", "body"), [("deflate", b"\x78"), ("gzip", gzip.compress(b"a,b\n1,2\n")[:5]),
+                                              ("deflate", zlib.compress(b"a,b\n1,2\n")[:-3])])
+def test_a_body_cut_inside_its_compressed_data_is_refused(coding: str, body: bytes) -> None:
+    inflater = _Inflater(coding, "'u'")
+    b"".join(inflater.decode(body))
+    with pytest.raises(InputDataError) as caught:
+        inflater.finish()
+    assert str(caught.value) == (f"'u' ends before the end of its {coding} data: the file on the server is cut "
+                                 "short. Fix the file on the server.")
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+def test_bytes_after_the_compressed_data_are_ignored(coding: str) -> None:
+    data = b"a,b\n" + b"1,2\n" * 50_000  # more than one 64 KiB piece
+    packed = gzip.compress(data) if coding == "gzip" else zlib.compress(data)
+    inflater = _Inflater(coding, "'u'")
+    chunks = (packed[:10], packed[10:], b"trailing junk")
+    decoded = b"".join(piece for chunk in chunks for piece in inflater.decode(chunk))
+    inflater.finish()
+    assert decoded == data
+    assert all(len(piece) <= 64 * 1024 for piece in _Inflater(coding, "'u'").decode(packed))
