@@ -18,9 +18,6 @@ _MEDIUM = (offsets.Week, offsets.MonthBegin, offsets.MonthEnd, offsets.BusinessM
 _LOW = (offsets.QuarterBegin, offsets.QuarterEnd, offsets.BQuarterBegin, offsets.BQuarterEnd,
         offsets.YearBegin, offsets.YearEnd, offsets.BYearBegin, offsets.BYearEnd)
 _WINDOWS = 64  # leading triples tried when gaps defeat inference on the whole series
-# Aliases whose grid a gap-tolerant vote reports as the plain one: weekends or nights are never
-# observed, so every run of three across them is irregular.
-_CALENDAR_VARIANTS: dict[str, tuple[str, ...]] = {"D": ("B",), "h": ("bh",)}
 _MAX_GRID_PER_POINT = 20
 
 
@@ -66,11 +63,11 @@ def infer_frequency(timestamps: pd.Series | pd.DatetimeIndex) -> str | None:
     """The pandas alias of a series' sampling frequency, tolerating gaps; ``None`` if irregular.
 
     Tries the whole series first. With gaps, the candidates are the answers for runs of three consecutive
-    timestamps, the shortest step between two timestamps, their business-calendar variants (a business-day
-    series with holidays missing looks daily in most runs), and the weekly, semi-monthly, monthly,
-    quarterly and yearly calendars anchored at the first timestamp (which a short gappy series may never
-    show in a run). Of those whose grid holds every timestamp, the one with the fewest grid points, i.e.
-    the fewest missing values, wins.
+    timestamps, the shortest step between two timestamps, business days and hours, and the weekly,
+    semi-monthly, monthly, quarterly and yearly calendars anchored at the first timestamp (which a short
+    gappy series may never show in a run). Of those whose grid holds every timestamp, the one with the
+    fewest grid points, i.e. the fewest missing values, wins: a business-day series with holidays missing
+    fits the daily grid too, with every weekend missing.
     """
     index = pd.DatetimeIndex(timestamps).sort_values()
     if len(index) < 3:
@@ -79,9 +76,9 @@ def infer_frequency(timestamps: pd.Series | pd.DatetimeIndex) -> str | None:
     if whole is not None:
         return whole
     votes = Counter(_infer(index[i:i + 3]) for i in range(min(len(index) - 2, _WINDOWS)))
-    candidates = [freq for freq, _ in votes.most_common() if freq is not None] + [_smallest_step(index)]
-    candidates += [variant for freq in candidates for variant in _CALENDAR_VARIANTS.get(freq, ())]
-    sizes = {freq: _grid_size(index, freq) for freq in dict.fromkeys(candidates + _calendars(index[0]))}
+    # In this order, which breaks ties: a calendar's name (W-MON) says more than a step's (7D).
+    candidates = [freq for freq, _ in votes.most_common() if freq is not None] + _calendars(index[0])
+    sizes = {freq: _grid_size(index, freq) for freq in dict.fromkeys([*candidates, _smallest_step(index)])}
     fitting = {freq: size for freq, size in sizes.items() if size is not None}
     return min(fitting, key=fitting.__getitem__, default=None)  # min keeps the first of equals
 
@@ -95,9 +92,10 @@ def _infer(index: pd.DatetimeIndex) -> str | None:
 
 
 def _calendars(first: pd.Timestamp) -> list[str]:
-    """Calendar offsets anchored where the series starts: with gaps, no run of three may show them."""
+    """Calendar offsets anchored where the series starts, business days and hours included: with gaps, no
+    run of three timestamps may show them (a holiday next to every weekend, a night next to every gap)."""
     month, weekday = first.strftime("%b").upper(), first.strftime("%a").upper()
-    return ["MS", "ME", "BMS", "BME", "SMS", "SME", f"W-{weekday}", f"QS-{month}", f"QE-{month}",
+    return ["B", "bh", "MS", "ME", "BMS", "BME", "SMS", "SME", f"W-{weekday}", f"QS-{month}", f"QE-{month}",
             f"YS-{month}", f"YE-{month}"]
 
 

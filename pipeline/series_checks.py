@@ -68,7 +68,7 @@ def check_series(frame: pd.DataFrame, rejected: dict[str, str], checks: SeriesCh
     summary = pd.DataFrame({"n_obs": grouped[Y].count().astype("int64"), "first_ds": grouped[DS].min(),
                             "last_ds": grouped[DS].max(), "std": grouped[Y].std(ddof=0),
                             "max_abs": np.maximum(grouped[Y].max().abs(), grouped[Y].min().abs())})
-    summary["reason"] = pd.Series(rejected, dtype=object).reindex(summary.index)
+    summary["reason"] = pd.Series(rejected, dtype=object)  # aligned on the series ids
     summary["freq"], summary["missing_fraction"] = None, np.nan
     _flag(summary, summary["n_obs"] == 0, "all_missing")
     _flag(summary, summary["max_abs"] > MAX_ABS_VALUE, "out_of_range")
@@ -93,15 +93,13 @@ def check_series(frame: pd.DataFrame, rejected: dict[str, str], checks: SeriesCh
 
 def _flag(summary: pd.DataFrame, mask: pd.Series, reason: str) -> None:
     """Sets ``reason`` where ``mask`` holds and no earlier reason was found."""
-    summary.loc[mask.fillna(False).astype(bool) & summary["reason"].isna(), "reason"] = reason
+    summary.loc[mask.astype(bool) & summary["reason"].isna(), "reason"] = reason  # NaN compares False
 
 
 def _per_distinct(keys: pd.DataFrame, compute: Callable[..., Any]) -> pd.Series:
     """``compute(*key)`` for each row of ``keys``, evaluated once per distinct key."""
-    if keys.empty:
-        return pd.Series(index=keys.index, dtype=object)
     codes, uniques = pd.MultiIndex.from_frame(keys).factorize()
-    values = np.array([compute(*key) for key in uniques], dtype=object)
+    values = np.array([compute(*key) for key in uniques])
     return pd.Series(values[codes], index=keys.index).infer_objects()
 
 
@@ -135,28 +133,26 @@ def _frequency(index: pd.DatetimeIndex, declared: str | None) -> str | None:
 
 
 def _periods_since(summary: pd.DataFrame, as_of: date) -> pd.Series:
+    """Whole periods from each unrejected series' last timestamp to ``as_of`` (NaN for the rejected)."""
     ok = summary["reason"].isna()
-    periods = pd.Series(np.nan, index=summary.index)
-    periods[ok] = _per_distinct(summary.loc[ok, ["last_ds", "freq"]], lambda last, f: max(
-        len(pd.date_range(last, pd.Timestamp(as_of), freq=to_offset(f))) - 1, 0)).astype(float)
-    return periods
+    periods = _per_distinct(summary.loc[ok, ["last_ds", "freq"]], lambda last, f: max(
+        len(pd.date_range(last, pd.Timestamp(as_of), freq=to_offset(f))) - 1, 0))
+    return periods.reindex(summary.index).astype("float64")
 
 
 def regularize(frame: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
     """The accepted series on their full frequency grid: every gap becomes a row with a missing value.
 
-    Series with a row for every grid point (checked, so already regular) are taken as they are; only the
-    others are reindexed, one by one.
+    Series with no missing value have a row for every grid point (checked: no duplicates, all on the
+    grid) and are taken as they are; only the others are reindexed, one by one.
     """
     accepted = summary[summary["status"] == SeriesStatus.OK.value].set_index(ID)
     rows = frame[frame[ID].isin(accepted.index)]
-    grid_len = (accepted["n_obs"] / (1 - accepted["missing_fraction"])).round().astype("int64")
-    complete = rows.groupby(ID, sort=True)[DS].size().reindex(accepted.index) == grid_len
-    parts = [rows[rows[ID].isin(complete.index[complete])]]
-    for series_id, group in rows[rows[ID].isin(complete.index[~complete])].groupby(ID, sort=True):
+    gappy = accepted.index[accepted["missing_fraction"] > 0]
+    parts = [rows[~rows[ID].isin(gappy)]]
+    for series_id, group in rows[rows[ID].isin(gappy)].groupby(ID):
         row = accepted.loc[series_id]
-        grid = pd.date_range(row["first_ds"], row["last_ds"], freq=row["freq"], name=DS)
+        grid = pd.date_range(row["first_ds"], row["last_ds"], freq=row["freq"])
         values = group.set_index(DS)[Y].reindex(grid)
         parts.append(pd.DataFrame({ID: series_id, DS: grid.astype("datetime64[us]"), Y: values.to_numpy()}))
-    regular = pd.concat(parts, ignore_index=True)[[ID, DS, Y]]
-    return regular.sort_values([ID, DS], kind="stable", ignore_index=True)
+    return pd.concat(parts)[[ID, DS, Y]].sort_values([ID, DS], ignore_index=True)  # (id, ds) is unique

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class Route:
     status: int = 200
     body: bytes = b""
-    content_type: str = "text/csv"
+    content_type: str | None = "text/csv"  # None: no Content-Type header at all
     headers: dict[str, str] = field(default_factory=dict)  # sent as given (a Content-Length here replaces ours)
     delay: float = 0.0
     require: tuple[str, str] | None = None  # (header, value) the request must carry, else 401
@@ -47,6 +47,8 @@ class _Handler(BaseHTTPRequestHandler):
         """Status line and headers, written by hand so that they can be trickled too."""
         reason = self.responses.get(route.status, ("",))[0]
         headers = {"Content-Type": route.content_type, "Content-Length": str(len(route.body)), **route.headers}
+        if route.content_type is None:
+            del headers["Content-Type"]
         lines = [f"HTTP/1.0 {route.status} {reason}", *(f"{key}: {value}" for key, value in headers.items())]
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 

@@ -348,7 +348,8 @@ def _same_origin(first: str, target: str) -> bool:
         return False
     if (a.scheme, a.port) == (b.scheme, b.port):
         return True
-    return (a.scheme, a.port, b.scheme, b.port) in (("http", None, "https", None), ("http", 80, "https", 443))
+    # httpx drops default ports (":80" of http, ":443" of https): an upgrade on them compares as None.
+    return (a.scheme, a.port, b.scheme, b.port) == ("http", None, "https", None)
 
 
 def _redirect_target(url: str, location: str) -> str:

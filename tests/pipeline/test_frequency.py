@@ -142,3 +142,54 @@ def test_on_grid_needs_the_first_timestamp_on_the_grid_and_no_stamp_off_it() -> 
     assert not on_grid(days + pd.Timedelta(hours=1), "MS")  # the first stamp is not a month start
     assert not on_grid(days.append(pd.DatetimeIndex(["2024-01-10 12:00"])), "D")
     assert on_grid(pd.DatetimeIndex(["2024-01-01", "2025-01-01"]), "D"), "a declared grid is not bounded"
+
+
+@pytest.mark.parametrize(("stamps", "freq"), [
+    (["2024-01-01", "2024-01-03", "2024-01-04", "2024-01-08"], "B"),  # Mon, Wed, Thu, Mon: no run says B
+    (["2024-01-01 09:00", "2024-01-01 11:00", "2024-01-01 12:00", "2024-01-02 09:00"], "bh"),
+    (["2021-01-01", "2021-03-01", "2021-04-01"], "MS"),
+    (["2021-01-31", "2021-03-31", "2021-04-30"], "ME"),
+    (["2021-01-01 00:00", "2021-01-02 12:00", "2021-01-05 12:00", "2021-01-07 00:00"], "36h"),
+    (["2021-01-04", "2021-01-18", "2021-01-25"], "W-MON"),
+    (["2020-01-01", "2020-07-01", "2020-10-01"], "QS-JAN"),
+    (["2010-03-01", "2012-03-01", "2013-03-01"], "YS-MAR"),
+])
+def test_short_gappy_series_are_found_by_their_calendar(stamps: list[str], freq: str) -> None:
+    """Every run of three has a gap: only the calendars tried as candidates can explain them."""
+    assert infer_frequency(pd.to_datetime(stamps)) == freq
+
+
+def test_inference_returns_an_alias_whichever_type_pandas_infers() -> None:
+    """pandas announces that infer_freq will return an offset; the inferred frequency stays an alias."""
+    days = pd.date_range("2024-01-01", periods=10, freq="D")
+    option = "future.infer_freq_returns_offset"
+    settings = [True, False] if option in pd.options.future.__dir__() else []  # pandas 3 has the switch
+    for returns_offset in settings:
+        with pd.option_context(option, returns_offset):
+            assert infer_frequency(days) == "D" and infer_frequency(days.delete([3, 4])) == "D"
+    assert infer_frequency(days) == "D"
+
+
+@pytest.mark.parametrize(("freq", "message"), [
+    ("-1D", "Frequency '-1D' steps back in time; use a positive multiple such as 'D' or '2D'."),
+    ("0h", "Frequency '0h' steps nowhere in time; use a positive multiple such as 'D' or '2D'."),
+])
+def test_backward_frequencies_are_refused_in_full(freq: str, message: str) -> None:
+    with pytest.raises(InputDataError) as raised:
+        check_freq(freq)
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(("last", "freq"), [(59, "s"), (60, None)])
+def test_a_grid_may_be_at_most_twenty_points_per_timestamp(last: int, freq: str | None) -> None:
+    """Three stamps a second apart at most: 60 grid seconds (20 per stamp) fit, 61 do not."""
+    start = pd.Timestamp("2024-01-01 00:00:07")
+    stamps = pd.DatetimeIndex([start, start + pd.Timedelta(seconds=1), start + pd.Timedelta(seconds=last)])
+    assert infer_frequency(stamps) == freq
+
+
+def test_an_unknown_alias_is_refused_with_examples_of_known_ones() -> None:
+    with pytest.raises(InputDataError) as raised:
+        check_freq("fortnightly")
+    assert str(raised.value) == ("Unknown frequency 'fortnightly'; use a pandas alias such as 'h', 'D', 'W', 'MS', "
+                                 "'QS', 'YS'.")

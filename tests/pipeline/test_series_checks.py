@@ -185,3 +185,46 @@ def test_regularize_keeps_complete_series_as_they_are_and_fills_the_others() -> 
     assert gaps.isna().sum() == 2 and gaps.index.equals(pd.DatetimeIndex(days, name="ds"))
     full = regular[regular["unique_id"] == "full"]["y"].to_numpy()
     np.testing.assert_array_equal(full, np.linspace(1.0, 2.0, 10))
+    assert regular.index.equals(pd.RangeIndex(20)) and list(regular.columns) == ["unique_id", "ds", "y"]
+
+
+def test_regularize_keeps_rows_with_missing_values_once() -> None:
+    days = pd.date_range("2024-01-01", periods=10, freq="D")
+    values = np.linspace(1.0, 2.0, 10)
+    values[[3, 4]] = np.nan
+    frame = one_series(days, values, series_id="holes")
+    status = check_series(frame, {}, SeriesChecks(), None, date(2024, 1, 10))
+    assert status["missing_fraction"].tolist() == [0.2]
+    regular = regularize(frame, status)
+    assert regular["ds"].tolist() == list(days) and np.array_equal(regular["y"].to_numpy(), values, equal_nan=True)
+
+
+def test_a_single_observation_is_a_series_when_the_rules_allow_it() -> None:
+    one = one_series(pd.date_range("2024-01-01", periods=1, freq="D"), np.array([5.0]))
+    lenient = SeriesChecks(min_observations=1, reject_constant=False)
+    status = check_series(one, {}, lenient, "D", date(2024, 1, 1)).iloc[0]
+    assert (status["status"], status["freq"], status["missing_fraction"]) == ("ok", "D", 0.0)
+    assert reason_of(one, SeriesChecks(min_observations=1), freq="D") == "constant", "one value never changes"
+
+
+def test_rejected_series_have_no_frequency_or_gap_share() -> None:
+    stamps = pd.date_range("2024-01-01", periods=2, freq="D")
+    frame = pd.concat([one_series(stamps, series_id="a"), one_series(stamps, series_id="b")])
+    status = check_series(frame, {"b": "duplicate_timestamp"}, SeriesChecks(), None, date(2024, 1, 2))
+    assert status["reason"].tolist() == ["too_few_observations", "duplicate_timestamp"]
+    assert status["freq"].tolist() == [None, None]
+    assert status["missing_fraction"].dtype == np.float64 and status["missing_fraction"].isna().all()
+
+
+def test_frequencies_are_inferred_once_per_distinct_calendar(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.series_checks as checks_module
+
+    calls: list[int] = []
+    real = checks_module.infer_frequency
+    monkeypatch.setattr(checks_module, "infer_frequency", lambda index: calls.append(len(index)) or real(index))
+    days = pd.date_range("2024-01-01", periods=20, freq="D")
+    calendars = [days, days.delete([4]), days.delete([9]), pd.date_range("2024-01-01", periods=20, freq="MS")]
+    frame = pd.concat([one_series(calendars[k % 4], series_id=f"s{k:02d}") for k in range(24)])
+    status = check_series(frame, {}, SeriesChecks(), None, date(2026, 1, 1))
+    assert sorted(calls) == [19, 19, 20, 20], "one inference per distinct set of timestamps, not per series"
+    assert status["freq"].tolist() == ["D", "D", "D", "MS"] * 6

@@ -553,3 +553,220 @@ def test_bytes_after_the_compressed_data_are_ignored(coding: str) -> None:
     inflater.finish()
     assert decoded == data
     assert all(len(piece) <= 64 * 1024 for piece in _Inflater(coding, "'u'").decode(packed))
+
+
+def test_an_upgrade_to_https_on_the_default_ports_written_out_keeps_the_origin() -> None:
+    assert _same_origin("http://example.com:80/a", "https://example.com:443/b")
+    assert not _same_origin("http://example.com:8080/a", "https://example.com:443/b")
+
+
+@pytest.mark.parametrize(("status", "error", "message"), [
+    (400, InputDataError, "'u' answered HTTP 400. Fix the URL or its access rights; client errors are not retried."),
+    (401, InputDataError, "'u' answered HTTP 401. Fix the URL or its access rights; client errors are not retried."),
+    (499, InputDataError, "'u' answered HTTP 499. Fix the URL or its access rights; client errors are not retried."),
+    (500, TransientSourceError, "'u' answered HTTP 500 (server error)."),
+    (503, TransientSourceError, "'u' answered HTTP 503 (server error)."),
+])
+def test_http_errors_are_told_apart_by_who_can_fix_them(status: int, error: type, message: str) -> None:
+    with pytest.raises(error) as caught:
+        http._check_status(status, "u")
+    assert type(caught.value) is error and str(caught.value) == message
+    for fine in (200, 204, 304, 399):
+        http._check_status(fine, "u")
+
+
+def test_client_failures_are_named_and_sorted_into_input_errors_and_transient_ones() -> None:
+    import httpx
+
+    alive = http._Deadline(60)
+    long_reason = "bad " * 100
+    cases = [
+        (httpx.InvalidURL(long_reason), InputDataError,
+         f"URL 'u' cannot be requested ({http.shorten(long_reason, 100)}). Fix the address."),
+        (httpx.ConnectTimeout("slow"), TransientSourceError, "Timed out fetching 'u' (ConnectTimeout)."),
+        (httpx.ConnectError("refused"), TransientSourceError, "Cannot connect to 'u' (ConnectError)."),
+        (httpx.DecodingError("odd"), TransientSourceError, "Fetching 'u' failed (DecodingError)."),
+    ]
+    for exc, kind, message in cases:
+        failure = http._client_failure(exc, "u", alive)
+        assert type(failure) is kind and str(failure) == message, type(exc).__name__
+    late = http._client_failure(httpx.ReadError("closed"), "u", http._Deadline(0))
+    assert type(late) is TransientSourceError and "took longer than the 0-second total limit" in str(late)
+
+
+def test_the_deadline_names_the_download_and_the_fix() -> None:
+    with pytest.raises(TransientSourceError) as caught:
+        http._Deadline(0).check("https://example.com/x.csv?token=s3cr3t")
+    assert str(caught.value) == (
+        "Downloading 'https://example.com/x.csv?token=***' took longer than the 0-second total limit. Fix: raise "
+        "FORECAST_URL_TOTAL_TIMEOUT if the file is large and the link slow, or fix the server, which sends the "
+        "data too slowly.")
+    assert not http._Deadline(0.5).expired() and http._Deadline(-0.001).expired()
+    http._Deadline(60).check("u")
+
+
+def test_each_wait_is_bounded_by_what_is_left_of_the_deadline() -> None:
+    limits = policy(read_timeout=7.0, connect_timeout=3.0)
+    roomy = http._Deadline(60).timeout(limits)
+    assert (roomy.read, roomy.connect) == (7.0, 3.0)
+    tight = http._Deadline(0.5).timeout(limits)
+    assert 0.4 < tight.read <= 0.5 and 0.4 < tight.connect <= 0.5
+    spent = http._Deadline(-5).timeout(limits)
+    assert (spent.read, spent.connect) == (0.001, 0.001), "never 0 (no timeout) or negative"
+
+
+def test_the_watchdog_fires_when_the_deadline_passes_and_never_keeps_the_process_alive() -> None:
+    watchdog = http._Watchdog(http._Deadline(0.25))
+    assert 0.2 < watchdog._timer.interval <= 0.25 and watchdog._timer.daemon is True
+    assert http._Watchdog(http._Deadline(-3))._timer.interval == 0.0
+
+
+def test_the_watchdog_shuts_the_sockets_it_was_told_of_even_after_tls(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Stream:
+        def __init__(self, sock: socket.socket) -> None:
+            self.sock = sock
+
+        def get_extra_info(self, name: str) -> socket.socket | None:
+            return self.sock if name == "socket" else None
+
+    watchdog = http._Watchdog(http._Deadline(60))
+    live, peer = socket.socketpair()
+    closed, _ = socket.socketpair()
+    closed.close()
+    watchdog.trace("connection.start_tls.complete", {"return_value": Stream(live)})
+    watchdog.trace("connection.connect_tcp.complete", {"return_value": Stream(closed)})
+    watchdog.trace("http11.send_request_headers.complete", {"return_value": Stream(peer)})
+    assert watchdog._sockets == [live, closed]
+    watchdog._fire()  # the closed one raises OSError inside, which must not escape
+    assert live.recv(1) == b"", "a shut-down socket reads end-of-stream at once"
+    live.close()
+    peer.close()
+
+
+def test_client_log_records_are_redacted_and_never_dropped() -> None:
+    import logging
+
+    redact = http._RedactUrls()
+    record = logging.LogRecord("httpx", logging.INFO, __file__, 1, 'HTTP Request: GET %s "%s"',
+                               ("https://h/x.csv?token=s3cr3t&page=2", "HTTP/1.1 200 OK"), None)
+    assert redact.filter(record) is True
+    assert record.getMessage() == 'HTTP Request: GET https://h/x.csv?token=***&page=2 "HTTP/1.1 200 OK"'
+    plain = logging.LogRecord("httpx", logging.INFO, __file__, 1, "GET %s", ("https://h/x.csv",), None)
+    assert redact.filter(plain) is True and (plain.msg, plain.args) == ("GET %s", ("https://h/x.csv",))
+
+
+def test_only_known_headers_are_sent(server: LocalServer) -> None:
+    read_source(UrlSource(url=server.url("/sample.csv")), policy())
+    sent = {name.lower() for name in server.seen["/sample.csv"][-1]}
+    assert sent <= {"host", "accept", "accept-encoding", "connection", "user-agent"}, sent
+    assert server.seen["/sample.csv"][-1]["Accept-Encoding"] == "gzip, deflate"
+
+
+def test_a_body_of_many_chunks_is_joined_as_sent(server: LocalServer) -> None:
+    rows = [f"s{i % 7},{pd.Timestamp('2000-01-01') + pd.Timedelta(days=i // 7):%Y-%m-%d},{i}" for i in range(30_000)]
+    body = ("unique_id,ds,y\n" + "\n".join(rows) + "\n").encode()
+    server.routes["/big.csv"] = Route(body=body)
+    server.routes["/big-gzip.csv"] = Route(body=gzip.compress(body), headers={"Content-Encoding": "gzip"})
+    for path in ("/big.csv", "/big-gzip.csv"):
+        frame = read_source(UrlSource(url=server.url(path)), policy())
+        assert len(frame) == 30_000 and frame["y"].sum() == sum(range(30_000)), path
+
+
+@pytest.mark.parametrize(("header", "message"), [
+    ("gzip, br", "is sent with several content codings stacked ('gzip, br'); one gzip or deflate coding is "
+                 "accepted, no more (each layer can multiply the size a thousandfold). Fix: have the server compress "
+                 "the file once, or not at all."),
+    ("zstd", "is sent with content coding 'zstd', which is not supported (only gzip and deflate are, and they are "
+             "all this client asks for). Fix: have the server send the file uncompressed, or compressed with gzip."),
+])
+def test_unsupported_codings_name_the_fix(header: str, message: str) -> None:
+    import httpx
+
+    with pytest.raises(InputDataError) as caught:
+        http._inflater_for(httpx.Response(200, headers={"Content-Encoding": header}), "u")
+    assert str(caught.value) == "'u' " + message
+
+
+def test_empty_and_identity_codings_mean_no_decoding_and_long_names_are_cut() -> None:
+    import httpx
+
+    for header in ("identity", "identity, ", " , IDENTITY"):
+        assert http._inflater_for(httpx.Response(200, headers={"Content-Encoding": header}), "u") is None, header
+    long_coding = "x" * 100
+    with pytest.raises(InputDataError) as caught:
+        http._inflater_for(httpx.Response(200, headers={"Content-Encoding": long_coding}), "u")
+    assert f"content coding {http.shorten(long_coding, 40)}, which" in str(caught.value)
+
+
+def test_headers_from_a_secret_block_are_read_through_the_reader() -> None:
+    blocks = {"api-headers": '{"Authorization": "Bearer t0k3n"}'}
+    source = UrlSource(url="https://example.com/x.csv", headers_secret="api-headers")
+    assert source.resolved_headers(blocks.__getitem__) == {"Authorization": "Bearer t0k3n"}
+    assert UrlSource(url="https://example.com/x.csv").resolved_headers(blocks.__getitem__) == {}
+
+
+def test_proxy_settings_of_the_environment_are_not_followed(server: LocalServer,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The address guard checks the host it resolves; a proxy from the environment would fetch another."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "all_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # the discard port: nothing listens there
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert len(read_source(UrlSource(url=server.url("/sample.csv")), policy())) == 2436
+
+
+def test_a_download_without_a_content_type_is_told_by_its_name(server: LocalServer) -> None:
+    csv = SAMPLE.read_bytes()
+    server.routes["/untyped.csv"] = Route(body=csv, content_type=None)
+    server.routes["/untyped"] = Route(body=csv, content_type=None)
+    assert len(read_source(UrlSource(url=server.url("/untyped.csv")), policy())) == 2436
+    with pytest.raises(InputDataError, match=r"holds \(Content-Type 'missing'\)\. Fix: set the source's content"):
+        read_source(UrlSource(url=server.url("/untyped")), policy())
+
+
+def test_a_location_header_on_a_success_is_not_followed(server: LocalServer) -> None:
+    server.routes["/here.csv"] = Route(body=SAMPLE.read_bytes(), headers={"Location": "/page"})
+    assert len(read_source(UrlSource(url=server.url("/here.csv")), policy())) == 2436
+
+
+def test_the_deadline_between_redirects_names_the_address_reached(server: LocalServer) -> None:
+    with pytest.raises(TransientSourceError, match=r"^Downloading 'http://127\.0\.0\.1:\d+/hop\d' took longer"):
+        read_source(UrlSource(url=server.url("/hop0")), policy(total_timeout=0.5))
+
+
+@pytest.mark.parametrize(("port", "ok"), [(1, True), (65535, True), (0, False), (65536, False)])
+def test_ports_from_1_to_65535_are_valid(port: int, ok: bool) -> None:
+    url = f"http://8.8.8.8:{port}/x.csv"
+    if ok:
+        check_address(url, policy(url_allowlist=()))
+        return
+    with pytest.raises(InputDataError, match=f"port {port} is out of range 1-65535"):
+        check_address(url, policy(url_allowlist=()))
+
+
+def test_a_malformed_url_is_named_with_the_reason_cut_short() -> None:
+    import httpx
+
+    url = "http://[" + "b" * 300 + "]/x.csv"
+    with pytest.raises(httpx.InvalidURL) as reason:
+        httpx.URL(url)
+    with pytest.raises(InputDataError) as caught:
+        check_address(url, policy())
+    assert str(caught.value) == f"URL {http._shown(url)} is malformed ({http.shorten(str(reason.value), 100)}). " \
+                                "Fix the address."
+
+
+def test_a_url_and_its_headers_can_come_from_secret_blocks(server: LocalServer) -> None:
+    server.routes["/private.csv"] = Route(body=SAMPLE.read_bytes(), require=("Authorization", "Bearer t0k3n"))
+    blocks = {"sales-url": server.url("/private.csv"), "sales-headers": '{"Authorization": "Bearer t0k3n"}'}
+    source = UrlSource(url_secret="sales-url", headers_secret="sales-headers")
+    assert len(read_source(source, policy(secret_blocks=blocks.__getitem__))) == 2436
+
+
+def test_ids_stay_text_and_parse_errors_name_the_address(server: LocalServer) -> None:
+    server.routes["/zeros.csv"] = Route(body=b"unique_id,ds,y\n007,2024-01-01,1\n007,2024-01-02,2\n7,2024-01-01,3\n")
+    frame = read_source(UrlSource(url=server.url("/zeros.csv")), policy())
+    assert sorted(set(frame["unique_id"])) == ["007", "7"]
+    server.routes["/ragged.csv"] = Route(body=b"unique_id,ds,y\n1,2024-01-01\n")
+    with pytest.raises(InputDataError, match=r"^'http://127\.0\.0\.1:\d+/ragged\.csv': line 2 has 2 fields"):
+        read_source(UrlSource(url=server.url("/ragged.csv")), policy())

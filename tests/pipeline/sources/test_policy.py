@@ -46,3 +46,9 @@ def test_secret_blocks_default_to_none_and_are_never_dumped() -> None:
 def test_the_policy_is_frozen() -> None:
     with pytest.raises(ValidationError, match="frozen"):
         policy().read_timeout = 1.0  # type: ignore[misc]
+
+
+def test_host_names_anywhere_in_the_allowlist_do_not_hide_the_networks_after_them() -> None:
+    mixed = policy("minio.internal", "10.0.0.0/8", "data.example.com", "192.168.1.0/24")
+    assert mixed.allowed_networks() == [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("192.168.1.0/24")]
+    assert mixed.allowed_hosts() == {"minio.internal", "data.example.com"}
