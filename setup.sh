@@ -31,8 +31,20 @@ init() {
   "$PY" -c 'import sys; sys.exit(not ((3, 10) <= sys.version_info[:2] < (3, 12)))' || {
     echo "error: Python >=3.10,<3.12 is required (timesfm 1.3.0); set PYTHON=/path/to/python3.11" >&2; exit 2; }
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-  VENV="$VENV" bash scripts/install.sh
+  local log=$VENV/install.log started=$SECONDS
+  echo "Installing into $VENV (a few minutes the first time; pip's output goes to $log)" >&2
+  set +o pipefail  # the status wanted is install.sh's: PIPESTATUS[0]
+  VENV="$VENV" bash scripts/install.sh 2>&1 | tee "$log" | { grep --line-buffered '^==> ' || true; } >&2
+  local status=${PIPESTATUS[0]}
+  set -o pipefail
+  if [ "$status" != 0 ]; then
+    echo "--- the last lines of $log:" >&2
+    tail -n 30 "$log" >&2
+    echo "error: installing failed (whole log: $log). Fix the cause above and run ./setup.sh init again." >&2
+    exit 1
+  fi
   fingerprint > "$STAMP"
+  echo "Installed in $((SECONDS - started)) s." >&2
 }
 
 run() {

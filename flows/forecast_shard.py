@@ -63,5 +63,6 @@ def _forecast(source: Source, shard: int, staging: Path, run: ResolvedRun, direc
     return ShardRecord(
         shard=shard, attempt=directory.name, worker=worker, host=host, pid=pid, counts=stats.counts,
         output_rows=stats.output_rows, input_fingerprint=fingerprint, checkpoint_sha256=info.checkpoint_sha256,
+        random_weights=info.random_weights,
         device=stats.device, precision=stats.precision, batch_size=stats.batch_size,
         inference_seconds=stats.inference_seconds, timings=timer.seconds)

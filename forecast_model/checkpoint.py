@@ -20,6 +20,7 @@ from forecast_model.errors import CheckpointError, path_kind, shorten
 __all__ = [
     "CKPT_FILENAME",
     "CONFIG_FILENAME",
+    "RANDOM_WEIGHTS_MARKER",
     "ResolvedCheckpoint",
     "build_decoder",
     "load_decoder",
@@ -33,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 CKPT_FILENAME = "torch_model.ckpt"
 CONFIG_FILENAME = "config.json"
+# Written next to the weights by make_tiny_checkpoint, so that every run on such weights can say so.
+RANDOM_WEIGHTS_MARKER = "RANDOM_WEIGHTS.txt"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _OFFLINE_FIX = (
     "Fix: point TIMESFM20_DEFAULT_CHECKPOINT (or --checkpoint) at a local directory holding "
@@ -51,6 +54,11 @@ class ResolvedCheckpoint:
     source: str
     weights: Path
     hparams: ModelHparams
+
+    @property
+    def random_weights(self) -> bool:
+        """Whether these are seeded random weights (:func:`make_tiny_checkpoint`): forecasts mean nothing."""
+        return (self.weights.parent / RANDOM_WEIGHTS_MARKER).is_file()
 
 
 def resolve_checkpoint(source: str = DEFAULT_CHECKPOINT) -> ResolvedCheckpoint:
@@ -202,4 +210,7 @@ def make_tiny_checkpoint(
     directory.mkdir(parents=True, exist_ok=True)
     torch.save(module.state_dict(), directory / CKPT_FILENAME)
     (directory / CONFIG_FILENAME).write_text(hparams.to_json() + "\n")
+    (directory / RANDOM_WEIGHTS_MARKER).write_text(
+        "These weights are seeded random numbers (forecast_model.make_tiny_checkpoint), made for tests and\n"
+        "offline smoke runs: their forecasts mean nothing. Every run on them warns and records it.\n")
     return ResolvedCheckpoint(source=str(directory), weights=directory / CKPT_FILENAME, hparams=hparams)

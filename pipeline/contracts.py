@@ -96,6 +96,7 @@ RUNS_SCHEMA = pa.schema(
         ("rejected_by_reason", pa.string()),
         ("checkpoint", pa.string()),
         ("checkpoint_sha256", pa.string()),
+        ("random_weights", pa.bool_()),
         ("device", pa.string()),
         ("precision", pa.string()),
         ("versions", pa.string()),

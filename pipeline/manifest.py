@@ -35,6 +35,7 @@ class ModelInfo(BaseModel):
     device: str
     precision: str
     checkpoint_sha256: str
+    random_weights: bool = False  # a test checkpoint of seeded random weights: its forecasts mean nothing
 
 
 class RunManifest(BaseModel):
@@ -57,6 +58,7 @@ class RunManifest(BaseModel):
     rejected_by_reason: dict[str, int]
     checkpoint: str
     checkpoint_sha256: str
+    random_weights: bool = False
     device: str
     precision: str
     versions: dict[str, str]
@@ -77,8 +79,8 @@ def build_manifest(run: ResolvedRun, *, flow_name: str, deployment: str | None, 
         run_id=run.run_id, flow_name=flow_name, deployment=deployment, job=run.job, as_of=run.as_of.isoformat(),
         source=source, input_fingerprint=input_fingerprint, **counts.published_fields(), output_rows=output_rows,
         rejected_by_reason=counts.by_reason, checkpoint=run.engine.checkpoint,
-        checkpoint_sha256=model.checkpoint_sha256, device=model.device, precision=model.precision,
-        versions=package_versions(), parameters=parameters, timings=timings, shards=shards or [],
+        checkpoint_sha256=model.checkpoint_sha256, random_weights=model.random_weights, device=model.device,
+        precision=model.precision, versions=package_versions(), parameters=parameters, timings=timings, shards=shards or [],
     )
 
 

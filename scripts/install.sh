@@ -2,7 +2,10 @@
 # Install steps shared by ./setup.sh init and the Dockerfile (CI runs them through setup.sh).
 set -euo pipefail
 VENV=${VENV:-.venv}
+# Lines starting with "==> " are the progress ./setup.sh init shows; the rest goes to its log.
+echo "==> pip"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
+echo "==> torch 2.13.0${TORCH_INDEX_URL:+ from $TORCH_INDEX_URL}"
 # torch first, pinned: an unpinned torch pulls a multi-GB CUDA build. TORCH_INDEX_URL lets a GPU host
 # take the CUDA build of the same version, e.g. https://download.pytorch.org/whl/cu128
 if [ -n "${TORCH_INDEX_URL:-}" ]; then
@@ -10,4 +13,5 @@ if [ -n "${TORCH_INDEX_URL:-}" ]; then
 else
   "$VENV/bin/python" -m pip install --quiet "torch==2.13.0"
 fi
+echo "==> the package, its dependencies and dev tools (Prefect, MLflow, timesfm, great-expectations, ...)"
 "$VENV/bin/python" -m pip install --quiet -e ".[dev]"

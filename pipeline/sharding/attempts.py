@@ -46,6 +46,7 @@ class ShardRecord(BaseModel):
     output_rows: int
     input_fingerprint: str
     checkpoint_sha256: str
+    random_weights: bool = False
     device: str
     precision: str
     batch_size: int
@@ -137,7 +138,8 @@ def job_model(records: list[ShardRecord]) -> ModelInfo:
         raise DataValidationError(f"Shards ran different weights {weights} for one checkpoint: the workers do not "
                                   "hold the same files. Fix: pin model.expected_sha256, or sync the workers.")
     return ModelInfo(device=",".join(sorted({r.device for r in records})),
-                     precision=",".join(sorted({r.precision for r in records})), checkpoint_sha256=weights[0])
+                     precision=",".join(sorted({r.precision for r in records})), checkpoint_sha256=weights[0],
+                     random_weights=any(r.random_weights for r in records))
 
 
 def job_fingerprint(records: list[ShardRecord]) -> str:

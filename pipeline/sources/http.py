@@ -221,8 +221,7 @@ def check_address(url: str, policy: SourcePolicy) -> None:
     if parts.host.lower() in policy.allowed_hosts():
         return
     try:  # the ASCII (IDNA) form: getaddrinfo's own IDNA encoding raises a bare UnicodeError
-        infos = socket.getaddrinfo(parts.raw_host, parts.port or (443 if parts.scheme == "https" else 80),
-                                   type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(parts.raw_host, None, type=socket.SOCK_STREAM)  # the addresses; no port
     except socket.gaierror as exc:
         raise TransientSourceError(f"Cannot resolve host {shorten(parts.host)} of {shown}: {exc.strerror}.") from exc
     allowed = policy.allowed_networks()

@@ -44,6 +44,7 @@ def test_manifest_names_weights_data_and_versions(workspace: Path, tiny_checkpoi
         row = con.execute("SELECT * FROM runs").df().iloc[0]
     assert row["run_id"] == summary.run_id and row["flow_name"] == "batch-forecast" and row["job"] == summary.job
     assert row["checkpoint_sha256"] == hashlib.sha256(tiny_checkpoint.weights.read_bytes()).hexdigest()
+    assert bool(row["random_weights"]) is True, "a run on the tiny random checkpoint says so"
     assert row["input_fingerprint"] == summary.input_fingerprint and len(row["input_fingerprint"]) == 64
     assert row["mlflow_run_id"] == summary.mlflow_run_id and row["tracking_status"] == "ok"
     versions, parameters, timings = (json.loads(row[c]) for c in ("versions", "parameters", "timings"))

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from prefect.logging import disable_run_logger
 
-from forecast_model import EngineConfig, ResolvedCheckpoint
+from forecast_model import EngineConfig, ResolvedCheckpoint, resolve_checkpoint
 from pipeline.accounting import SeriesCounts
 from pipeline.canonical import to_canonical
 from pipeline.contracts import FORECAST_SCHEMA, QUANTILE_COLUMNS, STATUS_SCHEMA
@@ -63,7 +63,34 @@ def test_prepare_model_reports_the_weights_it_loaded(tiny_checkpoint: ResolvedCh
     with disable_run_logger():
         info = prepare_model.fn(engine(tiny_checkpoint))
     assert info == ModelInfo(device="cpu", precision="fp32",
-                             checkpoint_sha256=hashlib.sha256(tiny_checkpoint.weights.read_bytes()).hexdigest())
+                             checkpoint_sha256=hashlib.sha256(tiny_checkpoint.weights.read_bytes()).hexdigest(),
+                             random_weights=True)
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_random_weights_are_warned_about_and_real_ones_are_not(tiny_checkpoint: ResolvedCheckpoint, tmp_path: Path,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    import shutil
+
+    from forecast_model.checkpoint import CKPT_FILENAME, CONFIG_FILENAME
+
+    published = tmp_path / "published"  # the same files without the marker, as a real checkpoint has
+    published.mkdir()
+    for name in (CKPT_FILENAME, CONFIG_FILENAME):
+        shutil.copy(tiny_checkpoint.weights.parent / name, published / name)
+    from prefect import flow
+
+    @flow
+    def load(config: EngineConfig) -> ModelInfo:
+        return prepare_model(config)
+
+    with caplog.at_level("WARNING"):
+        assert load(engine(tiny_checkpoint)).random_weights is True
+    assert "holds seeded RANDOM weights (a test checkpoint): its forecasts mean nothing" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        info = load(engine(resolve_checkpoint(str(published))))
+    assert info.random_weights is False and "RANDOM" not in caplog.text
 
 
 def test_every_accepted_series_is_forecast_and_staged(tiny_checkpoint: ResolvedCheckpoint, tmp_path: Path,

@@ -770,3 +770,38 @@ def test_ids_stay_text_and_parse_errors_name_the_address(server: LocalServer) ->
     server.routes["/ragged.csv"] = Route(body=b"unique_id,ds,y\n1,2024-01-01\n")
     with pytest.raises(InputDataError, match=r"^'http://127\.0\.0\.1:\d+/ragged\.csv': line 2 has 2 fields"):
         read_source(UrlSource(url=server.url("/ragged.csv")), policy())
+
+
+def test_address_guard_messages_in_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    cases = [
+        ("ftp://example.com/x.csv", "URL 'ftp://example.com/x.csv' uses scheme 'ftp'; only http and https are allowed."),
+        ("http://example.com:0/x.csv", "URL 'http://example.com:0/x.csv' is malformed: port 0 is out of range 1-65535. "
+                                       "Fix the address."),
+    ]
+    for url, message in cases:
+        with pytest.raises(InputDataError) as caught:
+            check_address(url, policy())
+        assert str(caught.value) == message
+    scheme = "s" * 50
+    with pytest.raises(InputDataError) as caught:
+        check_address(f"{scheme}://example.com/x", policy())
+    assert f"uses scheme {http.shorten(scheme, 32)}; only" in str(caught.value)
+    resolve_to(monkeypatch, "10.1.2.3")
+    with pytest.raises(InputDataError) as caught:
+        check_address("https://data.example.com/x.csv", policy(url_allowlist=()))
+    assert str(caught.value) == (
+        "URL 'https://data.example.com/x.csv' resolves to 10.1.2.3, a loopback, private, link-local or otherwise "
+        "internal address; such addresses are refused. Fix: if this host is meant to be reachable, add it (or its "
+        "network) to FORECAST_URL_ALLOWLIST.")
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("https://example.com/x.csv", None),
+    ("HTTP://example.com/x.csv", None),
+    ("file:///srv/x.csv", "scheme 'file' is not supported: for a local file give its path (a file source)"),
+    ("FTP://example.com/x.csv", "scheme 'ftp' is not supported: use http:// or https://"),
+    ("example.com/x.csv", "it is not an http:// or https:// address"),
+    ("s" * 40 + "://example.com/x.csv", "it is not an http:// or https:// address"),  # no scheme is that long
+])
+def test_scheme_problems_are_named_without_quoting_more_than_the_scheme(url: str, problem: str | None) -> None:
+    assert http._scheme_problem(url) == problem
