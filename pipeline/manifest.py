@@ -80,7 +80,8 @@ def build_manifest(run: ResolvedRun, *, flow_name: str, deployment: str | None, 
         source=source, input_fingerprint=input_fingerprint, **counts.published_fields(), output_rows=output_rows,
         rejected_by_reason=counts.by_reason, checkpoint=run.engine.checkpoint,
         checkpoint_sha256=model.checkpoint_sha256, random_weights=model.random_weights, device=model.device,
-        precision=model.precision, versions=package_versions(), parameters=parameters, timings=timings, shards=shards or [],
+        precision=model.precision, versions=package_versions(), parameters=parameters, timings=timings,
+        shards=shards or [],
     )
 
 

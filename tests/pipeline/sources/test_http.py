@@ -774,9 +774,10 @@ def test_ids_stay_text_and_parse_errors_name_the_address(server: LocalServer) ->
 
 def test_address_guard_messages_in_full(monkeypatch: pytest.MonkeyPatch) -> None:
     cases = [
-        ("ftp://example.com/x.csv", "URL 'ftp://example.com/x.csv' uses scheme 'ftp'; only http and https are allowed."),
-        ("http://example.com:0/x.csv", "URL 'http://example.com:0/x.csv' is malformed: port 0 is out of range 1-65535. "
-                                       "Fix the address."),
+        ("ftp://example.com/x.csv",
+         "URL 'ftp://example.com/x.csv' uses scheme 'ftp'; only http and https are allowed."),
+        ("http://example.com:0/x.csv",
+         "URL 'http://example.com:0/x.csv' is malformed: port 0 is out of range 1-65535. Fix the address."),
     ]
     for url, message in cases:
         with pytest.raises(InputDataError) as caught:
