@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import REPO
 
+
 @pytest.mark.slow  # a `forecast` process with an ephemeral Prefect server
 @pytest.mark.parametrize("given", [["--checkpoint", "/nowhere/ckpt"], ["--checkpoint=/nowhere/ckpt"]])
 def test_run_names_the_checkpoint_it_was_given(tmp_path: Path, given: list[str]) -> None:
@@ -59,5 +60,5 @@ def test_init_shows_progress_and_keeps_pips_output_in_a_log(tmp_path: Path, inst
         return
     assert len(shown) < 40, "a failure shows the end of the log, not all of it"
     assert "ERROR: No matching distribution found for nothing-such==1" in done.stderr
-    assert shown[-1] == (f"error: installing failed (whole log: .venv/install.log). Fix the cause above and run "
+    assert shown[-1] == ("error: installing failed (whole log: .venv/install.log). Fix the cause above and run "
                          "./setup.sh init again.")
