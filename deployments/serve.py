@@ -21,6 +21,7 @@ def build_deployments() -> list[RunnerDeployment]:
             name="on-demand",
             description="Forecast a file on demand (served by `python -m deployments.serve`).",
             parameters={"source": {"kind": "file", "path": "data/samples/us_macro_quarterly.csv"}, "horizon": 8},
+            tags=["forecast", "on-demand", "served"],
         )
     ]
 

@@ -95,3 +95,30 @@ def test_the_parameter_schema_makes_a_server_refuse_a_run_before_storing_it(para
         validate(parameters, schema, raise_on_error=True, preprocess=True, ignore_required=True)
     validate({"source": {"kind": "url", "url": "https://example.com/x.csv", "headers_secret": "env:SALES_HEADERS"}},
              schema, raise_on_error=True, preprocess=True, ignore_required=True)
+
+
+def test_deployments_are_tagged_with_their_kind_and_pool() -> None:
+    for name, deployment in DEPLOYMENTS.items():
+        pool = deployment["work_pool"]["name"]
+        assert f"pool:{pool}" in deployment.get("tags", []), f"{name}: no pool tag to filter the deployments list by"
+        assert {"forecast", "backtest", "health"} & set(deployment["tags"]), f"{name}: no kind tag"
+
+
+@pytest.mark.parametrize("entrypoint", sorted({d["entrypoint"] for d in SPEC["deployments"]}))
+def test_the_ui_form_offers_choices_and_plain_descriptions(entrypoint: str) -> None:
+    """Fixed values are one-option choices, closed sets are choices, and no description shows RST markup."""
+    import json
+
+    from prefect.utilities.callables import parameter_schema
+
+    schema = parameter_schema(load_flow_from_entrypoint(str(REPO / entrypoint))).model_dump()
+    assert "``" not in json.dumps(schema), "RST double backticks show literally in the Prefect UI"
+    definitions = schema.get("definitions", {})
+    for name in ("FileSource", "UrlSource", "DuckDBSource"):
+        if name in definitions:
+            kind = definitions[name]["properties"]["kind"]
+            assert kind["enum"] == [kind["const"]], f"{name}.kind would be an editable text box"
+    if "ModelParams" in definitions:
+        model = definitions["ModelParams"]["properties"]
+        assert model["precision"]["enum"] == ["auto", "fp32", "tf32", "bf16"]
+        assert [option.get("enum") for option in model["device"]["anyOf"]] == [["auto", "cpu", "gpu"], None]

@@ -16,7 +16,7 @@ from forecast_model.errors import shorten, shorten_names
 from pipeline.canonical import ColumnMapping, Layout
 from pipeline.errors import InputDataError
 from pipeline.sources.files import require_file, resolve_within_roots
-from pipeline.sources.policy import SourcePolicy
+from pipeline.sources.policy import SourcePolicy, fixed_kind
 
 __all__ = ["DuckDBSource", "Scalar", "check_query", "database_path", "duckdb_problem", "read_duckdb",
            "table_sql", "time_limit"]
@@ -30,7 +30,7 @@ class DuckDBSource(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    kind: Literal["duckdb"] = "duckdb"
+    kind: Literal["duckdb"] = Field("duckdb", description="Fixed: a DuckDB source.", json_schema_extra=fixed_kind)
     database: str = Field(..., min_length=1, description="Path of the .duckdb file, under a data root.")
     table: str | None = Field(None, description="Table or view to read whole, optionally schema.table.")
     query: str | None = Field(None, description="One SELECT or WITH statement; write values as ? or $name.")

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from forecast_model.errors import path_kind, shorten, shorten_names
 from pipeline.canonical import ColumnMapping, FileKind, Layout, parse_bytes
 from pipeline.errors import InputDataError
-from pipeline.sources.policy import SourcePolicy
+from pipeline.sources.policy import SourcePolicy, fixed_kind
 
 __all__ = ["FileSource", "base_directory", "expand", "is_glob", "read_files", "require_file", "require_input_file",
            "resolve_within_roots"]
@@ -23,11 +23,11 @@ _GLOB_CHARS = set("*?[")
 _KINDS: dict[str, FileKind] = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 # What a path is when it is not a regular file, from its mode alone.
 class FileSource(BaseModel):
-    """A local CSV or Parquet file, or a glob over many (``data/sales/*.parquet``)."""
+    """A local CSV or Parquet file, or a glob over many (e.g. data/sales/*.parquet)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    kind: Literal["file"] = "file"
+    kind: Literal["file"] = Field("file", description="Fixed: a file source.", json_schema_extra=fixed_kind)
     path: str = Field(..., min_length=1, description="Path or glob of .csv / .parquet files under a data root.")
     format: Layout = Field("long", description="long: one row per series and timestamp; "
                                                "wide: one time column and one column per series.")

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from forecast_model.errors import shorten
 from pipeline.canonical import ColumnMapping, FileKind, Layout, parse_bytes
 from pipeline.errors import InputDataError
-from pipeline.sources.policy import SourcePolicy
+from pipeline.sources.policy import SourcePolicy, fixed_kind
 from pipeline.sources.secrets import REFERENCE_PATTERN, BlockReader, check_reference, resolve_headers, resolve_secret
 
 __all__ = ["TransientSourceError", "UrlSource", "check_address", "read_url", "redact_url"]
@@ -55,13 +55,13 @@ class TransientSourceError(RuntimeError):
 
 
 class UrlSource(BaseModel):
-    """A CSV or Parquet file served over HTTP(S). Credentials are never part of it: they are named, and
-    resolved on the worker (``pipeline/sources/secrets.py``)."""
+    """A CSV or Parquet file served over HTTP(S). Credentials are never part of it: they are named (a Prefect
+    Secret block, or env:VARIABLE) and resolved on the worker."""
 
     # hide_input_in_errors: a refused URL with a password in it must not be echoed into logs and states.
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
-    kind: Literal["url"] = "url"
+    kind: Literal["url"] = Field("url", description="Fixed: a URL source.", json_schema_extra=fixed_kind)
     url: str | None = Field(None, description="http:// or https:// address without credentials (no user:password@, "
                                               "no token in the query): parameters are stored and shown in Prefect.")
     url_secret: str | None = Field(None, min_length=1, description=(

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["SourcePolicy"]
+__all__ = ["SourcePolicy", "fixed_kind"]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -50,3 +50,9 @@ def _is_network(entry: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def fixed_kind(schema: dict[str, Any]) -> None:
+    """Shows a source's ``kind`` as a one-option choice in the Prefect UI form: its JSON schema says
+    ``const``, which the form renders as an editable text box."""
+    schema["enum"] = [schema["const"]]
