@@ -155,6 +155,8 @@ serve() {
     echo "error: prefect deploy failed; see $STACK/deploy.log" >&2; exit 1; }
   "$VENV/bin/python" -m deployments.automations >>"$STACK/deploy.log" 2>&1 || {
     echo "error: creating the Prefect automations failed; see $STACK/deploy.log" >&2; exit 1; }
+  "$VENV/bin/python" -m deployments.parameters >>"$STACK/deploy.log" 2>&1 || {
+    echo "error: closing the deployments' parameter schemas failed; see $STACK/deploy.log" >&2; exit 1; }
   MLFLOW_TRACKING_URI=http://127.0.0.1:$MLFLOW_PORT start_bg worker-cpu "$VENV/bin/prefect" worker start \
     --pool cpu --type process
   echo "Prefect UI:  http://127.0.0.1:$PREFECT_PORT   (API $PREFECT_API_URL; user:password in $STACK/api-auth)"

@@ -31,6 +31,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: ResolvedChe
         running.start_server()
         running.cli("work-pool", "create", "cpu", "--type", "process")
         running.cli("--no-prompt", "deploy", "--name", "on-demand")
+        running.python("-m", "deployments.parameters")  # as ./setup.sh serve does after deploying
         running.start_worker("cpu")
         yield running
     finally:
@@ -80,3 +81,5 @@ def test_scheduled_date_is_the_partition_and_a_second_trigger_replaces_it(stack:
 def test_invalid_parameters_are_refused(stack: PrefectStack) -> None:
     status, body = http_error(lambda: create_run(stack, {"horizon": -5}))
     assert status in (409, 422) and "horizon" in body, body
+    status, body = http_error(lambda: create_run(stack, {"horizn": 8}))
+    assert status == 409 and "'horizn' was unexpected" in body, body
