@@ -6,8 +6,9 @@
 #   ./setup.sh test-fast  the same checks, and every test that is neither e2e nor slow (a few minutes)
 #   ./setup.sh mutation   mutation testing of the safety-critical modules with mutmut (about 40 minutes on
 #                     2 cores; docs/RELIABILITY.md); prints the score per module, writes the survivors' report
-#   ./setup.sh serve  init if needed, then start the local stack: Prefect server, MLflow server, work pools,
-#                     deployments from prefect.yaml and a CPU worker (docs/DEPLOYMENT.md)
+#   ./setup.sh serve [--checkpoint C]  init if needed, then start the local stack: Prefect server, MLflow
+#                     server, work pools, deployments from prefect.yaml and a CPU worker whose runs load
+#                     checkpoint C (default: TIMESFM20_DEFAULT_CHECKPOINT, else the published one; docs/DEPLOYMENT.md)
 #   ./setup.sh stop   stop everything `serve` started
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -47,15 +48,20 @@ init() {
   echo "Installed in $((SECONDS - started)) s." >&2
 }
 
-run() {
-  init
-  local sample=data/samples/us_macro_quarterly.csv
+checkpoint_arg() {  # the checkpoint "$@" names (--checkpoint C or --checkpoint=C), else the default
   local checkpoint=${TIMESFM20_DEFAULT_CHECKPOINT:-google/timesfm-2.0-500m-pytorch} previous=
-  for arg in "$@"; do  # --checkpoint C or --checkpoint=C overrides the default, as the CLI does
+  for arg in "$@"; do
     [ "$previous" = --checkpoint ] && checkpoint=$arg
     [[ "$arg" == --checkpoint=* ]] && checkpoint=${arg#--checkpoint=}
     previous=$arg
   done
+  printf '%s' "$checkpoint"
+}
+
+run() {
+  init
+  local sample=data/samples/us_macro_quarterly.csv checkpoint
+  checkpoint=$(checkpoint_arg "$@")
   echo "Forecasting $sample with $checkpoint ..." >&2
   "$VENV/bin/forecast" run --source "$sample" --horizon "${TIMESFM20_DEFAULT_HORIZON_LEN:-8}" "$@"
 }
@@ -131,6 +137,10 @@ api_auth() {  # the server refuses requests without this user:password; every cl
 serve() {
   init
   mkdir -p "$STACK"
+  # The worker's runs, the 5-minute health check included, load this checkpoint: offline, give a local one.
+  TIMESFM20_DEFAULT_CHECKPOINT=$(checkpoint_arg "$@")
+  [ -e "$TIMESFM20_DEFAULT_CHECKPOINT" ] && TIMESFM20_DEFAULT_CHECKPOINT=$(realpath "$TIMESFM20_DEFAULT_CHECKPOINT")
+  export TIMESFM20_DEFAULT_CHECKPOINT
   local db=${FORECAST_PREFECT_DATABASE_URL:-}
   if [ -n "$db" ] && [[ "$db" != postgresql+asyncpg://* && "$db" != sqlite+aiosqlite://* ]]; then
     echo "error: FORECAST_PREFECT_DATABASE_URL must use the async driver form, e.g." \
@@ -164,6 +174,8 @@ serve() {
        "MLFLOW_TRACKING_URI=http://127.0.0.1:$MLFLOW_PORT"
   echo "MLflow UI:   http://127.0.0.1:$MLFLOW_PORT"
   echo "Work pools:  cpu (a worker runs); gpu has none until you start one on a GPU host (docs/DEPLOYMENT.md)"
+  echo "Model:       $TIMESFM20_DEFAULT_CHECKPOINT, loaded by every run and by the health check every 5 minutes" \
+       "(offline, start with ./setup.sh serve --checkpoint <local checkpoint dir>)"
   echo "Logs and PIDs in $STACK; stop everything with ./setup.sh stop"
 }
 
@@ -198,7 +210,7 @@ case "${1:-}" in
   test) shift; test "$@" ;;
   test-fast) shift; test_fast "$@" ;;
   mutation) shift; mutation "$@" ;;
-  serve) serve ;;
+  serve) shift; serve "$@" ;;
   stop) stop ;;
   *) echo "usage: $0 {init|run|test|test-fast|mutation|serve|stop} [args...]" >&2; exit 2 ;;
 esac

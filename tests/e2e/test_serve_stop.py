@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from forecast_model import ResolvedCheckpoint
 from tests.conftest import REPO
 from tests.prefect_stack import basic_auth, http_error
 from tests.processes import free_port
@@ -34,14 +35,15 @@ def post(env: dict[str, str], path: str, auth: str | None) -> list[dict]:
         return list(json.loads(response.read()))
 
 
-def test_serve_then_stop(tmp_path: Path) -> None:
+def test_serve_then_stop(tmp_path: Path, tiny_checkpoint: ResolvedCheckpoint) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "PYTEST", "MLFLOW_"))}
     env.update({"FORECAST_DATA_DIR": str(tmp_path), "PREFECT_PORT": str(free_port()),
                 "MLFLOW_PORT": str(free_port()), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
     stack = tmp_path / "stack"
     try:
-        served = subprocess.run([str(REPO / "setup.sh"), "serve"], env=env, capture_output=True, text=True,
-                                timeout=400)
+        checkpoint = str(tiny_checkpoint.weights.parent)
+        served = subprocess.run([str(REPO / "setup.sh"), "serve", "--checkpoint", checkpoint], env=env,
+                                capture_output=True, text=True, timeout=400)
         assert served.returncode == 0, served.stdout + served.stderr[-3000:]
         assert f"http://127.0.0.1:{env['PREFECT_PORT']}" in served.stdout
         assert f"http://127.0.0.1:{env['MLFLOW_PORT']}" in served.stdout
@@ -50,6 +52,9 @@ def test_serve_then_stop(tmp_path: Path) -> None:
             "CLI runs after serve must track to the served MLflow, not data/mlflow.db"
         groups = {p.stem: int(p.read_text()) for p in stack.glob("*.pid")}
         assert set(groups) == {"prefect-server", "mlflow-server", "worker-cpu"}
+        assert f"Model:       {checkpoint}, loaded by every run" in served.stdout
+        worker_env = Path(f"/proc/{groups['worker-cpu']}/environ").read_bytes().split(b"\0")
+        assert f"TIMESFM20_DEFAULT_CHECKPOINT={checkpoint}".encode() in worker_env, "the worker's runs load it"
         auth = (stack / "api-auth").read_text()
         assert (stack / "api-auth").stat().st_mode & 0o077 == 0, "the API password file must be private"
         assert http_error(lambda: post(env, "/deployments/filter", None))[0] == 401
