@@ -41,3 +41,17 @@ def test_the_image_copies_every_package_the_project_installs() -> None:
     packages = set(re.findall(r'"(\w+)\*"', include.group(1)))
     copied = set(re.findall(r"^COPY\b.*\s(\w+) \./\1$", (REPO / "Dockerfile").read_text(), re.M))
     assert packages and packages <= copied, f"the Dockerfile does not copy {sorted(packages - copied)}"
+
+
+def test_compose_servers_run_the_client_versions_and_the_sample_is_readable() -> None:
+    from importlib.metadata import version
+
+    services = yaml.safe_load((REPO / "deployments" / "compose.yaml").read_text())["services"]
+    pins = dict(re.findall(r'"(prefect|mlflow)==([\d.]+)"', (REPO / "pyproject.toml").read_text()))
+    assert services["prefect"]["image"] == f"prefecthq/prefect:{pins['prefect']}-python3.11"
+    assert services["mlflow"]["image"] == f"ghcr.io/mlflow/mlflow:v{pins['mlflow']}"
+    assert {name: version(name) for name in pins} == pins, "the installed clients are the pinned versions"
+    roots = services["worker-cpu"]["environment"]["FORECAST_DATA_ROOTS"].split(":")
+    sample = "/app/" + yaml.safe_load((REPO / "prefect.yaml").read_text())["definitions"]["parameters"]["sample"][
+        "source"]["path"]
+    assert any(sample.startswith(root.rstrip("/") + "/") for root in roots), f"{sample} is outside {roots}"
