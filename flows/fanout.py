@@ -22,6 +22,7 @@ from prefect.states import Cancelling
 
 from forecast_model.errors import shorten
 from pipeline.errors import is_permanent
+from pipeline.progress import ProgressReporter
 from pipeline.sharding import ShardFailure, ShardRecord, read_attempt, read_failure
 
 __all__ = ["ShardFailedError", "run_local", "run_remote"]
@@ -37,10 +38,12 @@ class _Progress:
         self.total, self.done = total, 0
         self.artifact = cast(UUID, create_progress_artifact(0.0, key="shards-done",
                                                             description=f"Shards done of {total}"))
+        self.bar = ProgressReporter("sharded job", "shards", get_run_logger().info)  # a bar on a terminal
 
     def finished(self, record: ShardRecord) -> None:
         self.done += 1
         update_progress_artifact(self.artifact, 100.0 * self.done / self.total)
+        self.bar(self.done, self.total)
         get_run_logger().info("Shard %d done by %s on %s (%d series): %d of %d shards", record.shard, record.worker,
                               record.host, record.counts.total(), self.done, self.total)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 import numpy as np
@@ -11,7 +12,9 @@ from forecast_model import ForecastResult, TimesFmEngine
 from pipeline.contracts import DS, ID, QUANTILE_COLUMNS, SeriesStatus, Y
 from pipeline.frequency import freq_code
 
-__all__ = ["build_forecast_table", "mark_failed", "run_engine", "series_values"]
+__all__ = ["PROGRESS_CHUNK", "build_forecast_table", "mark_failed", "run_engine", "series_values"]
+
+PROGRESS_CHUNK = 16  # engine batches per progress report: few reports, and the batches stay full
 
 
 def build_forecast_table(
@@ -67,10 +70,22 @@ def mark_failed(status: pd.DataFrame, table: pd.DataFrame) -> tuple[pd.DataFrame
 
 
 def run_engine(model: TimesFmEngine, frame: pd.DataFrame, accepted: pd.DataFrame, horizon: int,
-               context_len: int) -> ForecastResult:
-    """The engine's forecasts for the ``accepted`` series (status rows, in order) of the regular frame."""
+               context_len: int, progress: Callable[[int, int], None] | None = None) -> ForecastResult:
+    """The engine's forecasts for the ``accepted`` series (status rows, in order) of the regular frame.
+
+    With ``progress``, the series go to the engine in chunks of ``PROGRESS_CHUNK`` batches, and
+    ``progress(done, total)`` is called after each: the engine sorts and batches within a chunk, which
+    leaves its batches as full as before.
+    """
     if accepted.empty:
         empty = np.empty((0, horizon), np.float32)
         return ForecastResult(empty, empty, np.empty((0, horizon, len(QUANTILE_COLUMNS)), np.float32))
-    return model.forecast(series_values(frame, accepted[ID]), horizon, [freq_code(f) for f in accepted["freq"]],
-                          context_len)
+    values, codes = series_values(frame, accepted[ID]), [freq_code(f) for f in accepted["freq"]]
+    if progress is None:
+        return model.forecast(values, horizon, codes, context_len)
+    size, parts = model.batch_size * PROGRESS_CHUNK, []
+    for start in range(0, len(values), size):
+        parts.append(model.forecast(values[start:start + size], horizon, codes[start:start + size], context_len))
+        progress(min(start + size, len(values)), len(values))
+    return ForecastResult(*(np.concatenate([getattr(part, name) for part in parts])
+                            for name in ("point", "mean", "quantiles")))

@@ -16,6 +16,7 @@ from pipeline.accounting import SeriesCounts, check_rejected_fraction, check_som
 from pipeline.contracts import FORECAST_SCHEMA, STATUS_SCHEMA, SeriesStatus
 from pipeline.forecasting import build_forecast_table, mark_failed, run_engine
 from pipeline.manifest import ModelInfo
+from pipeline.progress import ProgressReporter
 from pipeline.run import ResolvedRun
 from pipeline.tables import write_table
 
@@ -69,7 +70,8 @@ def forecast_series(regular_path: Path, status_path: Path, staging: Path, run: R
     accepted = status[status["status"] == SeriesStatus.OK.value].reset_index(drop=True)
     model = load_engine(run.engine)
     started = time.perf_counter()
-    result = run_engine(model, frame, accepted, run.horizon, run.context_len)
+    progress = ProgressReporter("forecast", "series", get_run_logger().info)
+    result = run_engine(model, frame, accepted, run.horizon, run.context_len, progress)
     seconds = time.perf_counter() - started
     table = build_forecast_table(accepted, result, model=run.engine.checkpoint, run_id=run.run_id,
                                  created_at=created_at)

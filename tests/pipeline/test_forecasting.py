@@ -42,3 +42,23 @@ def test_non_finite_forecasts_mark_the_series_failed() -> None:
     status, kept = mark_failed(ACCEPTED, table)
     assert set(kept["unique_id"]) == {"a"}
     assert status.set_index("unique_id").loc["b", ["status", "reason"]].tolist() == ["failed", "non_finite_forecast"]
+
+
+def test_engine_runs_in_chunks_when_progress_is_asked_with_the_same_forecasts(
+        tiny_checkpoint, monkeypatch) -> None:
+    import pipeline.forecasting as forecasting
+    from forecast_model import EngineConfig, load_engine
+
+    model = load_engine(EngineConfig(checkpoint=str(tiny_checkpoint.weights.parent), device="cpu", batch_size=2))
+    days = pd.date_range("2024-01-01", periods=40, freq="D")
+    rng = np.random.default_rng(0)
+    frame = pd.concat([pd.DataFrame({"unique_id": f"s{k}", "ds": days[k:], "y": rng.normal(size=40 - k).cumsum()})
+                       for k in range(5)], ignore_index=True)
+    accepted = pd.DataFrame({"unique_id": [f"s{k}" for k in range(5)], "freq": "D"})
+    whole = forecasting.run_engine(model, frame, accepted, 6, 512)
+    monkeypatch.setattr(forecasting, "PROGRESS_CHUNK", 1)  # chunks of one batch: 2, 2 and 1 series
+    reports: list[tuple[int, int]] = []
+    chunked = forecasting.run_engine(model, frame, accepted, 6, 512, lambda done, total: reports.append((done, total)))
+    assert reports == [(2, 5), (4, 5), (5, 5)]
+    for name in ("point", "mean", "quantiles"):
+        np.testing.assert_allclose(getattr(chunked, name), getattr(whole, name), rtol=1e-5, atol=1e-6)
