@@ -69,7 +69,7 @@ def check_series(frame: pd.DataFrame, rejected: dict[str, str], checks: SeriesCh
                             "last_ds": grouped[DS].max(), "std": grouped[Y].std(ddof=0),
                             "max_abs": np.maximum(grouped[Y].max().abs(), grouped[Y].min().abs())})
     summary["reason"] = pd.Series(rejected, dtype=object)  # aligned on the series ids
-    summary["freq"], summary["missing_fraction"] = None, np.nan
+    summary["freq"] = None  # missing_fraction is set for the unrejected series below (NaN for the others)
     _flag(summary, summary["n_obs"] == 0, "all_missing")
     _flag(summary, summary["max_abs"] > MAX_ABS_VALUE, "out_of_range")
     _flag(summary, summary["n_obs"] < checks.min_observations, "too_few_observations")
@@ -137,7 +137,7 @@ def _periods_since(summary: pd.DataFrame, as_of: date) -> pd.Series:
     ok = summary["reason"].isna()
     periods = _per_distinct(summary.loc[ok, ["last_ds", "freq"]], lambda last, f: max(
         len(pd.date_range(last, pd.Timestamp(as_of), freq=to_offset(f))) - 1, 0))
-    return periods.reindex(summary.index).astype("float64")
+    return periods.reindex(summary.index)
 
 
 def regularize(frame: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:

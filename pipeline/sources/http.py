@@ -390,7 +390,7 @@ def _read_body(response: httpx.Response, url: str, policy: SourcePolicy, deadlin
     inflater = _inflater_for(response, url)
     limit = policy.max_download_bytes
     if inflater is None and _declared_length(response) > limit:
-        raise _too_big(url, limit, inflater)
+        raise _too_big(url, limit, None)
     chunks, size = [], 0
     for raw in response.iter_raw():
         deadline.check(url)

@@ -215,6 +215,10 @@ def test_a_batch_may_reach_the_patch_budget_exactly(engine: TimesFmEngine, monke
     assert [len(batch) for batch in with_layout(engine, packed=False, batch_size=4)._batches(contexts)] == [4, 4, 1]
     huge = [np.zeros(100 * patch), np.zeros(patch)]  # one series over the budget still gets a batch of its own
     assert [len(batch) for batch in packed._batches(huge)] == [1, 1]
+    ragged = [np.zeros(patch + 1) for _ in range(40)]  # a point past a whole patch takes a patch of its own
+    assert [len(batch) for batch in packed._batches(ragged)] == [32, 8]
+    monkeypatch.setattr(engine_module, "PACKED_PATCH_BUDGET", 20)
+    assert [len(batch) for batch in packed._batches(ragged)] == [10, 10, 10, 10]
 
 
 def test_a_last_patch_equal_to_the_padding_sentinel_is_still_forecast(engine: TimesFmEngine) -> None:
@@ -309,7 +313,7 @@ def test_out_of_memory_on_cuda_frees_the_cache_and_says_so(engine: TimesFmEngine
     with caplog.at_level("WARNING", logger="forecast_model.engine"):
         out = gpu._decode_with_backoff([np.arange(50.0)] * 2, np.zeros(2, dtype=np.int64), 8)
     assert out.shape == (2, 8, 10) and freed == [True] and gpu.batch_size == 1
-    assert "Out of memory with 2 series per batch; retrying with 1" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == ["Out of memory with 2 series per batch; retrying with 1"]
     cpu = TimesFmEngine(engine.module, engine.hparams, engine.device, 4)
     monkeypatch.setattr(cpu, "_decode_batch", decode)
     cpu._decode_with_backoff([np.arange(50.0)] * 2, np.zeros(2, dtype=np.int64), 8)

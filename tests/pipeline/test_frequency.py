@@ -166,13 +166,22 @@ def test_inference_returns_an_alias_whichever_type_pandas_infers() -> None:
     settings = [True, False] if option in pd.options.future.__dir__() else []  # pandas 3 has the switch
     for returns_offset in settings:
         with pd.option_context(option, returns_offset):
-            assert infer_frequency(days) == "D" and infer_frequency(days.delete([3, 4])) == "D"
+            found = [infer_frequency(days), infer_frequency(days.delete([3, 4]))]
+        assert found == ["D", "D"] and all(type(f) is str for f in found), found  # an offset compares equal to "D"
     assert infer_frequency(days) == "D"
+
+
+def test_rarer_offsets_with_gaps_are_found_by_runs_of_three() -> None:
+    """Business quarter ends are no calendar tried as such: only runs of three consecutive stamps show them."""
+    stamps = pd.date_range("2015-01-01", periods=30, freq="BQE").delete([5, 12])
+    assert infer_frequency(stamps) == "BQE-DEC"
 
 
 @pytest.mark.parametrize(("freq", "message"), [
     ("-1D", "Frequency '-1D' steps back in time; use a positive multiple such as 'D' or '2D'."),
     ("0h", "Frequency '0h' steps nowhere in time; use a positive multiple such as 'D' or '2D'."),
+    ("-" + "0" * 60 + "1D", "Frequency '-" + "0" * 39 + "'... (23 more characters) steps back in time; use a "
+                            "positive multiple such as 'D' or '2D'."),
 ])
 def test_backward_frequencies_are_refused_in_full(freq: str, message: str) -> None:
     with pytest.raises(InputDataError) as raised:

@@ -136,3 +136,11 @@ def test_an_output_root_this_user_cannot_write_is_refused(tmp_path: Path, monkey
         assert check_output_root(tmp_path / "open" / "out") == tmp_path / "open" / "out"
     finally:
         locked.chmod(0o700)
+
+
+def test_an_output_root_that_is_a_device_is_refused_with_the_whole_fix() -> None:
+    with pytest.raises(OutputRootError) as raised:
+        check_output_root(Path("/dev/null"))
+    assert str(raised.value) == ("The output root /dev/null is a character device, not a directory. Fix: give a "
+                                 "directory (it is created if missing) as output_root / --output-root, or set "
+                                 "FORECAST_OUTPUT_ROOT.")

@@ -806,3 +806,27 @@ def test_address_guard_messages_in_full(monkeypatch: pytest.MonkeyPatch) -> None
 ])
 def test_scheme_problems_are_named_without_quoting_more_than_the_scheme(url: str, problem: str | None) -> None:
     assert http._scheme_problem(url) == problem
+
+
+def test_a_body_read_past_the_deadline_names_the_download() -> None:
+    import httpx
+
+    with pytest.raises(TransientSourceError, match=r"^Downloading 'http://u/x\.csv' took longer than the 0-second"):
+        http._read_body(httpx.Response(200, stream=httpx.ByteStream(b"a,b\n1,2\n")), "http://u/x.csv", policy(),
+                        http._Deadline(0))
+
+
+def test_only_a_malformed_location_makes_a_protocol_error_an_input_error(server: LocalServer) -> None:
+    import httpx
+
+    failure = http._client_failure(httpx.RemoteProtocolError("peer closed connection"), "u", http._Deadline(60))
+    assert type(failure) is TransientSourceError and str(failure) == "Cannot connect to 'u' (RemoteProtocolError)."
+    location = "http://[::1" + "x" * 300  # httpx refuses it, and quotes all of it
+    server.routes["/long-bad-redirect"] = Route(302, b"", headers={"Location": location})
+    with pytest.raises(httpx.InvalidURL) as reason:
+        httpx.URL(location)
+    with pytest.raises(InputDataError) as caught:
+        read_source(UrlSource(url=server.url("/long-bad-redirect")), policy())
+    expected = http.shorten(f"Invalid URL in location header: {reason.value}.", 100)
+    assert str(caught.value) == (f"'{server.url('/long-bad-redirect')}' redirects to a malformed address ({expected}). "
+                                 "Fix the server's redirect, or use the final address.")
