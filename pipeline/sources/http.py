@@ -45,6 +45,7 @@ _MAX_REDIRECTS = 5
 # Greedy up to the last "@" before the path: a password may hold an unescaped "@".
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
 _URL_IN_TEXT = re.compile(r"https?://[^\s\"'<>]+")
+_PAIR_SEPARATORS = re.compile(r"([&;?])")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]{0,31})://")  # bounded: a scheme is named in messages
 _ACCEPT_ENCODING = "gzip, deflate"  # what _Inflater decodes; httpx's default may add br and zstd
 _PIECE = 64 * 1024  # the most decoded bytes one decompression step may produce
@@ -164,13 +165,14 @@ def redact_url(url: str) -> str:
 
 
 def _mask_pairs(text: str) -> str:
-    # Pair by pair, leaving every other character as written (re-encoding would change harmless URLs).
-    pairs = []
-    for pair in text.split("&"):
-        key, _, value = pair.partition("=")
-        secret = value and any(word in unquote_plus(key).lower() for word in _SECRET_KEYS)
-        pairs.append(f"{key}=***" if secret else pair)
-    return "&".join(pairs)
+    # Pair by pair, leaving every other character as written (re-encoding would change harmless URLs). A
+    # "?" or ";" inside the query separates pairs too: "?a=1?token=x" must not hide the token in a's value.
+    parts = _PAIR_SEPARATORS.split(text)
+    for index in range(0, len(parts), 2):  # the odd entries are the separators themselves
+        key, _, value = parts[index].partition("=")
+        if value and any(word in unquote_plus(key).lower() for word in _SECRET_KEYS):
+            parts[index] = f"{key}=***"
+    return "".join(parts)
 
 
 def _shown(url: str) -> str:

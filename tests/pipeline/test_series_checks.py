@@ -224,7 +224,7 @@ def test_frequencies_are_inferred_once_per_distinct_calendar(monkeypatch: pytest
     monkeypatch.setattr(checks_module, "infer_frequency", lambda index: calls.append(len(index)) or real(index))
     days = pd.date_range("2024-01-01", periods=20, freq="D")
     calendars = [days, days.delete([4]), days.delete([9]), pd.date_range("2024-01-01", periods=20, freq="MS")]
-    frame = pd.concat([one_series(calendars[k % 4], series_id=f"s{k:02d}") for k in range(24)])
+    frame = pd.concat([one_series(calendars[k % 4], series_id=f"s{k:02d}") for k in range(24)], ignore_index=True)
     status = check_series(frame, {}, SeriesChecks(), None, date(2026, 1, 1))
     assert sorted(calls) == [19, 19, 20, 20], "one inference per distinct set of timestamps, not per series"
     assert status["freq"].tolist() == ["D", "D", "D", "MS"] * 6

@@ -52,3 +52,11 @@ def test_host_names_anywhere_in_the_allowlist_do_not_hide_the_networks_after_the
     mixed = policy("minio.internal", "10.0.0.0/8", "data.example.com", "192.168.1.0/24")
     assert mixed.allowed_networks() == [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("192.168.1.0/24")]
     assert mixed.allowed_hosts() == {"minio.internal", "data.example.com"}
+
+
+def test_each_source_kind_is_a_one_option_choice_in_the_form() -> None:
+    from pipeline.sources import DuckDBSource, FileSource, UrlSource
+
+    for source, kind in ((FileSource, "file"), (UrlSource, "url"), (DuckDBSource, "duckdb")):
+        field = source.model_json_schema()["properties"]["kind"]
+        assert (field["const"], field["enum"]) == (kind, [kind]), source.__name__
