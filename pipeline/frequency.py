@@ -18,7 +18,7 @@ _MEDIUM = (offsets.Week, offsets.MonthBegin, offsets.MonthEnd, offsets.BusinessM
 _LOW = (offsets.QuarterBegin, offsets.QuarterEnd, offsets.BQuarterBegin, offsets.BQuarterEnd,
         offsets.YearBegin, offsets.YearEnd, offsets.BYearBegin, offsets.BYearEnd)
 _WINDOWS = 64  # leading triples tried when gaps defeat inference on the whole series
-_MAX_GRID_PER_POINT = 20
+_MAX_GRID_PER_POINT = 20  # a grid more than 95% missing explains nothing: no fit
 
 
 def to_offset(freq: str) -> offsets.BaseOffset:
@@ -69,16 +69,18 @@ def infer_frequency(timestamps: pd.Series | pd.DatetimeIndex) -> str | None:
     fewest grid points, i.e. the fewest missing values, wins: a business-day series with holidays missing
     fits the daily grid too, with every weekend missing.
     """
-    index = pd.DatetimeIndex(timestamps).sort_values()
+    index = pd.DatetimeIndex(timestamps).sort_values().unique()  # a repeated stamp is one grid point
     if len(index) < 3:
         return None
     whole = _infer(index)
     if whole is not None:
         return whole
     votes = Counter(_infer(index[i:i + 3]) for i in range(min(len(index) - 2, _WINDOWS)))
-    # In this order, which breaks ties: a calendar's name (W-MON) says more than a step's (7D).
-    candidates = [freq for freq, _ in votes.most_common() if freq is not None] + _calendars(index[0])
-    sizes = {freq: _grid_size(index, freq) for freq in dict.fromkeys([*candidates, _smallest_step(index)])}
+    # In this order, which breaks ties: a calendar's name (W-MON) says more than a step's (7D), and a
+    # business calendar wins only by missing fewer points (a span without a weekend is plain days).
+    candidates = [freq for freq, _ in votes.most_common() if freq is not None]
+    candidates += [*_calendars(index[0]), _smallest_step(index), "B", "bh"]
+    sizes = {freq: _grid_size(index, freq) for freq in dict.fromkeys(candidates)}
     fitting = {freq: size for freq, size in sizes.items() if size is not None}
     return min(fitting, key=fitting.__getitem__, default=None)  # min keeps the first of equals
 
@@ -92,11 +94,11 @@ def _infer(index: pd.DatetimeIndex) -> str | None:
 
 
 def _calendars(first: pd.Timestamp) -> list[str]:
-    """Calendar offsets anchored where the series starts, business days and hours included: with gaps, no
-    run of three timestamps may show them (a holiday next to every weekend, a night next to every gap)."""
+    """Calendar offsets anchored where the series starts: with gaps, no run of three timestamps may show
+    them (business days and hours are tried too, after the plain steps)."""
     month, weekday = first.strftime("%b").upper(), first.strftime("%a").upper()
-    return ["B", "bh", "MS", "ME", "BMS", "BME", "SMS", "SME", f"W-{weekday}", f"QS-{month}", f"QE-{month}",
-            f"YS-{month}", f"YE-{month}"]
+    return ["MS", "ME", "BMS", "BME", "SMS", "SME", f"W-{weekday}", f"QS-{month}", f"QE-{month}", f"YS-{month}",
+            f"YE-{month}"]
 
 
 def _smallest_step(index: pd.DatetimeIndex) -> str:

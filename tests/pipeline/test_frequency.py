@@ -203,3 +203,10 @@ def test_an_unknown_alias_is_refused_with_examples_of_known_ones() -> None:
         check_freq("fortnightly")
     assert str(raised.value) == ("Unknown frequency 'fortnightly'; use a pandas alias such as 'h', 'D', 'W', 'MS', "
                                  "'QS', 'YS'.")
+
+
+def test_repeated_timestamps_count_once() -> None:
+    """Duplicates are rejected before inference in a run; called directly, they must not break it."""
+    stamps = pd.to_datetime(["2024-01-01", "2024-01-01", "2024-01-03", "2024-01-04"])
+    assert infer_frequency(stamps) == "D"
+    assert infer_frequency(pd.to_datetime(["2024-01-01", "2024-01-01", "2024-01-02"])) is None, "two stamps"
