@@ -185,9 +185,10 @@ CASES: dict[str, Case] = {
                            rejected("all_missing")),
     "too-short series": Case(csv_file("a.csv", with_bad_series([1.0, 2.0])), DataValidationError,
                              rejected("too_few_observations")),
+    # Dates alone always fit some calendar (days, business days) with gaps; times of day on no grid do not.
     "irregular timestamps": Case(csv_file("a.csv", with_bad_series(
-        [1.0, 2.0, 3.0, 4.0], ["2024-01-01", "2024-01-03", "2024-01-04", "2024-01-10"])), DataValidationError,
-        rejected("irregular_timestamps")),
+        [1.0, 2.0, 3.0, 4.0], ["2024-01-01 00:00", "2024-01-02 03:17", "2024-01-05 11:02", "2024-01-09 07:40"])),
+        DataValidationError, rejected("irregular_timestamps")),
     "duplicate timestamps": Case(csv_file("a.csv", with_bad_series(
         [1.0, 2.0, 3.0], ["2024-01-01", "2024-01-01", "2024-02-01"])), DataValidationError,
         rejected("duplicate_timestamp")),
