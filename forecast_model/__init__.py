@@ -9,7 +9,14 @@ from forecast_model.config import DEFAULT_CHECKPOINT, DEFAULT_QUANTILES, ModelHp
 from forecast_model.device import DeviceName, resolve_device
 from forecast_model.engine import ForecastResult, TimesFmEngine
 from forecast_model.errors import CheckpointError, ConfigurationError, DeviceError, ForecastModelError
-from forecast_model.registry import EngineConfig, ModelState, ModelStatus, load_engine, model_status
+from forecast_model.registry import (
+    EngineConfig,
+    ModelState,
+    ModelStatus,
+    load_engine,
+    loaded_checkpoint,
+    model_status,
+)
 
 __all__ = [
     "DEFAULT_CHECKPOINT",
@@ -27,6 +34,7 @@ __all__ = [
     "ResolvedCheckpoint",
     "TimesFmEngine",
     "load_engine",
+    "loaded_checkpoint",
     "make_tiny_checkpoint",
     "model_status",
     "resolve_checkpoint",

@@ -11,14 +11,15 @@ from typing import Literal
 
 import torch
 
-from forecast_model.checkpoint import load_decoder, resolve_checkpoint, verify_sha256
+from forecast_model.checkpoint import ResolvedCheckpoint, load_decoder, resolve_checkpoint, verify_sha256
 from forecast_model.config import DEFAULT_CHECKPOINT
 from forecast_model.decoder import Precision
 from forecast_model.device import resolve_device
 from forecast_model.engine import TimesFmEngine, choose_batch_size
 from forecast_model.errors import ConfigurationError, ForecastModelError
 
-__all__ = ["EngineConfig", "ModelState", "ModelStatus", "load_engine", "model_status", "reset", "resolve_precision"]
+__all__ = ["EngineConfig", "ModelState", "ModelStatus", "load_engine", "loaded_checkpoint", "model_status", "reset",
+           "resolve_precision"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class ModelStatus:
 
 _lock = threading.Lock()
 _engines: dict[EngineConfig, TimesFmEngine] = {}
+_checkpoints: dict[EngineConfig, ResolvedCheckpoint] = {}  # what each engine was loaded from
 _status = ModelStatus()
 
 
@@ -82,7 +84,7 @@ def load_engine(config: EngineConfig) -> TimesFmEngine:
         batch_size = config.batch_size or choose_batch_size(checkpoint.hparams, device)
         engine = TimesFmEngine(module, checkpoint.hparams, device, batch_size, weights_sha256=sha256,
                                precision=resolve_precision(config.precision, device))
-        _engines[config] = engine
+        _engines[config], _checkpoints[config] = engine, checkpoint
         seconds = time.perf_counter() - started
         _status = ModelStatus(ModelState.READY, checkpoint=config.checkpoint, device=str(device),
                               load_seconds=round(seconds, 3))
@@ -100,6 +102,13 @@ def resolve_precision(precision: str, device: torch.device) -> Precision:
     return precision  # type: ignore[return-value]
 
 
+def loaded_checkpoint(config: EngineConfig) -> ResolvedCheckpoint:
+    """The checkpoint the engine of ``config`` was loaded from (loading it first if needed), without resolving
+    it again: for a hub id that would be another cache lookup, or a network round trip."""
+    load_engine(config)
+    return _checkpoints[config]
+
+
 def model_status() -> ModelStatus:
     """The state of the most recently requested model in this process."""
     return _status
@@ -110,4 +119,5 @@ def reset() -> None:
     global _status
     with _lock:
         _engines.clear()
+        _checkpoints.clear()
         _status = ModelStatus()

@@ -11,7 +11,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
 
-from forecast_model import EngineConfig, load_engine, resolve_checkpoint
+from forecast_model import EngineConfig, load_engine, loaded_checkpoint
 from pipeline.accounting import SeriesCounts, check_rejected_fraction, check_something_forecast, reason_examples
 from pipeline.contracts import FORECAST_SCHEMA, STATUS_SCHEMA, SeriesStatus
 from pipeline.forecasting import build_forecast_table, mark_failed, run_engine
@@ -48,7 +48,7 @@ def prepare_model(engine: EngineConfig) -> ModelInfo:
     model = load_engine(engine)
     logger = get_run_logger()
     logger.info("Model %s (sha256 %s) ready on %s", engine.checkpoint, model.weights_sha256, model.device)
-    random_weights = resolve_checkpoint(engine.checkpoint).random_weights  # found on disk by load_engine
+    random_weights = loaded_checkpoint(engine).random_weights
     if random_weights:
         logger.warning("Checkpoint %s holds seeded RANDOM weights (a test checkpoint): its forecasts mean nothing. "
                        "The run manifest records it (model.random_weights). Use it for smoke tests only; for real "
