@@ -29,8 +29,8 @@ init() {
   if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(fingerprint)" ]; then
     return 0
   fi
-  "$PY" -c 'import sys; sys.exit(not ((3, 10) <= sys.version_info[:2] < (3, 12)))' || {
-    echo "error: Python >=3.10,<3.12 is required (timesfm 1.3.0); set PYTHON=/path/to/python3.11" >&2; exit 2; }
+  "$PY" -c 'import sys; sys.exit(not ((3, 10) <= sys.version_info[:2] < (3, 13)))' || {
+    echo "error: Python 3.10, 3.11 or 3.12 is required; set PYTHON=/path/to/python3.11" >&2; exit 2; }
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
   local log=$VENV/install.log started=$SECONDS
   echo "Installing into $VENV (a few minutes the first time; pip's output goes to $log)" >&2
