@@ -1,4 +1,5 @@
-"""The ``forecast`` command: run the batch flow locally, or make a tiny checkpoint for smoke runs.
+"""The ``forecast`` command: run the batch flow locally, check health, start a (GPU-pinned) worker, or make a
+tiny checkpoint for smoke runs.
 
 Exit codes: 0 success, 2 bad input or configuration (the message says what to fix), 1 anything else.
 """
@@ -88,11 +89,34 @@ def _parser() -> argparse.ArgumentParser:
                                  help="Print the health report as JSON; exit 0 healthy, 1 unhealthy.")
     health.add_argument("--checkpoint", help="Checkpoint to check (default TIMESFM20_DEFAULT_CHECKPOINT).")
     health.add_argument("--device", choices=["auto", "cpu", "gpu"])
+    health.add_argument("--device-index", type=int, metavar="N",
+                        help="The GPU to check (as FORECAST_DEVICE_INDEX; default GPU 0).")
     health.add_argument("--source", action="append", default=[],
                         help="A source to check for reachability: path or glob, URL, or duckdb://file (repeatable).")
     health.add_argument("--no-model", action="store_true", help="Skip loading the model (a cheap liveness check).")
     health.add_argument("--min-free-gb", type=float, default=1.0)
     health.add_argument("--output-root")
+    worker = commands.add_parser(
+        "worker", parents=[common],
+        help="Check this host can serve (device, output root), then start a Prefect process worker; exit 2 "
+             "with the health report if it cannot.")
+    worker.add_argument("--pool", required=True, help="Work pool to poll (cpu or gpu in prefect.yaml).")
+    worker.add_argument("--device-index", type=int, metavar="N",
+                        help="Pin this worker and its runs to GPU N (sets FORECAST_DEVICE_INDEX): one worker per "
+                             "GPU on a multi-GPU host. Implies --device gpu.")
+    worker.add_argument("--device", choices=["auto", "cpu", "gpu"],
+                        help="Device to check (default: gpu with --device-index or on the gpu pool, cpu on the cpu "
+                             "pool, else TIMESFM20_DEFAULT_BACKEND).")
+    worker.add_argument("--work-queue", action="append", default=[],
+                        help="Queue(s) of the pool to poll (repeatable; default: all).")
+    worker.add_argument("--limit", type=int,
+                        help="Flow runs at once (default: 1 on a GPU, as runs size batches from its free memory; "
+                             "else no limit).")
+    worker.add_argument("--name", help="Worker name (default: <pool>-<host>[-gpu<N>]).")
+    worker.add_argument("--min-free-gb", type=float, default=1.0,
+                        help="Least free GPU memory and output-root space to start (default 1).")
+    worker.add_argument("--check", action="store_true",
+                        help="Only run the checks: print the report and exit 0 if the worker could start, else 2.")
     tiny = commands.add_parser("make-tiny-checkpoint", parents=[common],
                                help="Write a tiny random-weight checkpoint (meaningless forecasts, for smoke runs).")
     tiny.add_argument("directory")
@@ -207,6 +231,8 @@ def _health(args: argparse.Namespace) -> int:
     from pipeline.settings import load_settings
     from tasks.health import health_report
 
+    if args.device_index is not None:
+        os.environ["FORECAST_DEVICE_INDEX"] = str(args.device_index)
     settings = load_settings()
     sources = tuple(UrlSource(url=s) if s.startswith(("http://", "https://")) else
                     DuckDBSource(database=s.removeprefix("duckdb://"), query="SELECT 1") if s.startswith("duckdb://")
@@ -218,6 +244,44 @@ def _health(args: argparse.Namespace) -> int:
     report = health_report(config)
     print(json.dumps(report, indent=2))
     return 0 if report["status"] == "healthy" else 1
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import shutil
+
+    from pipeline.health import build_report, health_config, preflight_checks
+    from pipeline.params import engine_config
+    from pipeline.settings import load_settings
+
+    device = args.device or ("gpu" if args.device_index is not None else
+                             args.pool if args.pool in ("cpu", "gpu") else None)
+    if args.device_index is not None:
+        if device == "cpu":
+            raise ConfigurationError("--device-index pins a GPU; it cannot go with --device cpu. Fix: drop one.")
+        os.environ["FORECAST_DEVICE_INDEX"] = str(args.device_index)  # the flow runs inherit it
+    settings = load_settings()
+    config = health_config(settings, engine_config(ModelParams(device=device), settings), check_model=False,
+                           min_free_gb=args.min_free_gb)
+    report = build_report(preflight_checks(config))
+    if report["status"] != "healthy":
+        print(json.dumps(report, indent=2))
+        failed = " ".join(f"[{name}] {c['detail']}" for name, c in report["checks"].items() if not c["ok"])
+        raise ConfigurationError(f"This worker cannot serve, so it did not start. {failed}")
+    if args.check:
+        print(json.dumps(report, indent=2))
+        return 0
+    on_gpu = config.engine.device == "gpu" or report["checks"]["device"]["detail"].startswith("cuda")
+    limit = args.limit or (1 if on_gpu else None)
+    name = args.name or "-".join([args.pool, os.uname().nodename] + ([f"gpu{args.device_index}"]
+                                                                      if args.device_index is not None else []))
+    prefect = shutil.which("prefect") or str(Path(sys.executable).with_name("prefect"))
+    command = [prefect, "worker", "start", "--pool", args.pool, "--type", "process", "--name", name]
+    command += [arg for queue in args.work_queue for arg in ("--work-queue", queue)]
+    command += ["--limit", str(limit)] if limit else []
+    logging.getLogger(__name__).info("Starting %s (device: %s)", " ".join(command[1:]),
+                                     report["checks"]["device"]["detail"])
+    sys.stdout.flush()
+    os.execv(prefect, command)  # the worker replaces this process: signals and exit status are its own
 
 
 def _make_tiny(args: argparse.Namespace) -> int:
@@ -236,7 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     level = "DEBUG" if args.verbose else os.environ.get("LOG_LEVEL", "INFO").upper()
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", level)
-    commands = {"run": _run, "backtest": _backtest, "health": _health, "make-tiny-checkpoint": _make_tiny}
+    commands = {"run": _run, "backtest": _backtest, "health": _health, "worker": _worker,
+                "make-tiny-checkpoint": _make_tiny}
     log_file = None
     try:
         log_file = _configure_logging(verbose=level == "DEBUG")

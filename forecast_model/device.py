@@ -13,18 +13,42 @@ __all__ = ["DeviceName", "resolve_device"]
 DeviceName = Literal["auto", "cpu", "gpu"]
 
 
-def resolve_device(name: str) -> torch.device:
-    """Maps ``auto|cpu|gpu`` to a torch device; ``gpu`` without CUDA is an error, never a silent CPU run."""
+def resolve_device(name: str, index: int | None = None) -> torch.device:
+    """Maps ``auto|cpu|gpu`` to a torch device; ``gpu`` without CUDA is an error, never a silent CPU run.
+
+    ``index`` pins a CUDA run to one GPU (a worker per GPU on a multi-GPU host); ``None`` means GPU 0. It is
+    checked whenever the device resolves to CUDA, so a worker pinned to a GPU the host lacks fails at once.
+    """
     if name == "cpu":
         return torch.device("cpu")
     if name == "auto":
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+        return _cuda(index) if torch.cuda.is_available() else torch.device("cpu")
     if name == "gpu":
         if not torch.cuda.is_available():
+            if index is not None:
+                raise DeviceError(_no_such_gpu(index, 0))
             raise DeviceError(
                 f"Device 'gpu' was requested but CUDA is not available to torch {torch.__version__} "
                 f"(CUDA build: {torch.version.cuda or 'none'}). Fix: use device 'auto' or 'cpu', or install "
                 "a CUDA build of torch on a GPU host (see README, 'GPU hosts')."
             )
-        return torch.device("cuda:0")
+        return _cuda(index)
     raise DeviceError(f"Unknown device {name!r}; use one of 'auto', 'cpu', 'gpu'.")
+
+
+def _cuda(index: int | None) -> torch.device:
+    if index is None:
+        return torch.device("cuda:0")
+    count = torch.cuda.device_count()
+    if not 0 <= index < count:
+        raise DeviceError(_no_such_gpu(index, count))
+    return torch.device("cuda", index)
+
+
+def _no_such_gpu(index: int, count: int) -> str:
+    seen = f"{count} CUDA device(s)" + (f", indexes 0-{count - 1}" if count else
+                                        f" (CUDA build: {torch.version.cuda or 'none'})")
+    return (f"No such GPU: device index {index} was requested (FORECAST_DEVICE_INDEX or `forecast worker "
+            f"--device-index`) but torch {torch.__version__} sees {seen}. Fix: pin each worker to an index "
+            "below the count `nvidia-smi -L` lists, or unset FORECAST_DEVICE_INDEX; CUDA_VISIBLE_DEVICES, if "
+            "set, renumbers the GPUs this process sees from 0.")

@@ -39,6 +39,7 @@ class EngineConfig:
 
     checkpoint: str = DEFAULT_CHECKPOINT
     device: str = "auto"
+    device_index: int | None = None  # the GPU a CUDA run uses (None: GPU 0); set per worker, not per run
     batch_size: int | None = None  # None: chosen from the device (256 on CPU, free memory on CUDA)
     expected_sha256: str | None = None
     precision: Precision | Literal["auto"] = "auto"  # auto: fp32 on CPU, tf32 on CUDA
@@ -74,7 +75,7 @@ def load_engine(config: EngineConfig) -> TimesFmEngine:
         _status = ModelStatus(ModelState.INITIALIZING, checkpoint=config.checkpoint, device=config.device)
         started = time.perf_counter()
         try:
-            device = resolve_device(config.device)
+            device = resolve_device(config.device, config.device_index)
             checkpoint = resolve_checkpoint(config.checkpoint)
             sha256 = verify_sha256(checkpoint, config.expected_sha256)
             module = load_decoder(checkpoint, device)

@@ -40,6 +40,7 @@ __all__ = [
     "check_output_root",
     "check_source",
     "health_config",
+    "preflight_checks",
     "run_checks",
     "write_report",
 ]
@@ -73,16 +74,16 @@ def check_model(engine: EngineConfig) -> Check:
     return True, f"{engine.checkpoint} answers on {model.device} ({model.precision})"
 
 
-def check_device(name: str, min_free_bytes: int = 1 << 30) -> Check:
+def check_device(name: str, min_free_bytes: int = 1 << 30, index: int | None = None) -> Check:
     """The requested device exists; on CUDA, with at least ``min_free_bytes`` free."""
     try:
-        device = resolve_device(name)
+        device = resolve_device(name, index)
     except ForecastModelError as exc:
         return False, str(exc)
     if device.type != "cuda":
         return True, f"{device} (torch {torch.__version__})"
     free, total = torch.cuda.mem_get_info(device)
-    detail = f"{torch.cuda.get_device_name(device)}: {free / 2**30:.1f} of {total / 2**30:.1f} GiB free"
+    detail = f"{device} {torch.cuda.get_device_name(device)}: {free / 2**30:.1f} of {total / 2**30:.1f} GiB free"
     return free >= min_free_bytes, detail
 
 
@@ -139,7 +140,7 @@ def run_checks(config: HealthConfig, check_tracking: Callable[[str], Check]) -> 
     so this package never imports MLflow.
     """
     checks: dict[str, Callable[[], Check]] = {
-        "device": lambda: check_device(config.engine.device),
+        "device": lambda: check_device(config.engine.device, config.min_free_bytes, config.engine.device_index),
         "output_root": lambda: check_output_root(config.output_root, config.min_free_bytes),
         "tracking": lambda: check_tracking(config.tracking_uri),
     }
@@ -150,6 +151,18 @@ def run_checks(config: HealthConfig, check_tracking: Callable[[str], Check]) -> 
     for index, source in enumerate(config.sources):
         checks[f"source_{index}"] = functools.partial(check_source, source, config.policy)
     return {name: _timed(check) for name, check in checks.items()}
+
+
+def preflight_checks(config: HealthConfig) -> dict[str, dict[str, Any]]:
+    """The checks whose failure would fail every run a worker takes: its device and the output root.
+
+    A worker runs them before it polls its pool (``forecast worker``), so one that cannot serve never takes
+    a run only to fail it; tracking and sources are the runs' own concern (a run may go on without MLflow).
+    """
+    return {
+        "device": _timed(lambda: check_device(config.engine.device, config.min_free_bytes, config.engine.device_index)),
+        "output_root": _timed(lambda: check_output_root(config.output_root, config.min_free_bytes)),
+    }
 
 
 def build_report(checks: dict[str, dict[str, Any]]) -> dict[str, Any]:

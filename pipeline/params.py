@@ -89,9 +89,10 @@ class Sharding(BaseModel):
                                description="Fixed number of shards (keeps every series in the same shard from run "
                                            "to run); empty: series / series_per_shard, rounded up.")
     deployment: str | None = Field(None, pattern=r"^[^/]+/[^/]+$",
-                                   description="Shard deployment to fan out to, as 'forecast-shard/<name>'; its "
-                                               "workers must share the output root. Empty: shards run one after "
-                                               "another in this run's process.")
+                                   description="Shard deployment to fan out to: 'forecast-shard/shard' (CPU "
+                                               "workers) or 'forecast-shard/shard-gpu' (GPU workers, one shard "
+                                               "per GPU at a time); its workers must share the output root. "
+                                               "Empty: shards run one after another in this run's process.")
     max_attempts: int = Field(3, ge=1, le=10, description="Tries per shard before the run fails (crashed or "
                                                           "failed shard runs are retried; bad data is not).")
     poll_seconds: float = Field(2.0, gt=0, le=60, description="How often the parent checks its shard runs.")
@@ -100,6 +101,7 @@ class Sharding(BaseModel):
 def engine_config(model: ModelParams, settings: Settings) -> EngineConfig:
     """The engine a run uses: its model parameters, empty ones filled from the settings."""
     return EngineConfig(checkpoint=model.checkpoint or settings.checkpoint, device=model.device or settings.backend,
+                        device_index=settings.device_index,
                         batch_size=model.batch_size or settings.batch_size, expected_sha256=model.expected_sha256,
                         precision=model.precision)
 

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     checkpoint: str = Field(DEFAULT_CHECKPOINT, validation_alias="TIMESFM20_DEFAULT_CHECKPOINT",
                             description="Hugging Face repo id or local checkpoint path.")
     backend: Literal["auto", "cpu", "gpu"] = Field("auto", validation_alias="TIMESFM20_DEFAULT_BACKEND")
+    device_index: int | None = Field(None, ge=0, validation_alias="FORECAST_DEVICE_INDEX",
+                                     description="The GPU this worker's CUDA runs use (a worker per GPU); "
+                                                 "empty: GPU 0. `forecast worker --device-index N` sets it.")
     context_len: ContextLength = Field(2048, validation_alias="TIMESFM20_DEFAULT_CONTEXT_LEN")
     horizon_len: Horizon = Field(128, validation_alias="TIMESFM20_DEFAULT_HORIZON_LEN")
     batch_size: int | None = Field(None, gt=0, validation_alias="TIMESFM20_DEFAULT_BATCH_SIZE",

@@ -83,3 +83,30 @@ def test_invalid_parameters_are_refused(stack: PrefectStack) -> None:
     assert status in (409, 422) and "horizon" in body, body
     status, body = http_error(lambda: create_run(stack, {"horizn": 8}))
     assert status == 409 and "'horizn' was unexpected" in body, body
+
+
+def test_forecast_worker_checks_then_becomes_a_pinned_prefect_worker_that_runs_flows(stack: PrefectStack) -> None:
+    """`forecast worker` replaces itself with Prefect's worker, with FORECAST_DEVICE_INDEX for its runs to
+    inherit (device auto: this CPU host passes its checks, a GPU host would run on GPU 0)."""
+    import time
+
+    from tests.processes import Process
+
+    worker = Process([str(REPO / ".venv" / "bin" / "forecast"), "worker", "--pool", "cpu", "--device", "auto",
+                      "--device-index", "0", "--name", "pinned-0"], stack.env, stack.directory / "worker-pinned.log",
+                     REPO)
+    stack.processes.append(worker)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and worker.alive():
+        if "pinned-0" in {w["name"] for w in stack.request("POST", "/work_pools/cpu/workers/filter", {})}:
+            break
+        time.sleep(1)
+    log = (stack.directory / "worker-pinned.log").read_text()
+    assert worker.alive(), log[-3000:]
+    environ = Path(f"/proc/{worker.handle.pid}/environ").read_bytes().split(b"\0")
+    assert b"FORECAST_DEVICE_INDEX=0" in environ, "the worker's flow runs inherit its pin"
+    command = Path(f"/proc/{worker.handle.pid}/cmdline").read_bytes().split(b"\0")
+    assert command[1:4] == [str(REPO / ".venv" / "bin" / "prefect").encode(), b"worker", b"start"], \
+        "the same process is now Prefect's worker: signals reach it, its exit status is the service's"
+    worker.stop()
+    stack.processes.remove(worker)

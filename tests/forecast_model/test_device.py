@@ -44,3 +44,32 @@ def test_this_machine_auto_matches_what_torch_sees() -> None:
 def test_unknown_device_names_are_refused(name: str) -> None:
     with pytest.raises(DeviceError, match=r"Unknown device .*use one of 'auto', 'cpu', 'gpu'"):
         resolve_device(name)
+
+
+@pytest.mark.usefixtures("cpu_only")
+def test_a_pinned_gpu_on_a_cpu_only_machine_is_no_such_gpu_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    with pytest.raises(DeviceError, match="No such GPU: device index 1 was requested") as raised:
+        resolve_device("gpu", 1)
+    assert "sees 0 CUDA device(s)" in str(raised.value) and "Fix: pin each worker" in str(raised.value)
+    assert resolve_device("auto", 1) == torch.device("cpu"), "auto still falls back to the CPU"
+    assert resolve_device("cpu", 1) == torch.device("cpu")
+
+
+@pytest.mark.parametrize(("name", "index", "expected"), [
+    ("gpu", None, "cuda:0"), ("gpu", 0, "cuda:0"), ("gpu", 1, "cuda:1"), ("auto", 1, "cuda:1"), ("cpu", 1, "cpu")])
+def test_on_a_two_gpu_host_the_index_picks_the_gpu(monkeypatch: pytest.MonkeyPatch, name: str, index: int | None,
+                                                   expected: str) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device(name, index) == torch.device(expected)
+
+
+@pytest.mark.parametrize("index", [2, 7, -1])
+def test_on_a_two_gpu_host_an_index_out_of_range_is_refused(monkeypatch: pytest.MonkeyPatch, index: int) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    for name in ("gpu", "auto"):
+        with pytest.raises(DeviceError, match=rf"No such GPU: device index {index} .* sees 2 CUDA device\(s\), "
+                                              r"indexes 0-1"):
+            resolve_device(name, index)

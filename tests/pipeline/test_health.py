@@ -87,3 +87,25 @@ def test_unreachable_sources_and_tracking(tmp_path: Path, tiny_checkpoint: Resol
     assert not checks["source_3"]["ok"] and "does not exist" in checks["source_3"]["detail"]
     assert not checks["source_4"]["ok"] and "dir.duckdb is a directory" in checks["source_4"]["detail"]
     assert not checks["tracking"]["ok"] and not checks["prefect_api"]["ok"]
+
+
+def test_a_worker_pinned_to_a_missing_gpu_is_unhealthy_before_and_after_loading(
+        tmp_path: Path, tiny_checkpoint: ResolvedCheckpoint, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from pipeline.health import preflight_checks
+    from pipeline.params import ModelParams, engine_config
+    from pipeline.settings import Settings
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("FORECAST_DEVICE_INDEX", "1")
+    engine = engine_config(ModelParams(checkpoint=str(tiny_checkpoint.weights.parent), device="gpu"), Settings())
+    assert engine.device_index == 1, "the worker's pin reaches the engine the runs load"
+    checks = config(tmp_path, engine.checkpoint, engine=engine)
+    preflight = preflight_checks(checks)
+    assert set(preflight) == {"device", "output_root"}, "a worker checks only what fails every run"
+    assert not preflight["device"]["ok"] and preflight["device"]["detail"].startswith("No such GPU: device index 1")
+    report = build_report(run_checks(checks, check_tracking))
+    assert report["status"] == "unhealthy"
+    assert report["checks"]["model"]["detail"].startswith("No such GPU"), "loading the model fails the same way"
+    assert report["models"]["timesfm20"]["status"] == "error"

@@ -129,8 +129,8 @@ def test_run_parameters_record_what_was_resolved(settings: Settings) -> None:
     parameters = run_parameters(run, SOURCE, backtest={"h": 4})
     assert parameters == {
         "source": f"file:{SAMPLE}", "format": "long", "horizon": 12, "context_len": 256,
-        "model": {"checkpoint": "env/ckpt", "device": "cpu", "batch_size": 32, "expected_sha256": None,
-                  "precision": "auto"},
+        "model": {"checkpoint": "env/ckpt", "device": "cpu", "device_index": None, "batch_size": 32,
+                  "expected_sha256": None, "precision": "auto"},
         "checks": SeriesChecks().model_dump(), "freq": "QS", "job": "macro", "as_of": "2026-11-26",
         "backtest": {"h": 4},
     }
