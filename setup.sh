@@ -7,8 +7,9 @@
 #   ./setup.sh mutation   mutation testing of the safety-critical modules with mutmut (about 40 minutes on
 #                     2 cores; docs/RELIABILITY.md); prints the score per module, writes the survivors' report
 #   ./setup.sh serve [--checkpoint C]  init if needed, then start the local stack: Prefect server, MLflow
-#                     server, work pools, deployments from prefect.yaml and a CPU worker whose runs load
-#                     checkpoint C (default: TIMESFM20_DEFAULT_CHECKPOINT, else the published one; docs/DEPLOYMENT.md)
+#                     server, work pools, deployments from prefect.yaml, a CPU worker and one GPU worker per GPU
+#                     (FORECAST_GPU_WORKERS=N overrides the count) whose runs load checkpoint C (default:
+#                     TIMESFM20_DEFAULT_CHECKPOINT, else the published one; docs/DEPLOYMENT.md)
 #   ./setup.sh stop   stop everything `serve` started
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -159,24 +160,42 @@ serve() {
     --artifacts-destination "$STACK/mlartifacts"
   wait_http "$PREFECT_API_URL/health" 180 prefect-server
   wait_http "http://127.0.0.1:$MLFLOW_PORT/health" 180 mlflow-server
-  "$VENV/bin/prefect" work-pool create cpu --type process --overwrite >/dev/null
-  "$VENV/bin/prefect" work-pool create gpu --type process --overwrite >/dev/null
-  "$VENV/bin/prefect" --no-prompt deploy --all >>"$STACK/deploy.log" 2>&1 || {
-    echo "error: prefect deploy failed; see $STACK/deploy.log" >&2; exit 1; }
-  "$VENV/bin/python" -m deployments.automations >>"$STACK/deploy.log" 2>&1 || {
-    echo "error: creating the Prefect automations failed; see $STACK/deploy.log" >&2; exit 1; }
-  "$VENV/bin/python" -m deployments.parameters >>"$STACK/deploy.log" 2>&1 || {
-    echo "error: closing the deployments' parameter schemas failed; see $STACK/deploy.log" >&2; exit 1; }
-  MLFLOW_TRACKING_URI=http://127.0.0.1:$MLFLOW_PORT start_bg worker-cpu "$VENV/bin/prefect" worker start \
-    --pool cpu --type process
+  VENV=$VENV bash scripts/deploy.sh >>"$STACK/deploy.log" 2>&1 || {
+    echo "error: registering the pools, deployments and automations failed; see $STACK/deploy.log" >&2; exit 1; }
+  export MLFLOW_TRACKING_URI=http://127.0.0.1:$MLFLOW_PORT
+  start_bg worker-cpu "$VENV/bin/forecast" worker --pool cpu
+  start_gpu_workers
   echo "Prefect UI:  http://127.0.0.1:$PREFECT_PORT   (API $PREFECT_API_URL; user:password in $STACK/api-auth)"
   echo "CLI/clients: export PREFECT_API_URL=$PREFECT_API_URL PREFECT_API_AUTH_STRING=\$(cat $STACK/api-auth)" \
        "MLFLOW_TRACKING_URI=http://127.0.0.1:$MLFLOW_PORT"
   echo "MLflow UI:   http://127.0.0.1:$MLFLOW_PORT"
-  echo "Work pools:  cpu (a worker runs); gpu has none until you start one on a GPU host (docs/DEPLOYMENT.md)"
+  if [ "$GPU_WORKERS" -gt 0 ]; then
+    echo "Work pools:  cpu (a worker runs); gpu ($GPU_WORKERS workers, one per GPU; health-check-gpu resumed)"
+  else
+    echo "Work pools:  cpu (a worker runs); gpu has none: no GPU here (docs/DEPLOYMENT.md, GPU workers)"
+  fi
   echo "Model:       $TIMESFM20_DEFAULT_CHECKPOINT, loaded by every run and by the health check every 5 minutes" \
        "(offline, start with ./setup.sh serve --checkpoint <local checkpoint dir>)"
   echo "Logs and PIDs in $STACK; stop everything with ./setup.sh stop"
+}
+
+start_gpu_workers() {  # one worker per GPU (FORECAST_GPU_WORKERS overrides the count); sets GPU_WORKERS
+  local count i log
+  GPU_WORKERS=0
+  count=${FORECAST_GPU_WORKERS:-$("$VENV/bin/python" -c 'import torch; print(torch.cuda.device_count())')}
+  for ((i = 0; i < count; i++)); do
+    log=$STACK/worker-gpu-$i.log
+    if "$VENV/bin/forecast" worker --pool gpu --device-index "$i" --check >>"$log" 2>&1; then
+      start_bg "worker-gpu-$i" "$VENV/bin/forecast" worker --pool gpu --device-index "$i"
+      GPU_WORKERS=$((GPU_WORKERS + 1))
+    else
+      echo "warning: no worker for GPU $i: $(grep -m1 '^error:' "$log" || tail -n 1 "$log")" >&2
+    fi
+  done
+  if [ "$GPU_WORKERS" -gt 0 ]; then
+    "$VENV/bin/python" -m deployments.schedules resume health-check/health-check-gpu >>"$STACK/deploy.log" 2>&1 || {
+      echo "error: resuming the GPU health check's schedule failed; see $STACK/deploy.log" >&2; exit 1; }
+  fi
 }
 
 stop_group() {  # pidfile: SIGTERM to the process group, up to 30 s to exit, then SIGKILL (said on stderr)

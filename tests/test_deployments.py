@@ -25,7 +25,7 @@ def test_prefect_yaml_entrypoint_loads_with_its_parameters(name: str, monkeypatc
     spec = DEPLOYMENTS[name]
     flow = load_flow_from_entrypoint(spec["entrypoint"])
     base = spec.get("parameters") or {}
-    if name == "shard":  # started by sharded-forecast runs only, with the parameters they send
+    if name in ("shard", "shard-gpu"):  # started by sharded-forecast runs only, with the parameters they send
         base = shard_parameters({"source": FileSource(path=str(SAMPLE)), "staging": "/shared/_staging/run",
                                  "shard": 3, "run": make_run(as_of=date(2026, 11, 26), output_root=Path("/shared"))})
     # A scheduled run gets the deployment's parameters overlaid with its schedule's, as Prefect merges them.
@@ -72,6 +72,38 @@ def test_schedules_and_pools() -> None:
     pools = SPEC["definitions"]["work_pools"]
     assert pools["gpu"]["job_variables"]["env"]["TIMESFM20_DEFAULT_BACKEND"] == "gpu"
     assert pools["cpu"]["job_variables"]["env"]["TIMESFM20_DEFAULT_BACKEND"] == "cpu"
+    # Each GPU worker pins its own device (forecast worker --device-index); a pool-wide pin would override it.
+    assert not {"CUDA_VISIBLE_DEVICES", "FORECAST_DEVICE_INDEX"} & set(pools["gpu"]["job_variables"]["env"])
+
+
+GPU_TWINS = {"on-demand-gpu": "on-demand", "nightly-gpu": "nightly", "shard-gpu": "shard",
+             "health-check-gpu": "health-check"}
+
+
+@pytest.mark.parametrize(("gpu", "cpu"), sorted(GPU_TWINS.items()))
+def test_gpu_deployments_are_their_cpu_twins_on_the_gpu_pool(gpu: str, cpu: str) -> None:
+    twin, original = DEPLOYMENTS[gpu], DEPLOYMENTS[cpu]
+    assert twin["work_pool"]["name"] == "gpu" and original["work_pool"]["name"] == "cpu"
+    assert twin["work_pool"].get("work_queue_name") == original["work_pool"].get("work_queue_name")
+    assert twin["tags"] == [t.replace("pool:cpu", "pool:gpu") for t in original["tags"]]
+    same = ("entrypoint", "parameters", "concurrency_limit")
+    assert {k: twin.get(k) for k in same} == {k: original.get(k) for k in same}
+    # The same schedules, shipped paused: a GPU pool without a worker must not pile up late runs.
+    strip = [{k: v for k, v in s.items() if k != "active"} for s in twin.get("schedules", [])]
+    assert strip == original.get("schedules", [])
+    assert all(s["active"] is False for s in twin.get("schedules", []))
+
+
+def test_every_gpu_pool_deployment_has_a_cpu_twin() -> None:
+    on_gpu = {name for name, d in DEPLOYMENTS.items() if d["work_pool"]["name"] == "gpu"}
+    assert on_gpu == set(GPU_TWINS)
+
+
+def test_the_sharded_parent_says_how_to_choose_gpu_shards() -> None:
+    flow = load_flow_from_entrypoint(str(REPO / DEPLOYMENTS["sharded-on-demand"]["entrypoint"]))
+    sharding = flow.parameters.model_dump()["definitions"]["Sharding"]["properties"]["deployment"]
+    assert "forecast-shard/shard-gpu" in sharding["description"] and "forecast-shard/shard" in sharding["description"]
+    assert "shard-gpu" in DEPLOYMENTS["sharded-on-demand"]["description"]
 
 
 @pytest.mark.parametrize(("parameters", "field"), [

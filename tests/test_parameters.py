@@ -36,3 +36,24 @@ def test_a_misspelled_parameter_is_refused_at_creation_naming_it() -> None:
     assert "'horizn' was unexpected" in refused.value.response.text, refused.value.response.text
     assert asyncio.run(create({"horizon": 8})), "a known parameter still makes a run"
     assert asyncio.run(refuse_unknown_parameters(("batch-forecast",))) == [], "idempotent"
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_schedules_pause_and_resume_by_deployment_name() -> None:
+    from prefect.schedules import Interval
+
+    from deployments.schedules import set_schedules_active
+
+    deployment_id = batch_forecast.to_deployment(
+        name="paused-twin", parameters={"source": SAMPLE_SOURCE},
+        schedules=[Interval(300, active=False), Interval(600, active=False)]).apply()
+
+    async def states() -> list[bool]:
+        async with get_client() as client:
+            return sorted(s.active for s in (await client.read_deployment(deployment_id)).schedules)
+
+    assert asyncio.run(states()) == [False, False]
+    assert asyncio.run(set_schedules_active("batch-forecast/paused-twin", True)) == 2
+    assert asyncio.run(states()) == [True, True]
+    assert asyncio.run(set_schedules_active("batch-forecast/paused-twin", False)) == 2
+    assert asyncio.run(states()) == [False, False]

@@ -38,7 +38,8 @@ def post(env: dict[str, str], path: str, auth: str | None) -> list[dict]:
 def test_serve_then_stop(tmp_path: Path, tiny_checkpoint: ResolvedCheckpoint) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "PYTEST", "MLFLOW_"))}
     env.update({"FORECAST_DATA_DIR": str(tmp_path), "PREFECT_PORT": str(free_port()),
-                "MLFLOW_PORT": str(free_port()), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
+                "MLFLOW_PORT": str(free_port()), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "FORECAST_GPU_WORKERS": "1"})  # as on a host with one GPU; this one has none
     stack = tmp_path / "stack"
     try:
         checkpoint = str(tiny_checkpoint.weights.parent)
@@ -53,14 +54,24 @@ def test_serve_then_stop(tmp_path: Path, tiny_checkpoint: ResolvedCheckpoint) ->
         groups = {p.stem: int(p.read_text()) for p in stack.glob("*.pid")}
         assert set(groups) == {"prefect-server", "mlflow-server", "worker-cpu"}
         assert f"Model:       {checkpoint}, loaded by every run" in served.stdout
+        # The GPU worker checks its device before it polls, so none starts here, and serve says why.
+        assert "warning: no worker for GPU 0: error: This worker cannot serve" in served.stderr
+        assert "No such GPU: device index 0" in served.stderr
+        assert "gpu has none: no GPU here" in served.stdout
         worker_env = Path(f"/proc/{groups['worker-cpu']}/environ").read_bytes().split(b"\0")
         assert f"TIMESFM20_DEFAULT_CHECKPOINT={checkpoint}".encode() in worker_env, "the worker's runs load it"
         auth = (stack / "api-auth").read_text()
         assert (stack / "api-auth").stat().st_mode & 0o077 == 0, "the API password file must be private"
         assert http_error(lambda: post(env, "/deployments/filter", None))[0] == 401
         assert http_error(lambda: post(env, "/deployments/filter", "forecast:wrong"))[0] == 401
-        names = {d["name"] for d in post(env, "/deployments/filter", auth)}
-        assert names == {"on-demand", "nightly", "backtest-weekly", "health-check", "sharded-on-demand", "shard"}
+        deployments = {d["name"]: d for d in post(env, "/deployments/filter", auth)}
+        cpu = {"on-demand", "nightly", "backtest-weekly", "health-check", "sharded-on-demand", "shard"}
+        gpu = {"on-demand-gpu", "nightly-gpu", "shard-gpu", "health-check-gpu"}
+        assert set(deployments) == cpu | gpu
+        assert {d["work_pool_name"] for name, d in deployments.items() if name in gpu} == {"gpu"}
+        # With no GPU worker, the GPU schedules stay paused: no late runs pile up for a worker to come.
+        assert [s["active"] for s in deployments["health-check-gpu"]["schedules"]] == [False]
+        assert [s["active"] for s in deployments["health-check"]["schedules"]] == [True]
         assert [a["name"] for a in post(env, "/automations/filter", auth)] == ["crash-silent-flow-runs"]
     finally:
         stopped = subprocess.run([str(REPO / "setup.sh"), "stop"], env=env, capture_output=True, text=True,
