@@ -112,7 +112,8 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--limit", type=int,
                         help="Flow runs at once (default: 1 on a GPU, as runs size batches from its free memory; "
                              "else no limit).")
-    worker.add_argument("--name", help="Worker name (default: <pool>-<host>[-gpu<N>]).")
+    worker.add_argument("--name", help="Worker name (default: <pool>-<host>-gpu<N>[-<queues>] when pinned, else "
+                                       "Prefect's).")
     worker.add_argument("--min-free-gb", type=float, default=1.0,
                         help="Least free GPU memory and output-root space to start (default 1).")
     worker.add_argument("--check", action="store_true",
@@ -272,10 +273,12 @@ def _worker(args: argparse.Namespace) -> int:
         return 0
     on_gpu = config.engine.device == "gpu" or report["checks"]["device"]["detail"].startswith("cuda")
     limit = args.limit or (1 if on_gpu else None)
-    name = args.name or "-".join([args.pool, os.uname().nodename] + ([f"gpu{args.device_index}"]
-                                                                      if args.device_index is not None else []))
+    name = args.name
+    if name is None and args.device_index is not None:  # which GPU of which host, in the UI's worker list
+        name = "-".join([args.pool, os.uname().nodename, f"gpu{args.device_index}", *args.work_queue])
     prefect = shutil.which("prefect") or str(Path(sys.executable).with_name("prefect"))
-    command = [prefect, "worker", "start", "--pool", args.pool, "--type", "process", "--name", name]
+    command = [prefect, "worker", "start", "--pool", args.pool, "--type", "process"]
+    command += ["--name", name] if name else []
     command += [arg for queue in args.work_queue for arg in ("--work-queue", queue)]
     command += ["--limit", str(limit)] if limit else []
     logging.getLogger(__name__).info("Starting %s (device: %s)", " ".join(command[1:]),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,3 +45,22 @@ def test_scale_benchmark_100k_series_stays_under_its_memory_bound(tmp_path: Path
     assert result["forecast_rows"] == 100_000 * result["horizon"]
     assert result["peak_rss_mb"] < MEMORY_BOUND_MB, result
     assert "peak RSS" in done.stdout
+
+
+def test_gpu_flow_check_runs_on_cpu(tmp_path: Path) -> None:
+    """The device flow check's CPU variant (tiny model, small panel): every flow completes and it reports."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "FORECAST_"))}
+    env.update({"DEVICE": "cpu", "SERIES": "300", "ARCH": "tiny", "WORKDIR": str(tmp_path / "work"),
+                "OUT": str(tmp_path / "out"), "PYTHON": sys.executable,
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"})
+    done = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_flow_check.sh")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-3000:]
+    assert re.search(r"^PASS: (\d+) of \1 checks passed", done.stdout, re.M), done.stdout[-4000:]
+    assert "FAIL" not in done.stdout.split("flow runs:")[-1], done.stdout[-4000:]
+    for run in ("sample", "panel", "panel-fp32"):
+        line = next((x for x in done.stdout.splitlines() if x.strip().startswith(run + " ")), "")
+        assert "series/s" in line and "forecast=" in line and "validate=" in line, f"no timings for {run}: {line!r}"
+    summary = json.loads((tmp_path / "out" / "gpu_flow_check.json").read_text())
+    assert summary["passed"] and summary["rel_errors"]["panel"]["series"] == 256, summary["rel_errors"]
+    assert (tmp_path / "out" / "gpu_flow_check.log").is_file(), "the log was not written to $OUT"

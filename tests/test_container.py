@@ -16,23 +16,60 @@ def test_dockerfile_lints_clean_and_is_a_non_root_worker_with_a_health_check() -
     assert done.returncode == 0, done.stdout
     text = (REPO / "Dockerfile").read_text()
     assert "ARG BASE_IMAGE=python:3.11-slim" in text and "ARG TORCH_INDEX_URL" in text
-    assert "USER 10001" in text and 'HEALTHCHECK' in text and '"forecast", "health"' in text
+    assert "USER 10001" in text and 'ENTRYPOINT ["forecast", "worker"]' in text
     assert "scripts/install.sh" in text, "the image must install with the script CI runs"
+
+
+def stages(text: str) -> dict[str, str]:
+    """Each build stage of a Dockerfile by name: its FROM line and instructions."""
+    parts = re.split(r"^(?=FROM )", text, flags=re.M)[1:]
+    return {re.match(r"FROM \S+ AS (\S+)", part).group(1): part for part in parts}  # type: ignore[union-attr]
+
+
+def test_the_gpu_image_is_a_target_of_the_same_dockerfile_with_a_gpu_health_check() -> None:
+    text = (REPO / "Dockerfile").read_text()
+    built = stages(text)
+    assert list(built) == ["app", "gpu", "cpu"], "cpu, the default target, must come last"
+    assert built["gpu"].startswith("FROM app AS gpu") and built["cpu"].startswith("FROM app AS cpu")
+    assert 'CMD ["forecast", "health", "--device", "gpu"' in built["gpu"] and 'CMD ["--pool", "gpu"]' in built["gpu"]
+    assert 'CMD ["forecast", "health", "--device", "cpu"' in built["cpu"] and 'CMD ["--pool", "cpu"]' in built["cpu"]
+    assert "scripts/install.sh" in built["app"] and "USER 10001" in built["app"], "one install, non-root, for both"
+    assert "ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in built["app"], \
+        "the CPU image must not pull PyPI's multi-GB CUDA build"
 
 
 def test_compose_file_wires_the_stack() -> None:
     spec = yaml.safe_load((REPO / "deployments" / "compose.yaml").read_text())
     services = spec["services"]
-    assert set(services) == {"postgres", "prefect", "mlflow", "worker-cpu", "worker-gpu"}
+    workers = {"worker-cpu", "worker-gpu-0", "worker-gpu-1"}
+    assert set(services) == {"postgres", "prefect", "mlflow", "deploy"} | workers
     assert "postgresql+asyncpg://" in services["prefect"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"]
     assert "psycopg" in services["mlflow"]["command"]
-    gpu = services["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"][0]
-    assert gpu["capabilities"] == ["gpu"] and services["worker-gpu"]["command"] == ["--pool", "gpu"]
+    for index in (0, 1):  # one GPU each, by device id; the gpu profile, so CPU-only hosts start without them
+        worker = services[f"worker-gpu-{index}"]
+        (gpu,) = worker["deploy"]["resources"]["reservations"]["devices"]
+        assert gpu["capabilities"] == ["gpu"] and gpu["device_ids"] == [str(index)]
+        assert worker["command"] == ["--pool", "gpu"] and worker["build"]["target"] == "gpu"
+        assert worker["profiles"] == ["gpu"]
+    assert services["worker-cpu"]["build"]["target"] == "cpu"
     assert services["worker-cpu"]["environment"]["PREFECT_API_URL"] == "http://prefect:4200/api"
     server_auth = services["prefect"]["environment"]["PREFECT_SERVER_API_AUTH_STRING"]
     assert server_auth.startswith("${PREFECT_AUTH_STRING:?"), "the server must refuse to start without a password"
-    for worker in ("worker-cpu", "worker-gpu"):
-        assert services[worker]["environment"]["PREFECT_API_AUTH_STRING"] == "${PREFECT_AUTH_STRING}"
+    for name in (*workers, "deploy"):
+        assert services[name]["environment"]["PREFECT_API_AUTH_STRING"] == "${PREFECT_AUTH_STRING}"
+
+
+def test_compose_registers_deployments_once_before_any_worker_starts() -> None:
+    services = yaml.safe_load((REPO / "deployments" / "compose.yaml").read_text())["services"]
+    deploy = services["deploy"]
+    assert deploy["entrypoint"] == ["bash", "scripts/deploy.sh"] and deploy["restart"] == "no"
+    assert deploy["depends_on"]["prefect"]["condition"] == "service_healthy"
+    for name in ("worker-cpu", "worker-gpu-0", "worker-gpu-1"):
+        assert services[name]["depends_on"]["deploy"] == {"condition": "service_completed_successfully"}
+        assert "entrypoint" not in services[name], "a worker only polls: the image's forecast worker"
+    script = (REPO / "scripts" / "deploy.sh").read_text()
+    assert "deploy --all" in script and "deployments.automations" in script and "deployments.parameters" in script
+    assert "bash scripts/deploy.sh" in (REPO / "setup.sh").read_text(), "serve registers the same way"
 
 
 def test_the_image_copies_every_package_the_project_installs() -> None:
