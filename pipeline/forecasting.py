@@ -7,6 +7,8 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from forecast_model import ForecastResult, TimesFmEngine
 from pipeline.contracts import DS, ID, QUANTILE_COLUMNS, SeriesStatus, Y
@@ -51,10 +53,18 @@ def _future_stamps(accepted: pd.DataFrame, horizon: int) -> np.ndarray:
 
 
 def series_values(frame: pd.DataFrame, ids: pd.Series) -> list[np.ndarray]:
-    """The ``y`` values of each series of ``ids``, from a frame whose rows of one series are contiguous."""
-    id_values = frame[ID].to_numpy()
-    starts = np.flatnonzero(np.r_[True, id_values[1:] != id_values[:-1]]) if len(frame) else np.array([], int)
-    blocks = dict(zip(id_values[starts], np.split(frame[Y].to_numpy(), starts[1:]), strict=True))
+    """The ``y`` values of each series of ``ids``, from a frame whose rows of one series are contiguous.
+
+    Where the ids change is found by Arrow's string kernels: a million-row NumPy array of Python strings
+    costs more to build than the whole comparison.
+    """
+    column = pa.array(frame[ID], type=pa.string())
+    blocks: dict[str, np.ndarray] = {}
+    if len(column):
+        changed = pc.not_equal(column[1:], column[:-1]).to_numpy(zero_copy_only=False)
+        starts = np.flatnonzero(np.r_[True, changed])
+        names = column.take(pa.array(starts, type=pa.int64())).to_pylist()
+        blocks = dict(zip(names, np.split(frame[Y].to_numpy(), starts[1:]), strict=True))
     return [blocks[i] for i in ids]
 
 

@@ -13,10 +13,12 @@ import pandas as pd
 
 from pipeline.contracts import DS, ID, Y
 
-__all__ = ["plot_sample"]
+__all__ = ["SAMPLE_SERIES", "plot_sample"]
+
+SAMPLE_SERIES = 6  # series a sample plot shows
 
 
-def plot_sample(history: pd.DataFrame, forecasts: pd.DataFrame, path: Path, n_series: int = 6,
+def plot_sample(history: pd.DataFrame, forecasts: pd.DataFrame, path: Path, n_series: int = SAMPLE_SERIES,
                 history_factor: int = 3) -> Path:
     """Plots the first ``n_series`` forecast series; history shown for ``history_factor`` horizons."""
     ids = list(pd.unique(forecasts[ID]))[:n_series]

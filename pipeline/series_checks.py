@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.contracts import DS, ID, SeriesStatus, Y
@@ -107,22 +109,28 @@ def _frequencies(frame: pd.DataFrame, series: pd.Index, declared: str | None) ->
     """The frequency of each series in ``series`` (None where none fits), once per timestamp signature.
 
     A signature is (count, first, last, sum of the timestamps' 64-bit hashes): equal timestamp sets give
-    equal signatures, and unequal ones collide with negligible probability.
+    equal signatures, and unequal ones collide with negligible probability. Each signature's timestamps are
+    those of the first series that has it, found through the group codes: no index of every series is built.
     """
     rows = frame.loc[frame[ID].isin(series) & frame[DS].notna(), [ID, DS]]
     hashes = pd.Series(pd.util.hash_pandas_object(rows[DS], index=False).to_numpy(), index=rows.index)
     by_series = rows.assign(hash=hashes).groupby(ID, sort=True)
     keys = pd.DataFrame({"n": by_series[DS].count(), "first": by_series[DS].min(), "last": by_series[DS].max(),
                          "hash": by_series["hash"].sum()}).reindex(series)
-    positions = by_series.indices
-    stamps = rows[DS].to_numpy()
-    example = keys.reset_index().drop_duplicates(subset=["n", "first", "last", "hash"]).set_index(ID)
+    signature, _ = pd.MultiIndex.from_frame(keys).factorize()
+    _, firsts = np.unique(signature, return_index=True)  # one series per signature, in signature order
+    group = pd.Series(np.arange(by_series.ngroups), index=by_series.size().index).reindex(series).to_numpy()
+    stamps = _stamps_by_group(by_series.ngroup().to_numpy(), rows[DS].to_numpy(), by_series.ngroups)
+    found = [_frequency(pd.DatetimeIndex(stamps(group[first])), declared) for first in firsts]
+    return pd.Series(np.array(found, dtype=object)[signature], index=series, dtype=object)
 
-    def infer(series_id: str) -> str | None:
-        return _frequency(pd.DatetimeIndex(stamps[positions[series_id]]), declared)
 
-    found = {tuple(row[1:]): infer(row[0]) for row in example.itertuples()}
-    return pd.Series([found[key] for key in keys.itertuples(index=False, name=None)], index=series, dtype=object)
+def _stamps_by_group(codes: np.ndarray, stamps: np.ndarray, groups: int) -> Callable[[int], np.ndarray]:
+    """A lookup of each group's timestamps, from the rows' group codes (a sorted frame needs no sort)."""
+    order = None if bool(np.all(codes[1:] >= codes[:-1])) else np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes if order is None else codes[order], np.arange(groups + 1))
+    ordered = stamps if order is None else stamps[order]
+    return lambda group: ordered[bounds[group]:bounds[group + 1]]
 
 
 def _frequency(index: pd.DatetimeIndex, declared: str | None) -> str | None:
@@ -149,6 +157,8 @@ def regularize(frame: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
     accepted = summary[summary["status"] == SeriesStatus.OK.value].set_index(ID)
     rows = frame[frame[ID].isin(accepted.index)]
     gappy = accepted.index[accepted["missing_fraction"] > 0]
+    if gappy.empty and _sorted_by_series_and_time(rows):  # the canonical frame is: no sort of every row again
+        return rows[[ID, DS, Y]].reset_index(drop=True)
     parts = [rows[~rows[ID].isin(gappy)]]
     for series_id, group in rows[rows[ID].isin(gappy)].groupby(ID):
         row = accepted.loc[series_id]
@@ -156,3 +166,17 @@ def regularize(frame: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
         values = group.set_index(DS)[Y].reindex(grid)
         parts.append(pd.DataFrame({ID: series_id, DS: grid.astype("datetime64[us]"), Y: values.to_numpy()}))
     return pd.concat(parts)[[ID, DS, Y]].sort_values([ID, DS], ignore_index=True)  # (id, ds) is unique
+
+
+def _sorted_by_series_and_time(frame: pd.DataFrame) -> bool:
+    """Whether the rows are ordered by id, then by strictly increasing timestamp (no NaT), as sorting would
+    leave them. Arrow compares the ids: UTF-8 byte order is the code-point order pandas sorts strings by."""
+    if len(frame) < 2:
+        return True
+    ids = pa.array(frame[ID], type=pa.string())
+    earlier, later = ids[:-1], ids[1:]
+    if not pc.all(pc.less_equal(earlier, later)).as_py():
+        return False
+    same = pc.equal(earlier, later).to_numpy(zero_copy_only=False)
+    stamps = frame[DS].to_numpy()
+    return bool(np.all(stamps[1:][same] > stamps[:-1][same]))

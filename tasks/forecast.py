@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from forecast_model import EngineConfig, load_engine, loaded_checkpoint
 from pipeline.accounting import SeriesCounts, check_rejected_fraction, check_something_forecast, reason_examples
-from pipeline.contracts import FORECAST_SCHEMA, STATUS_SCHEMA, SeriesStatus
+from pipeline.contracts import FORECAST_SCHEMA, ID, STATUS_SCHEMA, SeriesStatus
 from pipeline.forecasting import build_forecast_table, mark_failed, run_engine
 from pipeline.manifest import ModelInfo
 from pipeline.progress import ProgressReporter
@@ -95,6 +95,10 @@ def forecast_series(regular_path: Path, status_path: Path, staging: Path, run: R
 @task(name="render-sample", cache_policy=NO_CACHE)
 def render_sample(regular_path: Path, forecasts_path: Path, staging: Path) -> Path:
     """A PNG of a few series (history, forecast, q10-q90 band) for the MLflow run."""
-    from pipeline.plot import plot_sample  # matplotlib only where a plot is drawn
+    from pipeline.plot import SAMPLE_SERIES, plot_sample  # matplotlib only where a plot is drawn
 
-    return plot_sample(pd.read_parquet(regular_path), pd.read_parquet(forecasts_path), staging / "sample.png")
+    # Only the plotted series are read: the whole regularised input of a large run costs seconds to load.
+    ids = list(pd.unique(pd.read_parquet(forecasts_path, columns=[ID])[ID]))[:SAMPLE_SERIES]
+    only = [(ID, "in", ids)] if ids else None
+    return plot_sample(pd.read_parquet(regular_path, filters=only), pd.read_parquet(forecasts_path, filters=only),
+                       staging / "sample.png", n_series=SAMPLE_SERIES)

@@ -64,3 +64,18 @@ def test_gpu_flow_check_runs_on_cpu(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "out" / "gpu_flow_check.json").read_text())
     assert summary["passed"] and summary["rel_errors"]["panel"]["series"] == 256, summary["rel_errors"]
     assert (tmp_path / "out" / "gpu_flow_check.log").is_file(), "the log was not written to $OUT"
+
+
+def test_pipeline_benchmark_prints_the_baseline_and_the_flow_stages(tmp_path: Path) -> None:
+    """The throughput benchmark at a small size: every baseline piece and flow stage is measured (no speed
+    is asserted: speed targets live in the benchmark's figures, docs/PERFORMANCE.md)."""
+    command = [sys.executable, str(REPO / "benchmarks" / "pipeline_benchmark.py"), "--series", "600", "--length",
+               "60", "--workdir", str(tmp_path), "--json", str(tmp_path / "figures.json")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    figures = json.loads((tmp_path / "figures.json").read_text())
+    assert set(figures["baseline"]) == {"read", "forecast", "write", "total"}
+    assert {"load", "validate", "forecast"} <= set(figures["flow_stages"])
+    assert figures["flow_wall_seconds"] > sum(figures["flow_stages"].values()), "the wall includes the stages"
+    for line in ("| baseline total", "| flow stage: validate", "| flow wall (process start to exit)"):
+        assert line in done.stdout, done.stdout

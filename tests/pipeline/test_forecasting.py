@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from forecast_model import ForecastResult
 from pipeline.contracts import FORECAST_SCHEMA, QUANTILE_COLUMNS
@@ -62,3 +63,17 @@ def test_engine_runs_in_chunks_when_progress_is_asked_with_the_same_forecasts(
     assert reports == [(2, 5), (4, 5), (5, 5)]
     for name in ("point", "mean", "quantiles"):
         np.testing.assert_allclose(getattr(chunked, name), getattr(whole, name), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [object, "str"])
+def test_series_values_are_each_series_block_in_the_order_asked(dtype: object) -> None:
+    from pipeline.forecasting import series_values
+
+    ids = ["a", "a", "a1", "b", "b", "b", "ab", "é"]  # shared prefixes, a non-ASCII id, unsorted blocks
+    frame = pd.DataFrame({"unique_id": pd.Series(ids, dtype=dtype), "y": np.arange(len(ids), dtype="float64")})
+    asked = pd.Series(["é", "b", "a", "ab", "a1"])
+    values = series_values(frame, asked)
+    expected = {name: group["y"].to_numpy() for name, group in frame.groupby("unique_id", sort=False)}
+    assert [list(v) for v in values] == [list(expected[name]) for name in asked]
+    assert [list(v) for v in series_values(frame.iloc[:1], pd.Series(["a"]))] == [[0.0]]
+    assert series_values(frame.iloc[:0], pd.Series([], dtype=object)) == []

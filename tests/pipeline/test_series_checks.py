@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import pipeline.series_checks as series_checks
 from pipeline.canonical import to_canonical
 from pipeline.frequency import infer_frequency
 from pipeline.series_checks import (
@@ -228,3 +229,36 @@ def test_frequencies_are_inferred_once_per_distinct_calendar(monkeypatch: pytest
     status = check_series(frame, {}, SeriesChecks(), None, date(2026, 1, 1))
     assert sorted(calls) == [19, 19, 20, 20], "one inference per distinct set of timestamps, not per series"
     assert status["freq"].tolist() == ["D", "D", "D", "MS"] * 6
+
+
+def test_frequencies_do_not_depend_on_the_row_order() -> None:
+    """Validation sees the sorted canonical frame, but the checks must not rely on it: shuffled rows give the
+    same status, each series' frequency from its own timestamps (many distinct calendars)."""
+    starts = pd.date_range("2024-01-01", periods=40, freq="D")
+    parts = [one_series(pd.date_range(start, periods=12, freq=freq), series_id=f"s{k:02d}")
+             for k, (start, freq) in enumerate([(s, f) for s in starts[:10] for f in ("D", "W-MON", "MS", "h")])]
+    frame = pd.concat(parts, ignore_index=True)
+    shuffled = frame.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    expected = check_series(frame, {}, SeriesChecks(), None, date(2026, 1, 1))
+    got = check_series(shuffled, {}, SeriesChecks(), None, date(2026, 1, 1))
+    pd.testing.assert_frame_equal(got, expected)
+    assert got["freq"].tolist() == ["D", "W-MON", "MS", "h"] * 10
+
+
+@pytest.mark.parametrize("dtype", [object, "str"])
+def test_regularize_gives_the_same_sorted_frame_whatever_the_row_order(dtype: object) -> None:
+    """A sorted frame without gaps is taken as it is (no sort); any other order is sorted: same result."""
+    days = pd.date_range("2024-01-01", periods=10, freq="D")
+    frame = pd.concat([one_series(days, series_id=name) for name in ("b", "a", "é", "a1")], ignore_index=True)
+    frame["unique_id"] = frame["unique_id"].astype(dtype)
+    status = check_series(frame, {}, SeriesChecks(), None, date(2024, 1, 10))
+    in_order = frame.sort_values(["unique_id", "ds"], ignore_index=True)
+    expected = regularize(frame, status)
+    assert list(expected["unique_id"].drop_duplicates()) == ["a", "a1", "b", "é"]
+    for variant in (in_order, frame.sample(frac=1.0, random_state=1), in_order.iloc[::-1]):
+        pd.testing.assert_frame_equal(regularize(variant, status), expected)
+    with_nat = in_order.copy()
+    with_nat.loc[3, "ds"] = pd.NaT  # not sortable by comparison: the sort decides
+    assert not series_checks._sorted_by_series_and_time(with_nat)
+    assert series_checks._sorted_by_series_and_time(in_order) and series_checks._sorted_by_series_and_time(in_order[:1])
+    assert not series_checks._sorted_by_series_and_time(pd.concat([in_order[:2], in_order[:1]]))  # a repeated stamp

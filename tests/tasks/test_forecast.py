@@ -157,3 +157,9 @@ def test_render_sample_plots_the_staged_forecasts(tiny_checkpoint: ResolvedCheck
     stats = forecast(tiny_checkpoint, tmp_path, canonical)
     path = render_sample.fn(tmp_path / "regular.parquet", stats.forecasts_path, tmp_path)
     assert path == tmp_path / "sample.png" and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from pipeline.plot import plot_sample
+
+    # It reads only the plotted series, and draws what the whole tables would give.
+    whole = plot_sample(pd.read_parquet(tmp_path / "regular.parquet"), pd.read_parquet(stats.forecasts_path),
+                        tmp_path / "whole.png")
+    assert path.read_bytes() == whole.read_bytes()
