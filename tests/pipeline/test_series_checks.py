@@ -262,3 +262,17 @@ def test_regularize_gives_the_same_sorted_frame_whatever_the_row_order(dtype: ob
     assert not series_checks._sorted_by_series_and_time(with_nat)
     assert series_checks._sorted_by_series_and_time(in_order) and series_checks._sorted_by_series_and_time(in_order[:1])
     assert not series_checks._sorted_by_series_and_time(pd.concat([in_order[:2], in_order[:1]]))  # a repeated stamp
+
+
+def test_sorted_check_compares_every_adjacent_pair() -> None:
+    day = pd.Timestamp("2024-01-01")
+    two = pd.DataFrame({"unique_id": ["b", "a"], "ds": [day, day]})
+    assert not series_checks._sorted_by_series_and_time(two), "two rows are checked too"
+    repeated = pd.DataFrame({"unique_id": ["a", "a"], "ds": [day, day]})
+    assert not series_checks._sorted_by_series_and_time(repeated), "a repeated stamp is not strictly increasing"
+
+
+def test_stamps_by_group_sorts_codes_that_are_not_in_order() -> None:
+    stamps = np.array(["2024-01-01", "2024-01-03", "2024-01-02", "2024-01-04"], dtype="datetime64[us]")
+    lookup = series_checks._stamps_by_group(np.array([0, 2, 1, 1]), stamps, 3)  # the first code is the smallest
+    assert [list(lookup(group)) for group in range(3)] == [[stamps[0]], [stamps[2], stamps[3]], [stamps[1]]]
