@@ -276,7 +276,8 @@ def _worker(args: argparse.Namespace) -> int:
     name = args.name
     if name is None and args.device_index is not None:  # which GPU of which host, in the UI's worker list
         name = "-".join([args.pool, os.uname().nodename, f"gpu{args.device_index}", *args.work_queue])
-    prefect = shutil.which("prefect") or str(Path(sys.executable).with_name("prefect"))
+    sibling = Path(sys.executable).with_name("prefect")  # this environment's Prefect, not another on PATH
+    prefect = str(sibling) if sibling.is_file() else shutil.which("prefect") or "prefect"
     command = [prefect, "worker", "start", "--pool", args.pool, "--type", "process"]
     command += ["--name", name] if name else []
     command += [arg for queue in args.work_queue for arg in ("--work-queue", queue)]

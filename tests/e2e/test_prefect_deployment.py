@@ -85,7 +85,7 @@ def test_invalid_parameters_are_refused(stack: PrefectStack) -> None:
     assert status == 409 and "'horizn' was unexpected" in body, body
 
 
-def test_forecast_worker_checks_then_becomes_a_pinned_prefect_worker_that_runs_flows(stack: PrefectStack) -> None:
+def test_forecast_worker_checks_then_becomes_a_pinned_prefect_worker(stack: PrefectStack) -> None:
     """`forecast worker` replaces itself with Prefect's worker, with FORECAST_DEVICE_INDEX for its runs to
     inherit (device auto: this CPU host passes its checks, a GPU host would run on GPU 0)."""
     import time
