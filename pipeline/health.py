@@ -140,8 +140,7 @@ def run_checks(config: HealthConfig, check_tracking: Callable[[str], Check]) -> 
     so this package never imports MLflow.
     """
     checks: dict[str, Callable[[], Check]] = {
-        "device": lambda: check_device(config.engine.device, config.min_free_bytes, config.engine.device_index),
-        "output_root": lambda: check_output_root(config.output_root, config.min_free_bytes),
+        **_preflight(config),
         "tracking": lambda: check_tracking(config.tracking_uri),
     }
     if config.check_model:
@@ -159,9 +158,13 @@ def preflight_checks(config: HealthConfig) -> dict[str, dict[str, Any]]:
     A worker runs them before it polls its pool (``forecast worker``), so one that cannot serve never takes
     a run only to fail it; tracking and sources are the runs' own concern (a run may go on without MLflow).
     """
+    return {name: _timed(check) for name, check in _preflight(config).items()}
+
+
+def _preflight(config: HealthConfig) -> dict[str, Callable[[], Check]]:
     return {
-        "device": _timed(lambda: check_device(config.engine.device, config.min_free_bytes, config.engine.device_index)),
-        "output_root": _timed(lambda: check_output_root(config.output_root, config.min_free_bytes)),
+        "device": lambda: check_device(config.engine.device, config.min_free_bytes, config.engine.device_index),
+        "output_root": lambda: check_output_root(config.output_root, config.min_free_bytes),
     }
 
 
