@@ -70,7 +70,7 @@ def batch_backtest(
                                   output_rows=stats.output_rows, model=info, timings=timer.seconds,
                                   parameters=run_parameters(ctx.run, source, **spec.model_dump()))
         metrics = {f"{m}.{k}": v for m, values in stats.overall.items() for k, v in values.items()}
-        published = publish_run(ctx, manifest, tables=["evaluations"],
+        published = publish_run(ctx, manifest, timer, tables=["evaluations"],
                                 metrics={**metrics, "share_beating_seasonal_naive": stats.share_beating_seasonal_naive},
                                 artifacts=[stats.evaluations_path, stats.status_path, validation.report_path],
                                 tracking_required=tracking_required)

@@ -62,7 +62,7 @@ def batch_forecast(
                                   source=source.describe(), input_fingerprint=loaded.fingerprint, counts=stats.counts,
                                   output_rows=stats.output_rows, model=info, timings=timer.seconds,
                                   parameters=run_parameters(ctx.run, source, tracking_required=tracking_required))
-        published = publish_run(ctx, manifest, tables=["forecasts", "series_status"], metrics=forecast_metrics(
+        published = publish_run(ctx, manifest, timer, tables=["forecasts", "series_status"], metrics=forecast_metrics(
                                     stats.counts, stats.output_rows, inference_seconds=stats.inference_seconds,
                                     series_per_second=stats.series_per_second, batch_size=stats.batch_size),
                                 artifacts=[stats.status_path, validation.report_path, plot,

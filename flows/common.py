@@ -19,7 +19,7 @@ from pipeline.accounting import SeriesCounts
 from pipeline.errors import OutputSpaceError
 from pipeline.manifest import ModelInfo, RunManifest, StageTimer, write_manifest
 from pipeline.params import ModelParams
-from pipeline.publish import DATA_FILE, discard_staging, staging_dir
+from pipeline.publish import DATA_FILE, discard_staging, publish_tables, staging_dir
 from pipeline.run import ResolvedRun, resolve_run
 from pipeline.series_checks import SeriesChecks
 from pipeline.settings import Settings, load_settings
@@ -113,22 +113,39 @@ def logical_date() -> date:
     return scheduled.astimezone(timezone.utc).date() if scheduled else datetime.now(timezone.utc).date()
 
 
-def publish_run(ctx: RunContext, manifest: RunManifest, *, tables: list[str], metrics: dict[str, float],
-                artifacts: list[Path], tracking_required: bool) -> Published:
+def publish_run(ctx: RunContext, manifest: RunManifest, timer: StageTimer, *, tables: list[str],
+                metrics: dict[str, float], artifacts: list[Path], tracking_required: bool) -> Published:
     """Tracks the run in MLflow, then publishes its tables, its manifest (last) and refreshes the catalog.
 
     An unreachable tracking server does not stop the publish unless ``tracking_required``; the failure is
     recorded in the manifest, logged and returned as a warning, as are catalog problems (the outputs are
     published by then, and one job's catalog trouble must not fail another's run).
+
+    ``timer`` times tracking, publish and catalog, and the manifest records them with ``total``: the
+    manifest is published right after the tables, then once more (one rename of a one-row file) with the
+    catalog's time, so a reader sees a whole manifest either way.
     """
-    mlflow_run_id, error = _track(ctx, manifest, metrics, artifacts, tracking_required)
+    with timer("tracking"):
+        mlflow_run_id, error = _track(ctx, manifest, metrics, artifacts, tracking_required)
+    with timer("publish"):
+        outputs = publish_outputs(ctx.staging, ctx.run.output_root, ctx.run.job, ctx.run.as_of.isoformat(),
+                                  dict.fromkeys(tables, DATA_FILE))
+    timer.record_total()
     manifest = manifest.model_copy(update={"mlflow_run_id": mlflow_run_id, "tracking_error": error,
-                                           "tracking_status": "failed" if error else "ok"})
-    write_manifest(manifest, ctx.staging)
-    files = {**dict.fromkeys(tables, DATA_FILE), "runs": f"{ctx.flow_name}.parquet"}
-    outputs = publish_outputs(ctx.staging, ctx.run.output_root, ctx.run.job, ctx.run.as_of.isoformat(), files)
-    warnings = [*([error] if error else []), *refresh_catalog(ctx.run.output_root)]
+                                           "tracking_status": "failed" if error else "ok",
+                                           "timings": dict(timer.seconds)})
+    outputs["runs"] = _publish_manifest(ctx, manifest)
+    with timer("catalog"):
+        warnings = [*([error] if error else []), *refresh_catalog(ctx.run.output_root)]
+    _publish_manifest(ctx, manifest.model_copy(update={"timings": dict(timer.seconds)}))
     return Published({k: str(v) for k, v in outputs.items()}, mlflow_run_id, manifest.tracking_status, warnings)
+
+
+def _publish_manifest(ctx: RunContext, manifest: RunManifest) -> Path:
+    """Stages the manifest and moves it over the run's ``runs`` partition file."""
+    write_manifest(manifest, ctx.staging)
+    return publish_tables(ctx.staging, ctx.run.output_root, ctx.run.job, ctx.run.as_of.isoformat(),
+                          {"runs": f"{ctx.flow_name}.parquet"})["runs"]
 
 
 def forecast_metrics(counts: SeriesCounts, output_rows: int, **figures: float) -> dict[str, float]:

@@ -84,7 +84,7 @@ def sharded_forecast(
         metrics = forecast_metrics(counts, manifest.output_rows, shards=len(records),
                                    workers=len({r.worker for r in records}), inference_seconds=inference,
                                    series_per_second=throughput, batch_size=records[0].batch_size)
-        published = publish_run(ctx, manifest, tables=["forecasts", "series_status"], metrics=metrics,
+        published = publish_run(ctx, manifest, timer, tables=["forecasts", "series_status"], metrics=metrics,
                                 artifacts=[status_path, *([sample] if sample.is_file() else [])],
                                 tracking_required=tracking_required)
     return ShardedRunSummary(

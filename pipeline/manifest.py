@@ -114,15 +114,28 @@ def write_manifest(manifest: RunManifest, staging: Path) -> Path:
 
 
 class StageTimer:
-    """Wall-clock seconds per flow stage, for the manifest."""
+    """Wall-clock seconds per flow stage, for the manifest.
+
+    ``total`` is not a stage: it is the wall time from the start of the first data stage (model preparation
+    aside: a warm worker has its model already) to now, gaps between stages included.
+    """
+
+    UNTIMED = frozenset({"prepare_model", "total"})  # left out of the span ``record_total`` measures
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self._started: dict[str, float] = {}
 
     @contextmanager
     def __call__(self, stage: str) -> Iterator[None]:
-        started = time.perf_counter()
+        started = self._started[stage] = time.perf_counter()
         try:
             yield
         finally:
             self.seconds[stage] = round(time.perf_counter() - started, 4)
+
+    def record_total(self) -> float:
+        """Stores and returns ``total``: seconds since the first timed stage other than model preparation."""
+        starts = [at for stage, at in self._started.items() if stage not in self.UNTIMED]
+        self.seconds["total"] = round(time.perf_counter() - min(starts), 4) if starts else 0.0
+        return self.seconds["total"]

@@ -50,7 +50,10 @@ def test_manifest_names_weights_data_and_versions(workspace: Path, tiny_checkpoi
     versions, parameters, timings = (json.loads(row[c]) for c in ("versions", "parameters", "timings"))
     assert {"timesfm", "torch", "prefect", "timesfm-batch-forecast"} <= set(versions)
     assert parameters["horizon"] == 4 and parameters["source"] == f"file:{SAMPLE}"
-    assert {"prepare_model", "load", "validate", "forecast"} <= set(timings)
+    stages = ("load", "validate", "forecast", "tracking", "publish")
+    assert {"prepare_model", *stages, "catalog", "total"} <= set(timings)
+    assert sum(timings[s] for s in stages) <= timings["total"], "total spans the stages from load to publish"
+    assert timings["total"] < sum(timings[s] for s in stages) + 5, "and little else"
     assert (row["device"], row["precision"]) == ("cpu", "fp32")
 
 

@@ -123,3 +123,18 @@ def test_stage_timer_records_every_stage_even_one_that_raises() -> None:
         raise RuntimeError("boom")
     assert list(timer.seconds) == ["load", "forecast"], "a failed stage is still timed"
     assert timer.seconds["load"] >= 0.02 and timer.seconds["forecast"] >= 0
+
+
+def test_total_spans_the_data_stages_and_the_gaps_between_them_not_model_preparation() -> None:
+    timer = StageTimer()
+    with timer("prepare_model"):
+        time.sleep(0.05)
+    with timer("load"):
+        time.sleep(0.02)
+    time.sleep(0.03)  # work between stages (building the manifest, rendering the plot) counts too
+    with timer("publish"):
+        time.sleep(0.01)
+    total = timer.record_total()
+    assert timer.seconds["total"] == total
+    assert 0.06 <= total < 0.06 + 0.05, "from load start to now, model preparation left out"
+    assert StageTimer().record_total() == 0.0, "no data stage yet: nothing to total"
