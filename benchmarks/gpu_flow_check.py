@@ -247,7 +247,8 @@ def report(runs: dict[str, FlowRun], errors: dict[str, dict[str, Any]], info: di
         if run.error is None:
             timings = run.manifest["timings"]
             stages = "  ".join(f"{k}={v:.2f}s" for k, v in timings.items())
-            stages += f"  other={run.wall_seconds - sum(v for k, v in timings.items() if k != 'total'):.2f}s"
+            staged = sum(v for k, v in timings.items() if k != "total" and "." not in k)  # sub-stages: "forecast.x"
+            stages += f"  other={run.wall_seconds - staged:.2f}s"
             print(f"  {run.name:<11} {run.series:>7,} series  {run.wall_seconds:7.1f}s  "
                   f"{run.summary['series_ok'] / run.wall_seconds:>9,.1f} series/s  "
                   f"(inference {run.summary['series_per_second']:,.1f} series/s)  {stages}")

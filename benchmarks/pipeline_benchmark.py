@@ -107,7 +107,8 @@ def table(series: int, base: dict[str, float], wall: float, stages: dict[str, fl
     """Rows of the printed table: every baseline piece, every flow stage, their sums and the flow's wall."""
     rows = [("baseline: read (DuckDB -> arrays)", base["read"]), ("baseline: engine forecast", base["forecast"]),
             ("baseline: write forecasts (pyarrow)", base["write"]), ("baseline total", base["total"])]
-    rows += [(f"flow stage: {name}", seconds) for name, seconds in stages.items() if name != "total"]
+    rows += [(f"flow stage: {name}" if "." not in name else f"  of which {name}", seconds)
+             for name, seconds in stages.items() if name != "total"]
     recorded = stages.get("total", sum(stages.values()))
     rows += [("flow total (load start to publish end)", recorded), ("flow wall (process start to exit)", wall)]
     return [{"stage": name, "seconds": round(seconds, 3), "series_per_s": round(series / seconds) if seconds else None,

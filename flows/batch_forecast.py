@@ -57,6 +57,7 @@ def batch_forecast(
         with timer("forecast"):
             stats = forecast_series(validation.regular_path, validation.status_path, ctx.staging, ctx.run,
                                     created_at=datetime.now(timezone.utc))
+        timer.seconds.update(stats.split())
         plot = render_sample(validation.regular_path, stats.forecasts_path, ctx.staging)
         manifest = build_manifest(ctx.run, flow_name=ctx.flow_name, deployment=ctx.deployment,
                                   source=source.describe(), input_fingerprint=loaded.fingerprint, counts=stats.counts,

@@ -55,6 +55,7 @@ def _forecast(source: Source, shard: int, staging: Path, run: ResolvedRun, direc
     with timer("forecast"):
         stats = forecast_series(validation.regular_path, validation.status_path, directory, run,
                                 created_at=datetime.now(timezone.utc), whole_job=False)
+    timer.seconds.update(stats.split())
     if shard == 0 and stats.counts.ok:
         render_sample(validation.regular_path, stats.forecasts_path, directory)
     for name in _SCRATCH:

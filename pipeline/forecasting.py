@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Iterator
 from datetime import datetime
+from pathlib import Path
+from types import TracebackType
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from forecast_model import ForecastResult, TimesFmEngine
-from pipeline.contracts import DS, ID, QUANTILE_COLUMNS, SeriesStatus, Y
+from pipeline.contracts import DS, FORECAST_SCHEMA, ID, QUANTILE_COLUMNS, SeriesStatus, Y
 from pipeline.frequency import freq_code
 
-__all__ = ["PROGRESS_CHUNK", "build_forecast_table", "mark_failed", "run_engine", "series_values"]
+__all__ = ["PROGRESS_CHUNK", "Chunk", "ForecastSink", "build_forecast_table", "chunk_size", "mark_failed",
+           "mark_series_failed", "non_finite_series", "read_chunks", "run_engine", "series_values"]
 
 PROGRESS_CHUNK = 16  # engine batches per progress report: few reports, and the batches stay full
 
@@ -70,13 +75,113 @@ def series_values(frame: pd.DataFrame, ids: pd.Series) -> list[np.ndarray]:
 
 def mark_failed(status: pd.DataFrame, table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Series with any non-finite forecast become ``failed``; their rows leave the forecast table."""
-    values = table[["forecast", *QUANTILE_COLUMNS]].to_numpy()
-    broken = set(table.loc[~np.isfinite(values).all(axis=1), ID])
+    broken = non_finite_series(table)
     if not broken:
         return status, table
+    return mark_series_failed(status, broken), table[~table[ID].isin(broken)].reset_index(drop=True)
+
+
+def non_finite_series(table: pd.DataFrame) -> set[str]:
+    """Ids of the series with a non-finite forecast or quantile in ``table``."""
+    values = table[["forecast", *QUANTILE_COLUMNS]].to_numpy()
+    return set(table.loc[~np.isfinite(values).all(axis=1), ID])
+
+
+def mark_series_failed(status: pd.DataFrame, broken: set[str]) -> pd.DataFrame:
+    """``status`` with the series of ``broken`` marked ``failed`` (their forecast was not finite)."""
+    if not broken:
+        return status
     status = status.copy()
     status.loc[status[ID].isin(broken), ["status", "reason"]] = [SeriesStatus.FAILED.value, "non_finite_forecast"]
-    return status, table[~table[ID].isin(broken)].reset_index(drop=True)
+    return status
+
+
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+    """Accepted series that go to the engine together: their status rows, values and frequency codes."""
+
+    accepted: pd.DataFrame
+    values: list[np.ndarray]
+    codes: list[int]
+
+
+def chunk_size(model: TimesFmEngine) -> int:
+    """Series per chunk: ``PROGRESS_CHUNK`` full engine batches, as :func:`run_engine` cuts them, so the
+    forecasts are those of the in-memory path to the last bit."""
+    return model.batch_size * PROGRESS_CHUNK
+
+
+def read_chunks(regular_path: Path, accepted: pd.DataFrame, size: int) -> Iterator[Chunk]:
+    """The ``accepted`` series (status rows) in chunks of ``size``, in ``accepted``'s order, with their values
+    read from the regular table as the chunks are asked for.
+
+    The table is read in record batches, so only a few chunks' rows are in memory at once when it holds the
+    series in ``accepted``'s order (validation writes both sorted by id); any other order still works, at the
+    cost of holding the series read ahead of their turn.
+    """
+    blocks = _series_blocks(regular_path)
+    ahead: dict[str, np.ndarray] = {}
+    for start in range(0, len(accepted), size):
+        part = accepted.iloc[start:start + size].reset_index(drop=True)
+        names = part[ID].tolist()
+        for name in names:
+            while name not in ahead:
+                block = next(blocks, None)
+                if block is None:
+                    raise LookupError(f"Series {name!r} is accepted but has no rows in {regular_path}.")
+                ahead[block[0]] = block[1]
+        yield Chunk(part, [ahead.pop(name) for name in names], [freq_code(f) for f in part["freq"]])
+
+
+def _series_blocks(path: Path, rows: int = 1 << 20) -> Iterator[tuple[str, np.ndarray]]:
+    """``(id, values)`` of each run of rows with one id, in the file's order; a run may span record batches."""
+    name: str | None = None
+    parts: list[np.ndarray] = []
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=rows, columns=[ID, Y]):
+        ids = batch.column(ID).cast(pa.string())
+        values = batch.column(Y).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        changed = pc.not_equal(ids[1:], ids[:-1]).to_numpy(zero_copy_only=False)
+        starts = np.flatnonzero(np.r_[True, changed])
+        for key, piece in zip(ids.take(pa.array(starts, type=pa.int64())).to_pylist(), np.split(values, starts[1:]),
+                              strict=True):
+            if key != name:
+                if name is not None:
+                    yield name, parts[0] if len(parts) == 1 else np.concatenate(parts)
+                name, parts = key, []
+            parts.append(piece)
+    if name is not None:
+        yield name, parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+class ForecastSink:
+    """Builds each chunk's forecast table and appends it to one Parquet file of the forecast schema.
+
+    Series whose forecast is not finite leave the table and are collected in ``failed``; ``rows`` counts
+    what was written. Use it as a context manager: the file is complete once it is closed.
+    """
+
+    def __init__(self, path: Path, *, model: str, run_id: str, created_at: datetime) -> None:
+        self.path, self.model, self.run_id, self.created_at = path, model, run_id, created_at
+        self.failed: set[str] = set()
+        self.rows = 0
+        self._writer = pq.ParquetWriter(path, FORECAST_SCHEMA)
+
+    def __call__(self, chunk: Chunk, result: ForecastResult) -> None:
+        table = build_forecast_table(chunk.accepted, result, model=self.model, run_id=self.run_id,
+                                     created_at=self.created_at)
+        if broken := non_finite_series(table):
+            self.failed |= broken
+            table = table[~table[ID].isin(broken)]
+        self._writer.write_table(pa.Table.from_pandas(table[FORECAST_SCHEMA.names], schema=FORECAST_SCHEMA,
+                                                      preserve_index=False))
+        self.rows += len(table)
+
+    def __enter__(self) -> ForecastSink:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self._writer.close()
 
 
 def run_engine(model: TimesFmEngine, frame: pd.DataFrame, accepted: pd.DataFrame, horizon: int,

@@ -38,6 +38,7 @@ class ResolvedRun(BaseModel):
     engine: EngineConfig
     checks: SeriesChecks
     freq: FreqAlias | None = None
+    overlap: bool = True  # FORECAST_OVERLAP: read and write beside the engine's work, not between its chunks
 
 
 def resolve_run(settings: Settings, source: FileSource | UrlSource | DuckDBSource, *, run_id: str, as_of: date,
@@ -51,7 +52,7 @@ def resolve_run(settings: Settings, source: FileSource | UrlSource | DuckDBSourc
                        as_of=as_of, output_root=root,
                        horizon=settings.horizon_len if horizon is None else horizon,
                        context_len=model.context_len or settings.context_len, engine=engine_config(model, settings),
-                       checks=checks, freq=freq)
+                       checks=checks, freq=freq, overlap=settings.overlap)
 
 
 def run_parameters(run: ResolvedRun, source: FileSource | UrlSource | DuckDBSource, **extra: Any) -> dict[str, Any]:

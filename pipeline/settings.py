@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     horizon_len: Horizon = Field(128, validation_alias="TIMESFM20_DEFAULT_HORIZON_LEN")
     batch_size: int | None = Field(None, gt=0, validation_alias="TIMESFM20_DEFAULT_BATCH_SIZE",
                                    description="Empty: 256 on CPU, sized from free memory on GPU.")
+    overlap: bool = Field(True, validation_alias="FORECAST_OVERLAP",
+                          description="Read the next series and write the last forecasts while the engine runs "
+                                      "(0: one after the other, the same tables; for debugging).")
     data_dir: Path = Field(Path("data"), validation_alias="FORECAST_DATA_DIR")
     output_root: Path | None = Field(None, validation_alias="FORECAST_OUTPUT_ROOT")
     mlflow_tracking_uri: str | None = Field(None, validation_alias="MLFLOW_TRACKING_URI")

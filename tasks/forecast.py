@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -11,11 +10,12 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
 
-from forecast_model import EngineConfig, load_engine, loaded_checkpoint
+from forecast_model import EngineConfig, ForecastResult, load_engine, loaded_checkpoint
 from pipeline.accounting import SeriesCounts, check_rejected_fraction, check_something_forecast, reason_examples
-from pipeline.contracts import FORECAST_SCHEMA, ID, STATUS_SCHEMA, SeriesStatus
-from pipeline.forecasting import build_forecast_table, mark_failed, run_engine
+from pipeline.contracts import ID, STATUS_SCHEMA, SeriesStatus
+from pipeline.forecasting import Chunk, ForecastSink, chunk_size, mark_series_failed, read_chunks
 from pipeline.manifest import ModelInfo
+from pipeline.overlap import pipelined
 from pipeline.progress import ProgressReporter
 from pipeline.run import ResolvedRun
 from pipeline.tables import write_table
@@ -35,8 +35,17 @@ class ForecastStats(BaseModel):
     device: str
     precision: str
     batch_size: int
+    host_seconds: float = 0.0  # reading inputs and building and writing outputs, beside the engine
+    overlap_seconds: float = 0.0  # of the engine's and the host's seconds, how many ran at the same time
     forecasts_path: Path
     status_path: Path
+
+    def split(self) -> dict[str, float]:
+        """The forecast stage's seconds by kind, for the manifest's ``timings``: the engine's, the host's
+        (reading, building and writing tables) and those two overlapped (``forecast`` is about engine +
+        host - overlapped)."""
+        return {"forecast.engine": self.inference_seconds, "forecast.host": self.host_seconds,
+                "forecast.overlapped": self.overlap_seconds}
 
 
 @task(name="prepare-model", cache_policy=NO_CACHE)
@@ -62,32 +71,48 @@ def forecast_series(regular_path: Path, status_path: Path, staging: Path, run: R
                     whole_job: bool = True) -> ForecastStats:
     """Forecasts every accepted series and stages the forecast and final series-status tables.
 
+    Reading and preparing the next chunk of series, and building and writing the last chunk's forecasts,
+    overlap the engine's work on the current chunk (``run.overlap``); the tables are the same either way.
     Series whose forecast is not finite become ``failed``. For a whole job the run fails when rejected and
     failed series together pass ``max_rejected_fraction``, or when nothing could be forecast; a shard
     (``whole_job=False``) records its counts and leaves those rules to its parent.
     """
-    status, frame = pd.read_parquet(status_path), pd.read_parquet(regular_path)
+    status = pd.read_parquet(status_path)
     accepted = status[status["status"] == SeriesStatus.OK.value].reset_index(drop=True)
     model = load_engine(run.engine)
-    started = time.perf_counter()
     progress = ProgressReporter("forecast", "series", get_run_logger().info)
-    result = run_engine(model, frame, accepted, run.horizon, run.context_len, progress)
-    seconds = time.perf_counter() - started
-    table = build_forecast_table(accepted, result, model=run.engine.checkpoint, run_id=run.run_id,
-                                 created_at=created_at)
-    status, table = mark_failed(status, table)
-    counts = SeriesCounts.from_status(status)
-    if whole_job:
-        examples = reason_examples(status)
-        check_rejected_fraction(counts, run.checks.max_rejected_fraction, examples)
-        check_something_forecast(counts, examples)
-    get_run_logger().info("Forecast %d series x %d steps on %s in %.2f s", len(accepted), run.horizon, model.device,
-                          seconds)
+    done = [0]
+
+    def infer(chunk: Chunk) -> ForecastResult:
+        result = model.forecast(chunk.values, run.horizon, chunk.codes, run.context_len)
+        done[0] += len(chunk.values)
+        progress(done[0], len(accepted))
+        return result
+
+    partial = staging / "forecasts.parquet.partial"  # a forecasts table is staged only once the checks pass
+    try:
+        with ForecastSink(partial, model=run.engine.checkpoint, run_id=run.run_id, created_at=created_at) as sink:
+            seconds = pipelined(read_chunks(regular_path, accepted, chunk_size(model)), infer, sink,
+                                overlap=run.overlap)
+        status = mark_series_failed(status, sink.failed)
+        counts = SeriesCounts.from_status(status)
+        if whole_job:
+            examples = reason_examples(status)
+            check_rejected_fraction(counts, run.checks.max_rejected_fraction, examples)
+            check_something_forecast(counts, examples)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    get_run_logger().info(
+        "Forecast %d series x %d steps on %s in %.2f s: engine %.2f s and reading/writing %.2f s, %.2f s of them "
+        "at the same time", len(accepted), run.horizon, model.device, seconds.wall, seconds.compute,
+        seconds.produce + seconds.consume, seconds.hidden)
     return ForecastStats(
-        counts=counts, output_rows=len(table), inference_seconds=round(seconds, 4),
-        series_per_second=round(len(accepted) / max(seconds, 1e-9), 2), device=str(model.device),
+        counts=counts, output_rows=sink.rows, inference_seconds=seconds.compute,
+        series_per_second=round(len(accepted) / max(seconds.compute, 1e-9), 2), device=str(model.device),
         precision=model.precision, batch_size=model.batch_size,
-        forecasts_path=write_table(table, FORECAST_SCHEMA, staging / "forecasts.parquet"),
+        host_seconds=round(seconds.produce + seconds.consume, 4), overlap_seconds=seconds.hidden,
+        forecasts_path=partial.replace(staging / "forecasts.parquet"),
         status_path=write_table(status, STATUS_SCHEMA, staging / "series_status.parquet"),
     )
 

@@ -7,6 +7,7 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
 import pytest
@@ -140,3 +141,44 @@ def test_bad_input_fails_and_publishes_nothing(workspace: Path, tiny_checkpoint:
             checks=SeriesChecks(max_rejected_fraction=0))
     assert {p: p.read_bytes() for p in outputs(root)} == before, "a failed run changed published outputs"
     assert good.outputs["forecasts"] in {str(p) for p in before}
+
+
+def mixed_panel(workspace: Path) -> Path:
+    """Real quarterly series, 40 daily ones, and series the checks reject or repair: constant, too short,
+    mostly missing, and one with gaps (regularised, then interpolated by the engine)."""
+    from benchmarks.panel import write_panel
+
+    daily = pd.read_parquet(write_panel(workspace / "daily.parquet", 40, 60))
+    days = pd.date_range("2026-01-01", periods=30, freq="D")
+    gappy = pd.DataFrame({"unique_id": "gappy", "ds": days, "y": np.sin(np.arange(30) / 3)}).drop(index=[4, 5, 17])
+    broken = pd.concat([
+        pd.DataFrame({"unique_id": "flat", "ds": days, "y": 7.0}),
+        pd.DataFrame({"unique_id": "short", "ds": days[:2], "y": [1.0, 2.0]}),
+        pd.DataFrame({"unique_id": "holes", "ds": days, "y": np.where(np.arange(30) % 5 == 0, 1.0, np.nan)}),
+        gappy,
+    ])
+    sample = pd.read_csv(SAMPLE, parse_dates=["ds"])
+    path = workspace / "mixed.parquet"
+    pd.concat([sample, daily, broken], ignore_index=True).sample(frac=1, random_state=0).to_parquet(path)
+    return path
+
+
+def test_overlapped_forecast_stage_publishes_the_same_tables_as_one_after_the_other(
+        workspace: Path, tiny_checkpoint: ResolvedCheckpoint, monkeypatch: pytest.MonkeyPatch) -> None:
+    """FORECAST_OVERLAP=0 runs reading, inference and writing one after the other: the tables must not
+    change by a bit, on a panel of good and bad series spread over several chunks (batch 2: chunks of 32)."""
+    source, root = FileSource(path=str(mixed_panel(workspace))), workspace / "data" / "outputs"
+    model = ModelParams(checkpoint=str(tiny_checkpoint.weights.parent), device="cpu", batch_size=2)
+    tables = {}
+    for overlap in ("1", "0"):
+        monkeypatch.setenv("FORECAST_OVERLAP", overlap)
+        summary = run(tiny_checkpoint, source=source, model=model, job=f"overlap{overlap}")
+        assert summary.series_ok >= 41 and summary.series_rejected >= 3, summary
+        tables[overlap] = {
+            name: pd.read_parquet(root / name / f"job=overlap{overlap}" / f"as_of={AS_OF}").drop(
+                columns=["run_id", "created_at", "job", "as_of"], errors="ignore")
+            for name in ("forecasts", "series_status")}
+    for name in ("forecasts", "series_status"):
+        pd.testing.assert_frame_equal(tables["1"][name], tables["0"][name], check_exact=True)
+    assert len(tables["1"]["forecasts"]) == summary.series_ok * 8
+    assert tables["1"]["forecasts"]["unique_id"].is_monotonic_increasing, "sorted as before: by series, then step"

@@ -139,7 +139,7 @@ def test_bad_arguments_exit_2_with_one_error_line(bad_arguments: dict[str, dict[
 
 def test_an_unexpected_error_prints_one_traceback_and_exits_1(tmp_path: Path, tiny_checkpoint: ResolvedCheckpoint,
                                                              api: str) -> None:
-    script = ("import sys, tasks.forecast as f\n"
+    script = ("import sys, pipeline.forecasting as f\n"
               "def boom(*a, **k): raise RuntimeError('boom in the forecast table')\n"
               "f.build_forecast_table = boom\n"
               "from flows.cli import main\n"

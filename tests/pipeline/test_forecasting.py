@@ -77,3 +77,80 @@ def test_series_values_are_each_series_block_in_the_order_asked(dtype: object) -
     assert [list(v) for v in values] == [list(expected[name]) for name in asked]
     assert [list(v) for v in series_values(frame.iloc[:1], pd.Series(["a"]))] == [[0.0]]
     assert series_values(frame.iloc[:0], pd.Series([], dtype=object)) == []
+
+
+def write_regular(path: Path, frame: pd.DataFrame) -> Path:
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def test_read_chunks_gives_each_series_whole_in_the_order_asked_across_record_batches(tmp_path: Path,
+                                                                                    monkeypatch) -> None:
+    import pipeline.forecasting as forecasting
+
+    rng = np.random.default_rng(1)
+    lengths = {"a": 5, "b": 1, "c": 9, "é": 4, "d": 7}
+    frame = pd.concat([pd.DataFrame({"unique_id": k, "ds": pd.date_range("2024-01-01", periods=n, freq="D"),
+                                     "y": rng.normal(size=n)}) for k, n in lengths.items()], ignore_index=True)
+    frame.loc[3, "y"] = np.nan  # a gap of a regularised series
+    path = write_regular(tmp_path / "regular.parquet", frame)
+    blocks = forecasting._series_blocks
+    monkeypatch.setattr(forecasting, "_series_blocks", lambda p: blocks(p, rows=3))  # series span batches
+    asked = pd.DataFrame({"unique_id": ["d", "a", "é", "c", "b"], "freq": ["D", "W", "D", "MS", "h"]})
+    chunks = list(forecasting.read_chunks(path, asked, 2))
+    assert [c.accepted["unique_id"].tolist() for c in chunks] == [["d", "a"], ["é", "c"], ["b"]]
+    assert [c.codes for c in chunks] == [[0, 1], [0, 1], [0]]
+    got = {name: values for c in chunks for name, values in zip(c.accepted["unique_id"], c.values, strict=True)}
+    for name, group in frame.groupby("unique_id"):
+        np.testing.assert_array_equal(got[name], group["y"].to_numpy())  # NaN where it was missing
+    with pytest.raises(LookupError, match="'zz' is accepted but has no rows"):
+        list(forecasting.read_chunks(path, pd.DataFrame({"unique_id": ["zz"], "freq": ["D"]}), 2))
+
+
+def test_forecast_sink_writes_what_the_whole_table_path_does(tmp_path: Path) -> None:
+    from pipeline.forecasting import Chunk, ForecastSink
+
+    created = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    broken = result()
+    broken.quantiles[1, 2, 3] = np.inf
+    table = build_forecast_table(ACCEPTED, broken, model="m", run_id="r", created_at=created)
+    _, kept = mark_failed(ACCEPTED, table)
+    whole = pd.read_parquet(write_table(kept, FORECAST_SCHEMA, tmp_path / "whole.parquet"))
+    with ForecastSink(tmp_path / "sink.parquet", model="m", run_id="r", created_at=created) as sink:
+        for row in range(2):  # one series per chunk
+            part = ForecastResult(*(getattr(broken, n)[row:row + 1] for n in ("point", "mean", "quantiles")))
+            sink(Chunk(ACCEPTED.iloc[row:row + 1].reset_index(drop=True), [], []), part)
+    pd.testing.assert_frame_equal(pd.read_parquet(sink.path), whole)
+    assert sink.failed == {"b"} and sink.rows == len(whole) == 3
+    with ForecastSink(tmp_path / "empty.parquet", model="m", run_id="r", created_at=created) as empty:
+        pass
+    assert pd.read_parquet(empty.path).columns.tolist() == FORECAST_SCHEMA.names and empty.rows == 0
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_streamed_forecasts_equal_the_in_memory_path_to_the_last_bit(tiny_checkpoint, tmp_path: Path,
+                                                                     monkeypatch, overlap: bool) -> None:
+    """The forecast stage streams chunks through the engine; its table is the one the in-memory path
+    (`run_engine` in chunks, one table, one write) produced before, value for value."""
+    import pipeline.forecasting as forecasting
+    from forecast_model import EngineConfig, load_engine
+    from pipeline.overlap import pipelined
+
+    model = load_engine(EngineConfig(checkpoint=str(tiny_checkpoint.weights.parent), device="cpu", batch_size=2))
+    monkeypatch.setattr(forecasting, "PROGRESS_CHUNK", 1)  # chunks of 2 series: 4 chunks
+    rng = np.random.default_rng(2)
+    frame = pd.concat([pd.DataFrame({"unique_id": f"s{k}", "ds": pd.date_range("2024-01-01", periods=30 + 9 * k),
+                                     "y": rng.normal(size=30 + 9 * k).cumsum()}) for k in range(7)], ignore_index=True)
+    frame.loc[frame.index[::11], "y"] = np.nan
+    accepted = pd.DataFrame({"unique_id": [f"s{k}" for k in range(7)], "freq": "D",
+                             "last_ds": frame.groupby("unique_id")["ds"].max().to_numpy()})
+    created = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    reference = forecasting.run_engine(model, frame, accepted, 5, 512, lambda done, total: None)
+    expected = build_forecast_table(accepted, reference, model="m", run_id="r", created_at=created)
+    path = write_regular(tmp_path / "regular.parquet", frame)
+    with forecasting.ForecastSink(tmp_path / "out.parquet", model="m", run_id="r", created_at=created) as sink:
+        seconds = pipelined(forecasting.read_chunks(path, accepted, forecasting.chunk_size(model)),
+                            lambda c: model.forecast(c.values, 5, c.codes, 512), sink, overlap=overlap)
+    pd.testing.assert_frame_equal(pd.read_parquet(sink.path), pd.read_parquet(
+        write_table(expected, FORECAST_SCHEMA, tmp_path / "expected.parquet")), check_exact=True)
+    assert seconds.compute > 0 and seconds.wall > 0
