@@ -17,9 +17,10 @@ import pyarrow.parquet as pq
 from forecast_model import ForecastResult, TimesFmEngine
 from pipeline.contracts import DS, FORECAST_SCHEMA, ID, QUANTILE_COLUMNS, SeriesStatus, Y
 from pipeline.frequency import freq_code
+from pipeline.tables import parquet_options
 
-__all__ = ["PROGRESS_CHUNK", "Chunk", "ForecastSink", "build_forecast_table", "chunk_size", "mark_failed",
-           "mark_series_failed", "non_finite_series", "read_chunks", "run_engine", "series_values"]
+__all__ = ["PROGRESS_CHUNK", "Chunk", "ForecastSink", "build_forecast_table", "chunk_size", "forecast_table",
+           "mark_failed", "mark_series_failed", "non_finite_series", "read_chunks", "run_engine", "series_values"]
 
 PROGRESS_CHUNK = 16  # engine batches per progress report: few reports, and the batches stay full
 
@@ -27,23 +28,41 @@ PROGRESS_CHUNK = 16  # engine batches per progress report: few reports, and the 
 def build_forecast_table(
     accepted: pd.DataFrame, result: ForecastResult, *, model: str, run_id: str, created_at: datetime
 ) -> pd.DataFrame:
-    """Long forecast table (one row per series and step) for the series of ``accepted``, in its order.
+    """Long forecast table (one row per series and step) for the series of ``accepted``, in its order, as
+    pandas; see :func:`forecast_table`."""
+    return forecast_table(accepted, result, model=model, run_id=run_id, created_at=created_at).to_pandas()
+
+
+def forecast_table(accepted: pd.DataFrame, result: ForecastResult, *, model: str, run_id: str,
+                   created_at: datetime, keep: np.ndarray | None = None) -> pa.Table:
+    """The forecast table (``FORECAST_SCHEMA``) of the series of ``accepted``, in its order: one row per series
+    and step, built column by column with repeats and tiles (no per-row Python). ``keep``, a mask over the
+    series, leaves the others out.
 
     Quantiles are sorted per row so that q10 <= ... <= q90 even where the model's heads cross.
     """
-    horizon = result.point.shape[1]
-    table = pd.DataFrame({
-        ID: np.repeat(accepted[ID].to_numpy(), horizon),
-        DS: _future_stamps(accepted, horizon).reshape(-1),
-        "step": np.tile(np.arange(1, horizon + 1, dtype=np.int32), len(accepted)),
-        "forecast": result.point.reshape(-1).astype("float64"),
-    })
-    table[QUANTILE_COLUMNS] = np.sort(result.quantiles, axis=-1).reshape(-1, len(QUANTILE_COLUMNS)).astype("float64")
-    table["model"] = model
-    table["cutoff"] = np.repeat(accepted["last_ds"].to_numpy(), horizon)
-    table["run_id"] = run_id
-    table["created_at"] = pd.Timestamp(created_at).tz_convert("UTC")
-    return table
+    n, horizon = result.point.shape
+    keep = np.ones(n, dtype=bool) if keep is None else keep
+    series, rows = np.flatnonzero(keep), int(keep.sum()) * horizon
+    quantiles = np.sort(result.quantiles[keep], axis=-1).reshape(-1, len(QUANTILE_COLUMNS)).astype("float64")
+    columns = {
+        ID: pa.array(accepted[ID].to_numpy()[series], type=pa.string()).take(
+            pa.array(np.repeat(np.arange(len(series)), horizon))),
+        DS: pa.array(_future_stamps(accepted.iloc[series], horizon).reshape(-1), type=pa.timestamp("us")),
+        "step": pa.array(np.tile(np.arange(1, horizon + 1, dtype=np.int32), len(series))),
+        "forecast": pa.array(result.point[keep].reshape(-1).astype("float64")),
+        **{name: pa.array(quantiles[:, k]) for k, name in enumerate(QUANTILE_COLUMNS)},
+        "model": _repeated(model, pa.string(), rows),
+        "cutoff": pa.array(np.repeat(accepted["last_ds"].to_numpy()[series].astype("datetime64[us]"), horizon),
+                           type=pa.timestamp("us")),
+        "run_id": _repeated(run_id, pa.string(), rows),
+        "created_at": _repeated(pd.Timestamp(created_at).tz_convert("UTC"), pa.timestamp("us", tz="UTC"), rows),
+    }
+    return pa.table(columns, schema=FORECAST_SCHEMA)
+
+
+def _repeated(value: object, kind: pa.DataType, rows: int) -> pa.Array:
+    return pa.array([value], type=kind).take(pa.array(np.zeros(rows, dtype=np.int64)))
 
 
 def _future_stamps(accepted: pd.DataFrame, horizon: int) -> np.ndarray:
@@ -164,17 +183,16 @@ class ForecastSink:
         self.path, self.model, self.run_id, self.created_at = path, model, run_id, created_at
         self.failed: set[str] = set()
         self.rows = 0
-        self._writer = pq.ParquetWriter(path, FORECAST_SCHEMA)
+        self._writer = pq.ParquetWriter(path, FORECAST_SCHEMA, **parquet_options(FORECAST_SCHEMA))
 
     def __call__(self, chunk: Chunk, result: ForecastResult) -> None:
-        table = build_forecast_table(chunk.accepted, result, model=self.model, run_id=self.run_id,
-                                     created_at=self.created_at)
-        if broken := non_finite_series(table):
-            self.failed |= broken
-            table = table[~table[ID].isin(broken)]
-        self._writer.write_table(pa.Table.from_pandas(table[FORECAST_SCHEMA.names], schema=FORECAST_SCHEMA,
-                                                      preserve_index=False))
-        self.rows += len(table)
+        finite = np.asarray(np.isfinite(result.point).all(axis=1) & np.isfinite(result.quantiles).all(axis=(1, 2)))
+        if not finite.all():
+            self.failed |= set(chunk.accepted[ID].to_numpy()[~finite])
+        table = forecast_table(chunk.accepted, result, model=self.model, run_id=self.run_id,
+                               created_at=self.created_at, keep=finite)
+        self._writer.write_table(table)
+        self.rows += table.num_rows
 
     def __enter__(self) -> ForecastSink:
         return self

@@ -55,3 +55,15 @@ def test_a_missing_column_is_a_schema_failure(canonical: pd.DataFrame, column: s
 def test_a_wrong_type_is_a_schema_failure(canonical: pd.DataFrame) -> None:
     result, _ = run_suite(canonical.assign(y=canonical["y"].astype("float32")))
     assert any("column 'y'" in p for p in schema_failures(result)), schema_failures(result)
+
+
+def test_the_suite_does_not_fingerprint_the_frame_a_second_time(canonical: pd.DataFrame,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """GX would hash every row for a batch marker (3 s at 20M rows); the manifest has its own fingerprint."""
+    from great_expectations.execution_engine import pandas_execution_engine
+
+    calls: list[int] = []
+    monkeypatch.setattr(pandas_execution_engine, "hash_pandas_dataframe", lambda df: calls.append(len(df)) or "h")
+    result, _ = run_suite(canonical)
+    assert result.success and calls == [], "GX hashed the frame: is HASH_THRESHOLD still what GX reads?"
+    assert "pandas_data_fingerprint" not in result.meta.get("batch_markers", {})
