@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,9 +21,10 @@ from great_expectations.checkpoint import UpdateDataDocsAction
 from great_expectations.data_context.types.base import ProgressBarsConfig
 from great_expectations.execution_engine import pandas_execution_engine
 
+from pipeline.canonical import sorted_by_series_and_time
 from pipeline.contracts import DS, ID, Y
 
-__all__ = ["build_suite", "row_rejections", "run_suite", "schema_failures"]
+__all__ = ["build_suite", "duplicate_series", "row_rejections", "run_suite", "schema_failures"]
 
 _LARGEST_FINITE = 1.7976931348623157e308
 # GX fingerprints every pandas batch under 1 GB (an MD5 over hash_pandas_object): 3 s of a 20M-row
@@ -30,15 +32,17 @@ _LARGEST_FINITE = 1.7976931348623157e308
 # same frame, so GX's is turned off as GX itself does above that size (tests/pipeline/test_expectations.py).
 pandas_execution_engine.HASH_THRESHOLD = 0
 # Row-level expectations and the reason code a failing row gives its series.
+# In order of precedence: a series with several problems is rejected for the first.
 _ROW_REASONS = {
     ("expect_column_values_to_not_be_null", DS): "null_timestamp",
-    ("expect_compound_columns_to_be_unique", None): "duplicate_timestamp",
+    ("expect_compound_columns_to_be_unique", None): "duplicate_timestamp",  # found by duplicate_series
     ("expect_column_values_to_be_between", Y): "non_finite_value",
 }
 
 
 def build_suite() -> gx.ExpectationSuite:
-    """Schema, types, non-null ids and timestamps, unique (unique_id, ds), finite values (nulls allowed)."""
+    """Schema, types, non-null ids and timestamps, finite values (nulls allowed); see
+    :func:`duplicate_series` for unique (unique_id, ds)."""
     expectations = [
         *[gx.expectations.ExpectColumnToExist(column=name) for name in (ID, DS, Y)],
         gx.expectations.ExpectColumnValuesToBeOfType(column=ID, type_="str"),
@@ -46,7 +50,6 @@ def build_suite() -> gx.ExpectationSuite:
         gx.expectations.ExpectColumnValuesToBeInTypeList(column=Y, type_list=["float64"]),
         gx.expectations.ExpectColumnValuesToNotBeNull(column=ID),
         gx.expectations.ExpectColumnValuesToNotBeNull(column=DS),
-        gx.expectations.ExpectCompoundColumnsToBeUnique(column_list=[ID, DS]),
         gx.expectations.ExpectColumnValuesToBeBetween(column=Y, min_value=-_LARGEST_FINITE,
                                                       max_value=_LARGEST_FINITE),
     ]
@@ -92,14 +95,32 @@ def schema_failures(result: Any) -> list[str]:
     return problems
 
 
-def row_rejections(result: Any) -> dict[str, str]:
-    """Series id -> reason code, for every series with a row that failed a row-level expectation."""
-    rejected: dict[str, str] = {}
+def row_rejections(result: Any, duplicated: Iterable[str] = ()) -> dict[str, str]:
+    """Series id -> reason code, for every series with a row that failed a row-level expectation or, in
+    ``duplicated``, two rows on one timestamp; a series with several problems gets the first reason of
+    ``_ROW_REASONS``."""
+    found: dict[str, dict[str, str]] = {reason: {} for reason in _ROW_REASONS.values()}
+    found["duplicate_timestamp"] = dict.fromkeys(map(str, duplicated), "duplicate_timestamp")
     for item in result.results:
         config = item.expectation_config
         reason = _ROW_REASONS.get((config.type, config.kwargs.get("column"))) or _ROW_REASONS.get((config.type, None))
         if item.success or reason is None:
             continue
         for row in (item.result or {}).get("unexpected_index_list") or []:
-            rejected.setdefault(str(row.get(ID)), reason)
+            found[reason].setdefault(str(row.get(ID)), reason)
+    rejected: dict[str, str] = {}
+    for reasons in found.values():
+        for series, reason in reasons.items():
+            rejected.setdefault(series, reason)
     return rejected
+
+
+def duplicate_series(frame: pd.DataFrame) -> set[str]:
+    """Ids of the series with two rows on one timestamp (two empty timestamps count as one timestamp).
+
+    A frame in canonical order with strictly increasing timestamps has none, and checking that compares
+    neighbours; only a frame that fails it (duplicates or empty timestamps, i.e. bad input) is hashed.
+    """
+    if sorted_by_series_and_time(frame):
+        return set()
+    return set(frame.loc[frame.duplicated([ID, DS], keep=False), ID].astype(str))

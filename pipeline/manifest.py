@@ -12,11 +12,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.accounting import SeriesCounts
-from pipeline.contracts import RUNS_SCHEMA
+from pipeline.contracts import DS, ID, RUNS_SCHEMA, Y
 from pipeline.run import ResolvedRun
 from pipeline.tables import write_table
 
@@ -86,9 +88,24 @@ def build_manifest(run: ResolvedRun, *, flow_name: str, deployment: str | None, 
 
 
 def input_fingerprint(frame: pd.DataFrame) -> str:
-    """SHA-256 over the canonical frame's rows: any changed id, timestamp or value changes it."""
-    hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
-    return hashlib.sha256(hashes.tobytes()).hexdigest()
+    """SHA-256 over the canonical frame's columns as raw bytes: the row count, the ids (UTF-8, with the
+    offsets that separate them), the timestamps (int64 microseconds) and the values (float64). Any changed,
+    added, removed or reordered id, timestamp or value changes it; the ids' pandas dtype does not.
+
+    Hashing bytes instead of each row's pandas hash keeps the ids in Arrow (no Python string per row): 0.3 s
+    instead of 2.3 s at 20M rows.
+    """
+    digest = hashlib.sha256(len(frame).to_bytes(8, "little"))
+    ids = pa.array(frame[ID], type=pa.large_string())
+    if isinstance(ids, pa.ChunkedArray):  # Arrow-backed ids of a concatenated frame come in pieces
+        ids = ids.combine_chunks()
+    offsets = np.frombuffer(ids.buffers()[1], dtype=np.int64, count=len(ids) + 1, offset=8 * ids.offset)
+    digest.update((offsets - offsets[0]).tobytes())
+    if len(ids) and ids.buffers()[2] is not None:
+        digest.update(memoryview(ids.buffers()[2])[offsets[0]:offsets[-1]])
+    digest.update(frame[DS].to_numpy().astype("datetime64[us]").view(np.int64).tobytes())
+    digest.update(frame[Y].to_numpy(dtype=np.float64).tobytes())
+    return digest.hexdigest()
 
 
 def package_versions() -> dict[str, str]:

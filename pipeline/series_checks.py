@@ -12,10 +12,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.canonical import series_codes, sorted_by_series_and_time
 from pipeline.contracts import DS, ID, SeriesStatus, Y
 from pipeline.frequency import infer_frequency, on_grid, to_offset
 
@@ -66,17 +65,18 @@ def check_series(frame: pd.DataFrame, rejected: dict[str, str], checks: SeriesCh
     Frequencies are inferred once per distinct timestamp signature, not once per series: a panel of a
     million series on one calendar costs one inference.
     """
-    grouped = frame.groupby(ID, sort=True)
+    codes, series = series_codes(frame[ID])
+    grouped = frame.groupby(codes, sort=True)
     summary = pd.DataFrame({"n_obs": grouped[Y].count().astype("int64"), "first_ds": grouped[DS].min(),
                             "last_ds": grouped[DS].max(), "std": grouped[Y].std(ddof=0),
-                            "max_abs": np.maximum(grouped[Y].max().abs(), grouped[Y].min().abs())})
+                            "max_abs": np.maximum(grouped[Y].max().abs(), grouped[Y].min().abs())}).set_axis(series)
     summary["reason"] = pd.Series(rejected, dtype=object)  # aligned on the series ids
     summary["freq"] = None  # missing_fraction is set for the unrejected series below (NaN for the others)
     _flag(summary, summary["n_obs"] == 0, "all_missing")
     _flag(summary, summary["max_abs"] > MAX_ABS_VALUE, "out_of_range")
     _flag(summary, summary["n_obs"] < checks.min_observations, "too_few_observations")
     pending = summary["reason"].isna()
-    summary.loc[pending, "freq"] = _frequencies(frame, summary.index[pending], freq)
+    summary.loc[pending, "freq"] = _frequencies(frame, codes, pending.to_numpy(), series, freq)
     _flag(summary, summary["freq"].isna(), "irregular_timestamps")
     ok = summary["reason"].isna()
     grid = _per_distinct(summary.loc[ok, ["first_ds", "last_ds", "freq"]],
@@ -105,24 +105,28 @@ def _per_distinct(keys: pd.DataFrame, compute: Callable[..., Any]) -> pd.Series:
     return pd.Series(values[codes], index=keys.index).infer_objects()
 
 
-def _frequencies(frame: pd.DataFrame, series: pd.Index, declared: str | None) -> pd.Series:
-    """The frequency of each series in ``series`` (None where none fits), once per timestamp signature.
+def _frequencies(frame: pd.DataFrame, codes: np.ndarray, wanted: np.ndarray, series: pd.Index,
+                 declared: str | None) -> pd.Series:
+    """The frequency of each wanted series (None where none fits), once per timestamp signature; ``codes``
+    number each row's series in ``series``, and ``wanted`` masks the series by number.
 
     A signature is (count, first, last, sum of the timestamps' 64-bit hashes): equal timestamp sets give
     equal signatures, and unequal ones collide with negligible probability. Each signature's timestamps are
-    those of the first series that has it, found through the group codes: no index of every series is built.
+    those of the first series that has it, found through the series numbers: no index of every series is built.
     """
-    rows = frame.loc[frame[ID].isin(series) & frame[DS].notna(), [ID, DS]]
-    hashes = pd.Series(pd.util.hash_pandas_object(rows[DS], index=False).to_numpy(), index=rows.index)
-    by_series = rows.assign(hash=hashes).groupby(ID, sort=True)
+    keep = wanted[codes] & frame[DS].notna().to_numpy()
+    rows = pd.DataFrame({"code": codes[keep], DS: frame[DS].to_numpy()[keep]})
+    rows["hash"] = pd.util.hash_pandas_object(rows[DS], index=False).to_numpy()
+    by_series = rows.groupby("code", sort=True)
+    asked = np.flatnonzero(wanted)
     keys = pd.DataFrame({"n": by_series[DS].count(), "first": by_series[DS].min(), "last": by_series[DS].max(),
-                         "hash": by_series["hash"].sum()}).reindex(series)
+                         "hash": by_series["hash"].sum()}).reindex(asked)
     signature, _ = pd.MultiIndex.from_frame(keys).factorize()
     _, firsts = np.unique(signature, return_index=True)  # one series per signature, in signature order
-    group = pd.Series(np.arange(by_series.ngroups), index=by_series.size().index).reindex(series).to_numpy()
+    group = pd.Series(np.arange(by_series.ngroups), index=by_series.size().index).reindex(asked).to_numpy()
     stamps = _stamps_by_group(by_series.ngroup().to_numpy(), rows[DS].to_numpy(), by_series.ngroups)
     found = [_frequency(pd.DatetimeIndex(stamps(group[first])), declared) for first in firsts]
-    return pd.Series(np.array(found, dtype=object)[signature], index=series, dtype=object)
+    return pd.Series(np.array(found, dtype=object)[signature], index=series[asked], dtype=object)
 
 
 def _stamps_by_group(codes: np.ndarray, stamps: np.ndarray, groups: int) -> Callable[[int], np.ndarray]:
@@ -154,10 +158,11 @@ def regularize(frame: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
     Series with no missing value have a row for every grid point (checked: no duplicates, all on the
     grid) and are taken as they are; only the others are reindexed, one by one.
     """
-    accepted = summary[summary["status"] == SeriesStatus.OK.value].set_index(ID)
-    rows = frame[frame[ID].isin(accepted.index)]
+    ok = summary["status"] == SeriesStatus.OK.value
+    accepted = summary[ok].set_index(ID)
+    rows = frame if ok.all() else frame[frame[ID].isin(accepted.index)]  # isin hashes every row's id
     gappy = accepted.index[accepted["missing_fraction"] > 0]
-    if gappy.empty and _sorted_by_series_and_time(rows):  # the canonical frame is: no sort of every row again
+    if gappy.empty and sorted_by_series_and_time(rows):  # the canonical frame is: no sort of every row again
         return rows[[ID, DS, Y]].reset_index(drop=True)
     parts = [rows[~rows[ID].isin(gappy)]]
     for series_id, group in rows[rows[ID].isin(gappy)].groupby(ID):
@@ -166,17 +171,3 @@ def regularize(frame: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
         values = group.set_index(DS)[Y].reindex(grid)
         parts.append(pd.DataFrame({ID: series_id, DS: grid.astype("datetime64[us]"), Y: values.to_numpy()}))
     return pd.concat(parts)[[ID, DS, Y]].sort_values([ID, DS], ignore_index=True)  # (id, ds) is unique
-
-
-def _sorted_by_series_and_time(frame: pd.DataFrame) -> bool:
-    """Whether the rows are ordered by id, then by strictly increasing timestamp (no NaT), as sorting would
-    leave them. Arrow compares the ids: UTF-8 byte order is the code-point order pandas sorts strings by."""
-    if len(frame) < 2:
-        return True
-    ids = pa.array(frame[ID], type=pa.string())
-    earlier, later = ids[:-1], ids[1:]
-    if not pc.all(pc.less_equal(earlier, later)).as_py():
-        return False
-    same = pc.equal(earlier, later).to_numpy(zero_copy_only=False)
-    stamps = frame[DS].to_numpy()
-    return bool(np.all(stamps[1:][same] > stamps[:-1][same]))

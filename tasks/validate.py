@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from pipeline.accounting import SeriesCounts, check_rejected_fraction, rejection_report
 from pipeline.contracts import STATUS_SCHEMA
 from pipeline.errors import DataValidationError
-from pipeline.expectations import row_rejections, run_suite, schema_failures
+from pipeline.expectations import duplicate_series, row_rejections, run_suite, schema_failures
 from pipeline.run import ResolvedRun
 from pipeline.series_checks import check_series, regularize
 from pipeline.tables import write_table
@@ -52,7 +52,7 @@ def validate_series(input_path: Path, staging: Path, run: ResolvedRun, *, whole_
     report.write_text(json.dumps(result.to_json_dict(), indent=2, default=str))
     if problems := schema_failures(result):
         raise DataValidationError("Input breaks the data contract: " + "; ".join(problems) + ".")
-    status = check_series(frame, row_rejections(result), run.checks, run.freq, run.as_of)
+    status = check_series(frame, row_rejections(result, duplicate_series(frame)), run.checks, run.freq, run.as_of)
     counts = SeriesCounts.from_status(status)
     rows = rejection_report(status)
     if whole_job:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -238,3 +239,38 @@ def test_rows_longer_than_a_parse_block_are_read() -> None:
         f"2024-01-0{day}," + ",".join([value] * 4000) + "\n" for day in (1, 2))).encode()
     frame = to_canonical(parse_bytes(data, "csv", "src", ("ds",)), "wide")
     assert len(frame) == 8000 and frame[ID].nunique() == 4000 and (frame[Y] == 1.0).all()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sort_canonical_orders_as_a_stable_pandas_sort_does(seed: int) -> None:
+    """Arrow's sort (or no sort, for a sorted frame) gives the row order pandas' stable sort gave: ids by code
+    point (non-ASCII, prefixes), then timestamps, empty timestamps last, equal keys in their input order."""
+    from pipeline.canonical import sort_canonical
+
+    rng = np.random.default_rng(seed)
+    ids = rng.choice(["b", "a", "a1", "é", "Z", "ab", "😀", "a b"], size=400)
+    stamps = pd.to_datetime("2024-01-01") + pd.to_timedelta(rng.integers(0, 30, size=400), unit="D")
+    frame = pd.DataFrame({"unique_id": pd.Series(ids, dtype="str"), "ds": stamps.astype("datetime64[us]"),
+                          "y": np.arange(400, dtype="float64")})  # y tells rows with equal keys apart
+    frame.loc[rng.choice(400, size=20, replace=False), "ds"] = pd.NaT
+    expected = frame.sort_values(["unique_id", "ds"], kind="stable", ignore_index=True)
+    pd.testing.assert_frame_equal(sort_canonical(frame), expected)
+    pd.testing.assert_frame_equal(sort_canonical(expected), expected)  # sorted, duplicates and NaT included
+    unique = expected.dropna().drop_duplicates(["unique_id", "ds"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(sort_canonical(unique), unique)  # the no-sort path
+
+
+@pytest.mark.parametrize("order", ["sorted", "shuffled"])
+def test_series_codes_number_rows_by_their_sorted_id(order: str) -> None:
+    from pipeline.canonical import series_codes
+
+    ids = pd.Series(["a", "a", "a1", "ab", "ab", "é", "😀"], dtype="str")
+    if order == "shuffled":
+        ids = ids.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    codes, index = series_codes(ids)
+    assert list(index) == ["a", "a1", "ab", "é", "😀"] and index.name == "unique_id"
+    assert list(index[codes]) == list(ids), "each row's code points at its own id"
+    chunked = pd.concat([ids.iloc[:3], ids.iloc[3:]], ignore_index=True)
+    assert list(series_codes(chunked)[0]) == list(codes)
+    empty_codes, empty_index = series_codes(ids.iloc[:0])
+    assert len(empty_codes) == 0 and len(empty_index) == 0

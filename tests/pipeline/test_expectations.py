@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from pipeline.canonical import to_canonical
-from pipeline.expectations import row_rejections, run_suite, schema_failures
+from pipeline.expectations import duplicate_series, row_rejections, run_suite, schema_failures
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +34,30 @@ def test_row_failures_map_to_series(canonical: pd.DataFrame) -> None:
     frame.loc[frame.index[frame["unique_id"] == "cpi"][3], "y"] = np.inf
     frame = pd.concat([frame, frame[frame["unique_id"] == "m1"].head(2)], ignore_index=True)
     result, _ = run_suite(frame)
-    assert row_rejections(result) == {"pop": "null_timestamp", "cpi": "non_finite_value",
-                                      "m1": "duplicate_timestamp"}
+    assert row_rejections(result, duplicate_series(frame)) == {"pop": "null_timestamp", "cpi": "non_finite_value",
+                                                               "m1": "duplicate_timestamp"}
+    assert row_rejections(result) == {"pop": "null_timestamp", "cpi": "non_finite_value"}
     assert schema_failures(result) == []
+
+
+def test_a_series_with_several_row_problems_gets_the_first_reason(canonical: pd.DataFrame) -> None:
+    frame = canonical.copy()
+    for name in ("pop", "cpi"):  # each: a duplicated row and an infinite value
+        frame.loc[frame.index[frame["unique_id"] == name][3], "y"] = np.inf
+        frame = pd.concat([frame, frame[frame["unique_id"] == name].head(1)], ignore_index=True)
+    frame.loc[frame.index[frame["unique_id"] == "pop"][0], "ds"] = pd.NaT  # and an empty timestamp
+    result, _ = run_suite(frame)
+    assert row_rejections(result, duplicate_series(frame)) == {"pop": "null_timestamp", "cpi": "duplicate_timestamp"}
+
+
+def test_duplicate_series_finds_what_pandas_duplicated_finds(canonical: pd.DataFrame) -> None:
+    assert duplicate_series(canonical) == set(), "the sorted sample has none"
+    twice = pd.concat([canonical, canonical[canonical["unique_id"].isin(["m1", "pop"])].tail(3)], ignore_index=True)
+    assert duplicate_series(twice) == {"pop"} and duplicate_series(twice.sample(frac=1, random_state=0)) == {"pop"}
+    empty_stamps = canonical.copy()
+    empty_stamps.loc[empty_stamps.index[empty_stamps["unique_id"] == "cpi"][:2], "ds"] = pd.NaT
+    empty_stamps.loc[empty_stamps.index[empty_stamps["unique_id"] == "m1"][0], "ds"] = pd.NaT
+    assert duplicate_series(empty_stamps) == {"cpi"}, "two empty timestamps are one timestamp twice; one is not"
 
 
 def test_missing_values_are_allowed(canonical: pd.DataFrame) -> None:

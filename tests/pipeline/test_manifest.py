@@ -10,6 +10,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -85,6 +86,26 @@ def test_fingerprint_is_stable_for_equal_rows_whatever_the_index(canonical: pd.D
     assert input_fingerprint(canonical.set_axis(range(100, 100 + len(canonical)))) == fingerprint, \
         "the index is not data"
     assert input_fingerprint(canonical.iloc[:-1]) != fingerprint, "a dropped row must change it"
+
+
+def test_fingerprint_sees_where_ids_split_and_the_row_order_not_the_id_dtype(canonical: pd.DataFrame) -> None:
+    day = pd.Timestamp("2024-01-01")
+    two = pd.DataFrame({"unique_id": ["ab", "c"], "ds": [day, day], "y": [1.0, 2.0]})
+    assert input_fingerprint(two) != input_fingerprint(two.assign(unique_id=["a", "bc"])), "same bytes, other ids"
+    assert input_fingerprint(two) != input_fingerprint(two.iloc[::-1]), "reordered rows"
+    fingerprint = input_fingerprint(canonical)
+    for dtype in (object, "str", "string"):
+        assert input_fingerprint(canonical.astype({"unique_id": dtype})) == fingerprint, dtype
+    pieces = canonical.astype({"unique_id": "str"})
+    pieces = pd.concat([pieces.iloc[:10], pieces.iloc[10:]], ignore_index=True)  # ids in two Arrow chunks
+    assert input_fingerprint(pieces) == fingerprint
+    tail = canonical.iloc[7:]  # a slice: its ids' Arrow buffers start at an offset
+    assert input_fingerprint(tail) == input_fingerprint(tail.copy().reset_index(drop=True))
+    gaps = canonical.copy()
+    gaps.loc[[3, 9], "y"], gaps.loc[4, "ds"] = np.nan, pd.NaT
+    assert input_fingerprint(gaps) == input_fingerprint(gaps.copy()) != fingerprint, "missing values hash alike"
+    empty = canonical.iloc[:0]
+    assert input_fingerprint(empty) == input_fingerprint(empty.copy()) != fingerprint
 
 
 def test_package_versions_names_every_package_and_says_when_one_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:

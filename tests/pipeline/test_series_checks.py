@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import pipeline.series_checks as series_checks
-from pipeline.canonical import to_canonical
+from pipeline.canonical import sorted_by_series_and_time, to_canonical
 from pipeline.frequency import infer_frequency
 from pipeline.series_checks import (
     MAX_ABS_VALUE,
@@ -259,17 +259,17 @@ def test_regularize_gives_the_same_sorted_frame_whatever_the_row_order(dtype: ob
         pd.testing.assert_frame_equal(regularize(variant, status), expected)
     with_nat = in_order.copy()
     with_nat.loc[3, "ds"] = pd.NaT  # not sortable by comparison: the sort decides
-    assert not series_checks._sorted_by_series_and_time(with_nat)
-    assert series_checks._sorted_by_series_and_time(in_order) and series_checks._sorted_by_series_and_time(in_order[:1])
-    assert not series_checks._sorted_by_series_and_time(pd.concat([in_order[:2], in_order[:1]]))  # a repeated stamp
+    assert not sorted_by_series_and_time(with_nat)
+    assert sorted_by_series_and_time(in_order) and sorted_by_series_and_time(in_order[:1])
+    assert not sorted_by_series_and_time(pd.concat([in_order[:2], in_order[:1]]))  # a repeated stamp
 
 
 def test_sorted_check_compares_every_adjacent_pair() -> None:
     day = pd.Timestamp("2024-01-01")
     two = pd.DataFrame({"unique_id": ["b", "a"], "ds": [day, day]})
-    assert not series_checks._sorted_by_series_and_time(two), "two rows are checked too"
+    assert not sorted_by_series_and_time(two), "two rows are checked too"
     repeated = pd.DataFrame({"unique_id": ["a", "a"], "ds": [day, day]})
-    assert not series_checks._sorted_by_series_and_time(repeated), "a repeated stamp is not strictly increasing"
+    assert not sorted_by_series_and_time(repeated), "a repeated stamp is not strictly increasing"
 
 
 def test_stamps_by_group_sorts_codes_that_are_not_in_order() -> None:

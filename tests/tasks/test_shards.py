@@ -85,7 +85,7 @@ def test_each_shard_stages_exactly_its_series_and_they_combine_into_the_input(
     with disable_run_logger():
         combined = combine_shards.fn(staging, list(reversed(records)), "input", INPUT_SCHEMA)
     assert combined == staging / "input.parquet"
-    whole = pd.read_parquet(combined).astype({"unique_id": object})
+    whole = pd.read_parquet(combined)
     firsts = whole.drop_duplicates("unique_id")["unique_id"].map(shard_map.set_index("unique_id")["shard"])
     assert firsts.is_monotonic_increasing, "shards are combined in shard order, whatever order records come in"
     pd.testing.assert_frame_equal(whole.sort_values(["unique_id", "ds"], ignore_index=True), frame)
