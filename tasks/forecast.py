@@ -6,6 +6,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
@@ -122,8 +123,11 @@ def render_sample(regular_path: Path, forecasts_path: Path, staging: Path) -> Pa
     """A PNG of a few series (history, forecast, q10-q90 band) for the MLflow run."""
     from pipeline.plot import SAMPLE_SERIES, plot_sample  # matplotlib only where a plot is drawn
 
-    # Only the plotted series are read: the whole regularised input of a large run costs seconds to load.
-    ids = list(pd.unique(pd.read_parquet(forecasts_path, columns=[ID])[ID]))[:SAMPLE_SERIES]
+    # Only the plotted series are read: the whole regularised input of a large run costs seconds to load, and
+    # the first series forecast are in the forecast table's first row group.
+    table = pq.ParquetFile(forecasts_path)
+    first = table.read_row_group(0, columns=[ID]).column(ID).to_pylist() if table.num_row_groups else []
+    ids = list(dict.fromkeys(first))[:SAMPLE_SERIES]
     only = [(ID, "in", ids)] if ids else None
     return plot_sample(pd.read_parquet(regular_path, filters=only), pd.read_parquet(forecasts_path, filters=only),
                        staging / "sample.png", n_series=SAMPLE_SERIES)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from prefect import Task, get_run_logger, task
@@ -40,7 +41,9 @@ def _is_transient(task: Task, task_run: TaskRun, state: State) -> bool:
 def load_series(source: FileSource | UrlSource | DuckDBSource, policy: SourcePolicy, staging: Path) -> LoadResult:
     """Reads the source, maps it to the canonical frame and stages it with its fingerprint."""
     frame = to_canonical(read_source(source, with_secret_blocks(policy)), source.format, source.columns)
-    staged = write_table(frame, INPUT_SCHEMA, staging / "input.parquet")
+    with ThreadPoolExecutor(1, thread_name_prefix="fingerprint") as pool:  # hashing and writing both free the GIL
+        fingerprint = pool.submit(input_fingerprint, frame)
+        staged = write_table(frame, INPUT_SCHEMA, staging / "input.parquet")
     # The series are counted by validation, which groups them anyway: a count here costs a pass over every id.
     get_run_logger().info("Loaded %d rows from %s", len(frame), source.describe())
-    return LoadResult(path=staged, fingerprint=input_fingerprint(frame), rows=len(frame))
+    return LoadResult(path=staged, fingerprint=fingerprint.result(), rows=len(frame))

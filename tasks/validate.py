@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.accounting import SeriesCounts, check_rejected_fraction, rejection_report
-from pipeline.contracts import STATUS_SCHEMA
+from pipeline.contracts import INPUT_SCHEMA, STATUS_SCHEMA
 from pipeline.errors import DataValidationError
 from pipeline.expectations import duplicate_series, row_rejections, run_suite, schema_failures
 from pipeline.run import ResolvedRun
@@ -59,7 +59,7 @@ def validate_series(input_path: Path, staging: Path, run: ResolvedRun, *, whole_
         check_rejected_fraction(counts, run.checks.max_rejected_fraction, {r["reason"]: r["examples"] for r in rows})
     if rows:
         create_table_artifact(key="rejected-series", table=rows, description="Series left out of this run")
-    regularize(frame, status).to_parquet(staging / "regular.parquet", index=False)
+    write_table(regularize(frame, status), INPUT_SCHEMA, staging / "regular.parquet")
     get_run_logger().info("Validated %d series: %d rejected %s", counts.total(), counts.rejected, counts.by_reason)
     return ValidationOutcome(counts=counts, regular_path=staging / "regular.parquet",
                              status_path=write_table(status, STATUS_SCHEMA, staging / "series_status.parquet"),
