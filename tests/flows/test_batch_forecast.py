@@ -163,6 +163,7 @@ def mixed_panel(workspace: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # two whole runs of many small chunks; the fast tier has the unit-level equality tests
 def test_overlapped_forecast_stage_publishes_the_same_tables_as_one_after_the_other(
         workspace: Path, tiny_checkpoint: ResolvedCheckpoint, monkeypatch: pytest.MonkeyPatch) -> None:
     """FORECAST_OVERLAP=0 runs reading, inference and writing one after the other: the tables must not
