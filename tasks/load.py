@@ -5,6 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pandas as pd
 from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
@@ -18,7 +19,7 @@ from pipeline.sources import DuckDBSource, FileSource, SourcePolicy, TransientSo
 from pipeline.tables import write_table
 from tasks.secrets import with_secret_blocks
 
-__all__ = ["LoadResult", "load_series"]
+__all__ = ["LoadResult", "load_series", "stage_input"]
 
 
 class LoadResult(BaseModel):
@@ -41,9 +42,16 @@ def _is_transient(task: Task, task_run: TaskRun, state: State) -> bool:
 def load_series(source: FileSource | UrlSource | DuckDBSource, policy: SourcePolicy, staging: Path) -> LoadResult:
     """Reads the source, maps it to the canonical frame and stages it with its fingerprint."""
     frame = to_canonical(read_source(source, with_secret_blocks(policy)), source.format, source.columns)
-    with ThreadPoolExecutor(1, thread_name_prefix="fingerprint") as pool:  # hashing and writing both free the GIL
-        fingerprint = pool.submit(input_fingerprint, frame)
-        staged = write_table(frame, INPUT_SCHEMA, staging / "input.parquet")
+    staged, fingerprint = stage_input(frame, staging)
     # The series are counted by validation, which groups them anyway: a count here costs a pass over every id.
     get_run_logger().info("Loaded %d rows from %s", len(frame), source.describe())
-    return LoadResult(path=staged, fingerprint=fingerprint.result(), rows=len(frame))
+    return LoadResult(path=staged, fingerprint=fingerprint, rows=len(frame))
+
+
+def stage_input(frame: pd.DataFrame, directory: Path) -> tuple[Path, str]:
+    """Writes the canonical frame to ``<directory>/input.parquet`` and fingerprints it, both at once (hashing
+    and Parquet writing release the GIL); returns the path and the fingerprint."""
+    with ThreadPoolExecutor(1, thread_name_prefix="fingerprint") as pool:
+        fingerprint = pool.submit(input_fingerprint, frame)
+        staged = write_table(frame, INPUT_SCHEMA, directory / "input.parquet")
+    return staged, fingerprint.result()

@@ -8,12 +8,10 @@ import pyarrow as pa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from pipeline.contracts import INPUT_SCHEMA
-from pipeline.manifest import input_fingerprint
 from pipeline.sharding import ShardPlan, ShardRecord, combine_tables, read_shard
 from pipeline.sharding import plan_shards as plan
 from pipeline.sources import Source, SourcePolicy
-from pipeline.tables import write_table
+from tasks.load import stage_input
 from tasks.secrets import with_secret_blocks
 
 __all__ = ["combine_shards", "load_shard", "plan_shards"]
@@ -32,8 +30,7 @@ def plan_shards(source: Source, policy: SourcePolicy, staging: Path, *, series_p
 @task(name="load-shard", cache_policy=NO_CACHE)
 def load_shard(source: Source, policy: SourcePolicy, map_path: Path, shard: int, directory: Path) -> tuple[Path, str]:
     """Reads one shard into the canonical frame, stages it, and returns its path and fingerprint."""
-    frame = read_shard(source, with_secret_blocks(policy), map_path, shard)
-    return write_table(frame, INPUT_SCHEMA, directory / "input.parquet"), input_fingerprint(frame)
+    return stage_input(read_shard(source, with_secret_blocks(policy), map_path, shard), directory)
 
 
 @task(name="combine-shards", cache_policy=NO_CACHE)
