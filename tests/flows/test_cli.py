@@ -141,7 +141,7 @@ def test_an_unexpected_error_prints_one_traceback_and_exits_1(tmp_path: Path, ti
                                                              api: str) -> None:
     script = ("import sys, pipeline.forecasting as f\n"
               "def boom(*a, **k): raise RuntimeError('boom in the forecast table')\n"
-              "f.build_forecast_table = boom\n"
+              "f.forecast_table = boom\n"
               "from flows.cli import main\n"
               "sys.exit(main(sys.argv[1:]))\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "PYTEST"))}
