@@ -62,7 +62,7 @@ def _setup(workdir: Path, series: int, length: int, panel: Path | None) -> tuple
     return checkpoint, panel
 
 
-def run_flow(panel: str, series_per_shard: int, as_of: str) -> None:
+def run_flow(panel: str, series_per_shard: int, concurrency: int, as_of: str) -> None:
     """Child process: run the sharded flow in this process and print its figures as JSON."""
     from flows.sharded_forecast import sharded_forecast
     from pipeline.params import Sharding
@@ -70,7 +70,8 @@ def run_flow(panel: str, series_per_shard: int, as_of: str) -> None:
 
     started = time.perf_counter()
     summary = sharded_forecast(source=FileSource(path=panel), horizon=HORIZON, as_of=date.fromisoformat(as_of),
-                               sharding=Sharding(series_per_shard=series_per_shard), job="scale")
+                               sharding=Sharding(series_per_shard=series_per_shard, local_concurrency=concurrency),
+                               job="scale")
     print(json.dumps({"seconds": time.perf_counter() - started, "series_ok": summary.series_ok,
                       "shards": summary.shards, "forecast_rows": summary.forecast_rows,
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -80,15 +81,18 @@ def run_flow(panel: str, series_per_shard: int, as_of: str) -> None:
 def memory(args: argparse.Namespace) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="scale-", dir=args.workdir)).resolve()
     checkpoint, panel = _setup(workdir, args.series, args.length, args.panel)
-    command = [sys.executable, __file__, "_run", str(panel), str(args.series_per_shard), "2026-11-20"]
+    command = [sys.executable, __file__, "_run", str(panel), str(args.series_per_shard), str(args.local_concurrency),
+               "2026-11-20"]
     started = time.perf_counter()
     done = subprocess.run(command, env=_env(workdir, checkpoint, panel), capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"flow failed: {done.stdout[-3000:]}{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result.update(wall_seconds=time.perf_counter() - started, series=args.series, length=args.length,
-                  series_per_shard=args.series_per_shard, horizon=HORIZON, workdir=str(workdir))
-    print(f"{args.series:,} series x {args.length} points, {result['shards']} shards of ~{args.series_per_shard:,},"
+                  series_per_shard=args.series_per_shard, local_concurrency=args.local_concurrency, horizon=HORIZON,
+                  workdir=str(workdir))
+    print(f"{args.series:,} series x {args.length} points, {result['shards']} shards of ~{args.series_per_shard:,}"
+          f" ({args.local_concurrency} at a time),"
           f" horizon {HORIZON}: {result['seconds']:.0f} s in the flow ({result['series_ok'] / result['seconds']:,.0f}"
           f" series/s), peak RSS {result['peak_rss_mb']:,.0f} MB (largest child {result['largest_child_rss_mb']:,.0f}"
           f" MB)")
@@ -132,13 +136,14 @@ def workers(args: argparse.Namespace) -> dict:
 
 def main() -> None:
     if sys.argv[1:2] == ["_run"]:
-        run_flow(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+        run_flow(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=["memory", "workers"])
     parser.add_argument("--series", type=int, default=100_000)
     parser.add_argument("--length", type=int, default=200)
     parser.add_argument("--series-per-shard", type=int, default=20_000)
+    parser.add_argument("--local-concurrency", type=int, default=1, help="memory mode: shards at once")
     parser.add_argument("--shards", type=int, default=8, help="workers mode: shards of the job")
     parser.add_argument("--panel", type=Path, help="reuse a panel written by an earlier run")
     parser.add_argument("--workdir", type=Path, default=None, help="parent of the temporary working directory")

@@ -7,8 +7,10 @@ crashed or failed shard a bounded number of times, and reports progress.
 
 from __future__ import annotations
 
+import contextvars
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, cast
 from uuid import UUID
@@ -48,25 +50,51 @@ class _Progress:
                               record.host, record.counts.total(), self.done, self.total)
 
 
-def run_local(shards: list[int], run_shard: Callable[[int], ShardRecord], max_attempts: int) -> list[ShardRecord]:
-    """Runs the shards one after another in this process (subflows), retrying each up to ``max_attempts``."""
+def run_local(shards: list[int], run_shard: Callable[[int], ShardRecord], max_attempts: int,
+              concurrency: int = 1) -> list[ShardRecord]:
+    """Runs the shards in this process (subflows), ``concurrency`` at a time, retrying each up to ``max_attempts``.
+
+    Two at a time keep both cores of a small machine busy: one shard's reading and validation (mostly one
+    core) runs beside another's inference. The first shard to fail for good fails the run; the shards already
+    started finish first, and none is started after it.
+    """
     progress, records = _Progress(len(shards)), []
-    for shard in shards:
-        for attempt in range(1, max_attempts + 1):
-            try:
-                record = run_shard(shard)
-                break
-            except Exception as exc:
-                if is_permanent(exc):
-                    raise
-                if attempt == max_attempts:
-                    raise ShardFailedError(f"Shard {shard} failed {attempt} times; last error: "
-                                           f"{shorten(repr(exc), 500)}. Nothing was published.") from exc
-                get_run_logger().warning("Shard %d attempt %d failed (%r); retrying", shard, attempt, exc)
-        progress.finished(record)
-        records.append(record)
+    with ThreadPoolExecutor(concurrency, thread_name_prefix="shard") as pool:
+        pending = {pool.submit(contextvars.copy_context().run, _attempts, run_shard, shard, max_attempts): shard
+                   for shard in shards[:concurrency]}
+        queued = iter(shards[concurrency:])
+        try:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    del pending[future]
+                    record = future.result()
+                    progress.finished(record)
+                    records.append(record)
+                    if (shard := next(queued, None)) is not None:
+                        pending[pool.submit(contextvars.copy_context().run, _attempts, run_shard, shard,
+                                            max_attempts)] = shard
+        finally:
+            for future in pending:
+                future.cancel()
+    records.sort(key=lambda r: r.shard)
     _summary_artifact(records)
     return records
+
+
+def _attempts(run_shard: Callable[[int], ShardRecord], shard: int, max_attempts: int) -> ShardRecord:
+    """One shard, tried up to ``max_attempts`` times; a permanent error (bad input, a bad checkpoint) at once."""
+    for attempt in range(1, max_attempts + 1):
+        try:
+            return run_shard(shard)
+        except Exception as exc:
+            if is_permanent(exc):
+                raise
+            if attempt == max_attempts:
+                raise ShardFailedError(f"Shard {shard} failed {attempt} times; last error: "
+                                       f"{shorten(repr(exc), 500)}. Nothing was published.") from exc
+            get_run_logger().warning("Shard %d attempt %d failed (%r); retrying", shard, attempt, exc)
+    raise AssertionError("unreachable: max_attempts >= 1")
 
 
 def run_remote(shards: list[int], deployment: str, parameters: Callable[[int], dict[str, Any]], staging: Path,

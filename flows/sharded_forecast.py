@@ -99,7 +99,7 @@ def _run_shards(ctx: RunContext, plan: ShardPlan, sharding: Sharding, source: So
     shards = list(range(plan.shards))
     if sharding.deployment is None:
         return run_local(shards, lambda shard: forecast_shard(source, shard, str(ctx.staging), ctx.run),
-                         sharding.max_attempts)
+                         sharding.max_attempts, sharding.local_concurrency)
     wire = shard_parameters({"source": source, "staging": str(ctx.staging), "run": ctx.run})
     return run_remote(shards, sharding.deployment, lambda shard: {**wire, "shard": shard}, ctx.staging,
                       parent_id=ctx.run.run_id, max_attempts=sharding.max_attempts, poll_seconds=sharding.poll_seconds)

@@ -321,15 +321,19 @@ def sorted_by_series_and_time(frame: pd.DataFrame) -> bool:
     return bool(np.all(stamps[1:][same] > stamps[:-1][same]))
 
 
+def arrow_ids(ids: pd.Series, kind: pa.DataType | None = None) -> pa.Array:
+    """The ids as one contiguous Arrow array (Arrow-backed ids of a concatenated frame come in pieces)."""
+    column = pa.array(ids, type=kind or pa.string())
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+
 def series_codes(ids: pd.Series) -> tuple[np.ndarray, pd.Index]:
     """Each row's series number and the distinct ids in sorted order: ``ids[i] == index[codes[i]]``.
 
     Grouping by these integers instead of the ids saves hashing 20M strings for every group-by. Ids in
     sorted order (the canonical frame's) are numbered where they change; any other order is factorised.
     """
-    column = pa.array(ids, type=pa.string())
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
+    column = arrow_ids(ids)
     if len(column) and pc.all(pc.less_equal(column[:-1], column[1:])).as_py():
         changed = pc.not_equal(column[1:], column[:-1]).to_numpy(zero_copy_only=False)
         starts = np.flatnonzero(np.r_[True, changed])

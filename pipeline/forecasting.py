@@ -20,7 +20,7 @@ from pipeline.frequency import freq_code
 from pipeline.tables import parquet_options
 
 __all__ = ["PROGRESS_CHUNK", "Chunk", "ForecastSink", "build_forecast_table", "chunk_size", "forecast_table",
-           "mark_failed", "mark_series_failed", "non_finite_series", "read_chunks", "run_engine", "series_values"]
+           "mark_series_failed", "read_chunks", "run_engine", "series_values"]
 
 PROGRESS_CHUNK = 16  # engine batches per progress report: few reports, and the batches stay full
 
@@ -90,20 +90,6 @@ def series_values(frame: pd.DataFrame, ids: pd.Series) -> list[np.ndarray]:
         names = column.take(pa.array(starts, type=pa.int64())).to_pylist()
         blocks = dict(zip(names, np.split(frame[Y].to_numpy(), starts[1:]), strict=True))
     return [blocks[i] for i in ids]
-
-
-def mark_failed(status: pd.DataFrame, table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Series with any non-finite forecast become ``failed``; their rows leave the forecast table."""
-    broken = non_finite_series(table)
-    if not broken:
-        return status, table
-    return mark_series_failed(status, broken), table[~table[ID].isin(broken)].reset_index(drop=True)
-
-
-def non_finite_series(table: pd.DataFrame) -> set[str]:
-    """Ids of the series with a non-finite forecast or quantile in ``table``."""
-    values = table[["forecast", *QUANTILE_COLUMNS]].to_numpy()
-    return set(table.loc[~np.isfinite(values).all(axis=1), ID])
 
 
 def mark_series_failed(status: pd.DataFrame, broken: set[str]) -> pd.DataFrame:

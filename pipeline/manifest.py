@@ -18,6 +18,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.accounting import SeriesCounts
+from pipeline.canonical import arrow_ids
 from pipeline.contracts import DS, ID, RUNS_SCHEMA, Y
 from pipeline.run import ResolvedRun
 from pipeline.tables import write_table
@@ -96,9 +97,7 @@ def input_fingerprint(frame: pd.DataFrame) -> str:
     instead of 2.3 s at 20M rows.
     """
     digest = hashlib.sha256(len(frame).to_bytes(8, "little"))
-    ids = pa.array(frame[ID], type=pa.large_string())
-    if isinstance(ids, pa.ChunkedArray):  # Arrow-backed ids of a concatenated frame come in pieces
-        ids = ids.combine_chunks()
+    ids = arrow_ids(frame[ID], pa.large_string())
     offsets = np.frombuffer(ids.buffers()[1], dtype=np.int64, count=len(ids) + 1, offset=8 * ids.offset)
     digest.update((offsets - offsets[0]).tobytes())
     if len(ids) and ids.buffers()[2] is not None:

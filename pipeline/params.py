@@ -93,6 +93,9 @@ class Sharding(BaseModel):
                                                "workers) or 'forecast-shard/shard-gpu' (GPU workers, one shard "
                                                "per GPU at a time); its workers must share the output root. "
                                                "Empty: shards run one after another in this run's process.")
+    local_concurrency: int = Field(1, ge=1, le=8, description="Without a deployment: shards run at once in this "
+                                                              "process (2 keeps two cores busy; peak memory "
+                                                              "grows by a shard's share each).")
     max_attempts: int = Field(3, ge=1, le=10, description="Tries per shard before the run fails (crashed or "
                                                           "failed shard runs are retried; bad data is not).")
     poll_seconds: float = Field(2.0, gt=0, le=60, description="How often the parent checks its shard runs.")

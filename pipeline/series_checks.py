@@ -152,17 +152,18 @@ def _periods_since(summary: pd.DataFrame, as_of: date) -> pd.Series:
     return periods.reindex(summary.index)
 
 
-def regularize(frame: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+def regularize(frame: pd.DataFrame, summary: pd.DataFrame, *, ordered: bool = False) -> pd.DataFrame:
     """The accepted series on their full frequency grid: every gap becomes a row with a missing value.
 
     Series with no missing value have a row for every grid point (checked: no duplicates, all on the
-    grid) and are taken as they are; only the others are reindexed, one by one.
+    grid) and are taken as they are; only the others are reindexed, one by one. ``ordered``: the caller
+    found ``frame`` in canonical order already (:func:`sorted_by_series_and_time`), and so is any subset.
     """
     ok = summary["status"] == SeriesStatus.OK.value
     accepted = summary[ok].set_index(ID)
     rows = frame if ok.all() else frame[frame[ID].isin(accepted.index)]  # isin hashes every row's id
     gappy = accepted.index[accepted["missing_fraction"] > 0]
-    if gappy.empty and sorted_by_series_and_time(rows):  # the canonical frame is: no sort of every row again
+    if gappy.empty and (ordered or sorted_by_series_and_time(rows)):  # canonical already: no sort of every row
         return rows[[ID, DS, Y]].reset_index(drop=True)
     parts = [rows[~rows[ID].isin(gappy)]]
     for series_id, group in rows[rows[ID].isin(gappy)].groupby(ID):

@@ -15,8 +15,8 @@ from pipeline.sharding.attempts import (
     record_failure,
     worker_identity,
 )
-from pipeline.sharding.plan import SHARD_MAP, ShardPlan, plan_shards, read_shard, shard_of, shard_sql
+from pipeline.sharding.plan import SHARD_MAP, SHARD_PARTS, ShardPlan, plan_shards, read_shard, shard_of, shard_sql
 
-__all__ = ["SHARD_MAP", "ShardFailure", "ShardPlan", "ShardRecord", "attempt_dir", "attempt_path", "combine_tables",
-           "commit_attempt", "job_fingerprint", "job_model", "plan_shards", "read_attempt", "read_failure",
-           "read_shard", "record_failure", "shard_of", "shard_sql", "worker_identity"]
+__all__ = ["SHARD_MAP", "SHARD_PARTS", "ShardFailure", "ShardPlan", "ShardRecord", "attempt_dir", "attempt_path",
+           "combine_tables", "commit_attempt", "job_fingerprint", "job_model", "plan_shards", "read_attempt",
+           "read_failure", "read_shard", "record_failure", "shard_of", "shard_sql", "worker_identity"]

@@ -24,6 +24,7 @@ from pipeline.accounting import SeriesCounts
 from pipeline.errors import DataValidationError, is_permanent
 from pipeline.manifest import ModelInfo
 from pipeline.publish import fresh_dir
+from pipeline.tables import parquet_options
 
 __all__ = ["ShardFailure", "ShardRecord", "attempt_dir", "attempt_path", "combine_tables", "commit_attempt",
            "job_fingerprint", "job_model", "read_attempt", "read_failure", "record_failure", "worker_identity"]
@@ -120,7 +121,7 @@ def combine_tables(staging: Path, records: list[ShardRecord], table: str, schema
     One shard's table is in memory at a time; each becomes its own row groups in the output.
     """
     target = staging / f"{table}.parquet"
-    with pq.ParquetWriter(target, schema, compression="zstd") as writer:
+    with pq.ParquetWriter(target, schema, **parquet_options(schema)) as writer:
         for record in sorted(records, key=lambda r: r.shard):
             part = attempt_path(staging, record.shard, record.attempt) / f"{table}.parquet"
             writer.write_table(pq.read_table(part, schema=schema))

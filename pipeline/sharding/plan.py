@@ -3,8 +3,11 @@
 A series' shard is ``int(md5(unique_id)[:16 hex digits], 16) % shards``: the same in Python and in SQL,
 on every machine and in every version, so with a fixed number of shards a series always lands in the same
 shard. The plan step writes that map (one row per distinct id, read with only the id column) to the run's
-staging directory; a shard's reader joins its part of the map against the source inside DuckDB, so only
-that shard's rows ever reach Python. Peak memory follows the shard size, not the job size.
+staging directory. A file source (Parquet, CSV) is then split by the map in one DuckDB pass into a Parquet
+part per shard under ``<staging>/shard_parts/``, so each shard reads its own small part instead of scanning
+the whole source again (at 50 shards, one pass instead of 50); a DuckDB database source has no file access
+from SQL, so its shards join their part of the map against the source query inside DuckDB instead. Either
+way only that shard's rows ever reach Python: peak memory follows the shard size, not the job size.
 """
 
 from __future__ import annotations
@@ -24,16 +27,18 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
 from forecast_model.errors import shorten, shorten_names
-from pipeline.canonical import HEADER_LIMIT, csv_header, to_canonical
+from pipeline.canonical import HEADER_LIMIT, ColumnMapping, csv_header, to_canonical
 from pipeline.contracts import ID
 from pipeline.errors import InputDataError
 from pipeline.sources import DuckDBSource, FileSource, SourcePolicy, UrlSource
 from pipeline.sources.database import Scalar, check_query, database_path, duckdb_problem, table_sql, time_limit
 from pipeline.sources.files import expand, require_input_file
 
-__all__ = ["SHARD_MAP", "ShardPlan", "plan_shards", "read_shard", "shard_of", "shard_sql"]
+__all__ = ["SHARD_MAP", "SHARD_PARTS", "ShardPlan", "plan_shards", "read_shard", "shard_of", "shard_sql"]
 
 SHARD_MAP = "shard_map.parquet"
+SHARD_PARTS = "shard_parts"  # beside the map: <staging>/shard_parts/<_PART_COLUMN>=<shard>/*.parquet
+_PART_COLUMN = "_forecast_shard"
 _DUCKDB_MEMORY = "2GB"  # DuckDB spills beyond this; the shard frame itself is held by pandas
 _KINDS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 
@@ -73,24 +78,56 @@ def plan_shards(source: FileSource | UrlSource | DuckDBSource, policy: SourcePol
     count = shards or max(1, math.ceil(ids.num_rows / series_per_shard))
     assignment = shard_of(ids.column(ID).to_pylist(), count)
     path = staging / SHARD_MAP
-    pq.write_table(pa.table({ID: ids.column(ID), "shard": pa.array(assignment, pa.int32())}), path)
+    shard_map = pa.table({ID: ids.column(ID), "shard": pa.array(assignment, pa.int32())})
+    pq.write_table(shard_map, path)
+    if reader.database is None:
+        _split(reader, ident, shard_map, staging / SHARD_PARTS)
     sizes = np.bincount(assignment, minlength=count).tolist()
     return ShardPlan(shards=count, series=ids.num_rows, sizes=sizes, map_path=path)
 
 
+def _split(reader: _Reader, ident: str, shard_map: pa.Table, parts: Path) -> None:
+    """Writes the source's rows, as read, into one Parquet part per shard (rows without an id have no shard,
+    as in the per-shard query); a part is staged only when the whole pass has succeeded."""
+    partial = parts.with_name(parts.name + ".partial")
+    with reader.connect() as con:
+        con.register("shard_map", shard_map)
+        con.execute(f"COPY (SELECT source.*, shard_map.shard AS {_PART_COLUMN} FROM {reader.relation} AS source "
+                    f"JOIN shard_map ON CAST(source.{ident} AS VARCHAR) = shard_map.{ID}) "
+                    f"TO {_literal(str(partial))} (FORMAT parquet, PARTITION_BY ({_PART_COLUMN}))")
+    partial.rename(parts)
+
+
 def read_shard(source: FileSource | UrlSource | DuckDBSource, policy: SourcePolicy, map_path: Path,
                shard: int) -> pd.DataFrame:
-    """The canonical frame of one shard's series: the map's ids for ``shard`` joined inside DuckDB."""
-    ids = pq.read_table(map_path, columns=[ID], filters=[("shard", "=", shard)])
-    reader = _reader(source, policy)
+    """The canonical frame of one shard's series: its part, when the plan split the source, else the map's
+    ids for ``shard`` joined against the source inside DuckDB."""
+    reader = _reader(source, policy)  # checked here too: a worker applies its own data roots
     ident = _quote(source.columns.id_col)
-    with reader.connect() as con:
-        con.register("shard_ids", ids)
-        frame = con.execute(f"SELECT * FROM {reader.relation} WHERE CAST({ident} AS VARCHAR) IN "
-                            f"(SELECT {ID} FROM shard_ids)", _params(source)).df()
+    parts = map_path.parent / SHARD_PARTS
+    if parts.is_dir():
+        frame = _read_part(parts / f"{_PART_COLUMN}={int(shard)}", source.columns, reader.timeout)
+    else:
+        ids = pq.read_table(map_path, columns=[ID], filters=[("shard", "=", shard)])
+        with reader.connect() as con:
+            con.register("shard_ids", ids)
+            frame = con.execute(f"SELECT * FROM {reader.relation} WHERE CAST({ident} AS VARCHAR) IN "
+                                f"(SELECT {ID} FROM shard_ids)", _params(source)).df()
     if frame.empty:
         return pd.DataFrame({ID: pd.Series(dtype=object)})
     return to_canonical(frame, "long", source.columns)
+
+
+def _read_part(part: Path, columns: ColumnMapping, timeout: float) -> pd.DataFrame:
+    """One shard's part, ordered by id and time inside DuckDB (the split does not keep the source's order, and
+    a frame that arrives in canonical order is not sorted again); a shard without series has no part."""
+    files = sorted(part.glob("*.parquet")) if part.is_dir() else []
+    if not files:
+        return pd.DataFrame()
+    order = [_quote(name) for name in (columns.id_col, columns.time_col) if name in pq.read_schema(files[0]).names]
+    with _Reader("", timeout).connect() as con:
+        return con.execute(f"SELECT * FROM read_parquet({_literal(str(part / '*.parquet'))}, hive_partitioning = "
+                           f"false) ORDER BY {', '.join(order)}").df()
 
 
 @dataclasses.dataclass(frozen=True)

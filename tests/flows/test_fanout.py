@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -61,6 +63,44 @@ def test_a_shard_that_keeps_failing_fails_the_run_after_its_last_attempt() -> No
     with pytest.raises(ShardFailedError, match=r"Shard 0 failed 2 times; last error: .RuntimeError\('two'\)"):
         fan_out(run, 2)
     assert calls == [0, 0]
+
+
+@flow
+def fan_out_at_once(run: Callable[[int], ShardRecord], shards: int, concurrency: int) -> list[ShardRecord]:
+    return run_local(list(range(shards)), run, 2, concurrency)
+
+
+def test_shards_run_two_at_a_time_and_come_back_in_shard_order() -> None:
+    lock, active, peak, calls = threading.Lock(), [0], [0], []
+
+    def run(shard: int) -> ShardRecord:
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+            calls.append(shard)
+        time.sleep(0.3 if shard == 0 else 0.05)  # shard 0 finishes last
+        with lock:
+            active[0] -= 1
+        return record(shard)
+
+    records = fan_out_at_once(run, 6, 2)
+    assert [r.shard for r in records] == list(range(6)) and sorted(calls) == list(range(6))
+    assert peak[0] == 2, "two shards at a time, never more"
+
+
+def test_a_permanent_failure_starts_no_further_shard() -> None:
+    calls: list[int] = []
+
+    def run(shard: int) -> ShardRecord:
+        calls.append(shard)
+        if shard == 1:
+            raise InputDataError("bad rows")
+        time.sleep(0.2)
+        return record(shard)
+
+    with pytest.raises(InputDataError, match="bad rows"):
+        fan_out_at_once(run, 6, 2)
+    assert sorted(calls) == [0, 1], "the shard already running finishes; no other starts"
 
 
 def state(kind: StateType) -> Any:

@@ -45,7 +45,8 @@ def test_sharded_run_publishes_what_one_batch_run_does(workspace: Path, tiny_che
     single = batch_forecast(source=source, horizon=8, model=model(tiny_checkpoint), as_of=AS_OF, job="one",
                             output_root=str(workspace / "single"))
     summary = sharded_forecast(source=source, horizon=8, model=model(tiny_checkpoint), as_of=AS_OF, job="one",
-                               sharding=Sharding(series_per_shard=5), output_root=str(workspace / "sharded"))
+                               sharding=Sharding(series_per_shard=5, local_concurrency=2),
+                               output_root=str(workspace / "sharded"))
     assert (summary.shards, summary.series_in, summary.series_ok) == (3, 12, 12)
     assert summary.shard_workers == {"in-process": 3} and summary.forecast_rows == single.forecast_rows
     expected, got = (table(workspace / root, "forecasts").sort_values(["unique_id", "step"], ignore_index=True)

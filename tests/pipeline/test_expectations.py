@@ -54,6 +54,8 @@ def test_duplicate_series_finds_what_pandas_duplicated_finds(canonical: pd.DataF
     assert duplicate_series(canonical) == set(), "the sorted sample has none"
     twice = pd.concat([canonical, canonical[canonical["unique_id"].isin(["m1", "pop"])].tail(3)], ignore_index=True)
     assert duplicate_series(twice) == {"pop"} and duplicate_series(twice.sample(frac=1, random_state=0)) == {"pop"}
+    assert duplicate_series(twice, ordered=False) == {"pop"}, "a caller's order check that failed: hashed"
+    assert duplicate_series(twice, ordered=True) == set(), "a caller's passed order check is trusted, not redone"
     empty_stamps = canonical.copy()
     empty_stamps.loc[empty_stamps.index[empty_stamps["unique_id"] == "cpi"][:2], "ds"] = pd.NaT
     empty_stamps.loc[empty_stamps.index[empty_stamps["unique_id"] == "m1"][0], "ds"] = pd.NaT

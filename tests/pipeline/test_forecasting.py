@@ -11,7 +11,7 @@ import pytest
 
 from forecast_model import ForecastResult
 from pipeline.contracts import FORECAST_SCHEMA, QUANTILE_COLUMNS
-from pipeline.forecasting import build_forecast_table, mark_failed
+from pipeline.forecasting import build_forecast_table, mark_series_failed
 from pipeline.tables import write_table
 
 ACCEPTED = pd.DataFrame({"unique_id": ["a", "b"], "status": ["ok", "ok"], "reason": [None, None],
@@ -36,6 +36,13 @@ def test_forecast_table_steps_timestamps_and_sorted_quantiles(tmp_path: Path) ->
     assert pd.read_parquet(written)["created_at"].iloc[0] == pd.Timestamp(created)
 
 
+def mark_failed(status: pd.DataFrame, table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The reference on a whole forecast table: series with a non-finite value anywhere fail and leave it."""
+    values = table[["forecast", *QUANTILE_COLUMNS]].to_numpy()
+    broken = set(table.loc[~np.isfinite(values).all(axis=1), "unique_id"])
+    return mark_series_failed(status, broken), table[~table["unique_id"].isin(broken)].reset_index(drop=True)
+
+
 def test_non_finite_forecasts_mark_the_series_failed() -> None:
     broken = result()
     broken.quantiles[1, 2, 3] = np.nan
@@ -43,6 +50,8 @@ def test_non_finite_forecasts_mark_the_series_failed() -> None:
     status, kept = mark_failed(ACCEPTED, table)
     assert set(kept["unique_id"]) == {"a"}
     assert status.set_index("unique_id").loc["b", ["status", "reason"]].tolist() == ["failed", "non_finite_forecast"]
+    assert status.set_index("unique_id").loc["a", "status"] == "ok" and ACCEPTED["status"].eq("ok").all()
+    assert mark_series_failed(ACCEPTED, set()) is ACCEPTED, "nothing failed: the status table as it was"
 
 
 def test_engine_runs_in_chunks_when_progress_is_asked_with_the_same_forecasts(

@@ -257,6 +257,9 @@ def test_regularize_gives_the_same_sorted_frame_whatever_the_row_order(dtype: ob
     assert list(expected["unique_id"].drop_duplicates()) == ["a", "a1", "b", "é"]
     for variant in (in_order, frame.sample(frac=1.0, random_state=1), in_order.iloc[::-1]):
         pd.testing.assert_frame_equal(regularize(variant, status), expected)
+    pd.testing.assert_frame_equal(regularize(in_order, status, ordered=True), expected)
+    reversed_but_trusted = regularize(in_order.iloc[::-1], status, ordered=True)
+    assert reversed_but_trusted["unique_id"].iloc[0] == "é", "ordered=True is the caller's word: no sort"
     with_nat = in_order.copy()
     with_nat.loc[3, "ds"] = pd.NaT  # not sortable by comparison: the sort decides
     assert not sorted_by_series_and_time(with_nat)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 
 from pipeline.canonical import to_canonical
 from pipeline.errors import InputDataError
-from pipeline.sharding import plan_shards, read_shard, shard_of, shard_sql
+from pipeline.sharding import SHARD_PARTS, plan_shards, read_shard, shard_of, shard_sql
 from pipeline.sources import DuckDBSource, FileSource, SourcePolicy, UrlSource
 from tests.conftest import SAMPLE
 
@@ -141,3 +142,44 @@ def test_sharded_sources_that_are_not_regular_files(tmp_path: Path, policy: Sour
     expected = "is a directory" if kind.endswith("directory") else r"is a named pipe \(FIFO\), not a regular file"
     with pytest.raises(InputDataError, match=expected):
         plan_shards(source, policy, tmp_path, series_per_shard=10)
+
+
+# A file source is split once by the plan; each shard reads its part, the same frame the per-shard query reads.
+
+def test_a_file_source_is_split_once_and_each_part_reads_as_the_query_would(tmp_path: Path,
+                                                                            policy: SourcePolicy) -> None:
+    frame = to_canonical(pd.read_csv(SAMPLE))
+    shuffled = frame.sample(frac=1.0, random_state=3)
+    path = tmp_path / "panel.parquet"
+    no_id = pa.table({"unique_id": pa.nulls(2, pa.large_string()), "ds": shuffled["ds"][:2], "y": [1.0, 2.0]})
+    pq.write_table(pa.concat_tables([pa.Table.from_pandas(shuffled, preserve_index=False), no_id]), path)
+    source = FileSource(path=str(path))
+    plan = plan_shards(source, policy, tmp_path, series_per_shard=100, shards=16)
+    assert (tmp_path / SHARD_PARTS).is_dir() and not (tmp_path / f"{SHARD_PARTS}.partial").exists()
+    assert plan.sizes.count(0) > 0, "16 shards of 12 series: some are empty"
+    split = [read_shard(source, policy, plan.map_path, k) for k in range(plan.shards)]
+    shutil.rmtree(tmp_path / SHARD_PARTS)
+    for k, part in enumerate(split):
+        pd.testing.assert_frame_equal(part, read_shard(source, policy, plan.map_path, k))
+        assert part["unique_id"].nunique() == plan.sizes[k], f"shard {k}: its series, rows without an id in none"
+    whole = pd.concat([part for part in split if len(part)]).sort_values(["unique_id", "ds"], ignore_index=True)
+    pd.testing.assert_frame_equal(whole, frame)
+
+
+def test_shards_read_the_source_as_it_was_planned(tmp_path: Path, policy: SourcePolicy) -> None:
+    path = tmp_path / "ids.csv"
+    path.write_text("unique_id,ds,y\na,2024-01-01,1\nb,2024-01-01,2\n")
+    source = FileSource(path=str(path))
+    plan = plan_shards(source, policy, tmp_path, series_per_shard=100, shards=1)
+    path.write_text("unique_id,ds,y\na,2024-01-01,10\nc,2024-01-01,30\n")  # changed while the job runs
+    frame = read_shard(source, policy, plan.map_path, 0)
+    assert frame[["unique_id", "y"]].values.tolist() == [["a", 1.0], ["b", 2.0]]
+
+
+def test_a_split_that_fails_stages_no_parts(tmp_path: Path, policy: SourcePolicy) -> None:
+    path = tmp_path / "ids.csv"
+    path.write_text("unique_id,ds,y\na,2024-01-01,1\n")
+    (tmp_path / SHARD_PARTS).write_text("a file where the parts' directory goes")  # the split cannot publish
+    with pytest.raises(OSError):
+        plan_shards(FileSource(path=str(path)), policy, tmp_path, series_per_shard=100)
+    assert (tmp_path / SHARD_PARTS).is_file()
