@@ -72,7 +72,8 @@ def batch_backtest(
         metrics = {f"{m}.{k}": v for m, values in stats.overall.items() for k, v in values.items()}
         published = publish_run(ctx, manifest, timer, tables=["evaluations"],
                                 metrics={**metrics, "share_beating_seasonal_naive": stats.share_beating_seasonal_naive},
-                                artifacts=[stats.evaluations_path, stats.status_path, validation.report_path],
+                                artifacts=[stats.evaluations_path, stats.status_path, validation.report_path,
+                                           validation.summary_path],
                                 tracking_required=tracking_required)
     return BacktestSummary(**outcome(manifest, published), evaluation_rows=stats.output_rows,
                            **stats.model_dump(include={"share_beating_seasonal_naive", "overall"}))

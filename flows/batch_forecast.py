@@ -10,6 +10,7 @@ from flows.common import forecast_metrics, outcome, prepare_load_validate, publi
 from pipeline.contracts import Horizon
 from pipeline.manifest import StageTimer, build_manifest
 from pipeline.params import FreqAlias, JobName, ModelParams, OutputRoot, RunSummary
+from pipeline.report import plot_title
 from pipeline.run import run_parameters
 from pipeline.series_checks import SeriesChecks
 from pipeline.sources import Source
@@ -58,7 +59,9 @@ def batch_forecast(
             stats = forecast_series(validation.regular_path, validation.status_path, ctx.staging, ctx.run,
                                     created_at=datetime.now(timezone.utc))
         timer.seconds.update(stats.split())
-        plot = render_sample(validation.regular_path, stats.forecasts_path, ctx.staging)
+        plot = render_sample(validation.regular_path, stats.forecasts_path, ctx.staging,
+                             title=plot_title(ctx.run.job, ctx.run.as_of.isoformat(), ctx.run.engine.checkpoint,
+                                              info.checkpoint_sha256))
         manifest = build_manifest(ctx.run, flow_name=ctx.flow_name, deployment=ctx.deployment,
                                   source=source.describe(), input_fingerprint=loaded.fingerprint, counts=stats.counts,
                                   output_rows=stats.output_rows, model=info, timings=timer.seconds,
@@ -66,7 +69,7 @@ def batch_forecast(
         published = publish_run(ctx, manifest, timer, tables=["forecasts", "series_status"], metrics=forecast_metrics(
                                     stats.counts, stats.output_rows, inference_seconds=stats.inference_seconds,
                                     series_per_second=stats.series_per_second, batch_size=stats.batch_size),
-                                artifacts=[stats.status_path, validation.report_path, plot,
+                                artifacts=[stats.status_path, validation.report_path, validation.summary_path, plot,
                                            *([validation.docs_path] if validation.docs_path else [])],
                                 tracking_required=tracking_required)
     return RunSummary(**outcome(manifest, published), forecast_rows=stats.output_rows,

@@ -13,13 +13,16 @@ from typing import Any
 
 from prefect import get_run_logger
 from prefect.runtime import deployment, flow_run
+from prefect.settings import PREFECT_UI_URL
 
 from forecast_model.errors import shorten
 from pipeline.accounting import SeriesCounts
+from pipeline.catalog import CATALOG_FILE
 from pipeline.errors import OutputSpaceError
 from pipeline.manifest import ModelInfo, RunManifest, StageTimer, write_manifest
 from pipeline.params import ModelParams
 from pipeline.publish import DATA_FILE, discard_staging, publish_tables, staging_dir
+from pipeline.report import artifact_key, dataset_uri, mlflow_run_url, run_name, run_summary, series_count_rows
 from pipeline.run import ResolvedRun, resolve_run
 from pipeline.series_checks import SeriesChecks
 from pipeline.settings import Settings, load_settings
@@ -28,7 +31,8 @@ from tasks.catalog import refresh_catalog
 from tasks.forecast import prepare_model
 from tasks.load import LoadResult, load_series
 from tasks.publish import publish_outputs
-from tasks.tracking import TrackingError, track_run
+from tasks.report import report_run
+from tasks.tracking import InputDataset, TrackedRun, TrackingError, track_run
 from tasks.validate import ValidationOutcome, validate_series
 
 __all__ = ["Published", "RunContext", "forecast_metrics", "logical_date", "outcome", "prepare_load_validate",
@@ -44,6 +48,7 @@ class RunContext:
     flow_name: str
     deployment: str | None
     staging: Path
+    source_uri: str | None = None  # the input as an MLflow dataset source (None: not to be logged)
 
     @property
     def experiment(self) -> str:
@@ -59,6 +64,7 @@ class Published:
     mlflow_run_id: str | None
     tracking_status: str
     warnings: list[str]
+    mlflow_url: str | None = None
 
 
 def start_run(source: FileSource | UrlSource | DuckDBSource, model: ModelParams, checks: SeriesChecks, *,
@@ -69,7 +75,8 @@ def start_run(source: FileSource | UrlSource | DuckDBSource, model: ModelParams,
     run = resolve_run(settings, source, run_id=str(flow_run.id or uuid.uuid4()), as_of=as_of or logical_date(),
                       model=model, checks=checks, freq=freq, horizon=horizon, job=job, output_root=output_root)
     return RunContext(settings=settings, run=run, flow_name=str(flow_run.flow_name or "batch"),
-                      deployment=deployment.name, staging=staging_dir(run.output_root, run.run_id))
+                      deployment=deployment.name, staging=staging_dir(run.output_root, run.run_id),
+                      source_uri=dataset_uri(source))
 
 
 @contextlib.contextmanager
@@ -126,7 +133,8 @@ def publish_run(ctx: RunContext, manifest: RunManifest, timer: StageTimer, *, ta
     catalog's time, so a reader sees a whole manifest either way.
     """
     with timer("tracking"):
-        mlflow_run_id, error = _track(ctx, manifest, metrics, artifacts, tracking_required)
+        tracked, error = _track(ctx, manifest, metrics, artifacts, tracking_required)
+    mlflow_run_id = tracked.run_id if tracked else None
     with timer("publish"):
         outputs = publish_outputs(ctx.staging, ctx.run.output_root, ctx.run.job, ctx.run.as_of.isoformat(),
                                   dict.fromkeys(tables, DATA_FILE))
@@ -137,8 +145,17 @@ def publish_run(ctx: RunContext, manifest: RunManifest, timer: StageTimer, *, ta
     outputs["runs"] = _publish_manifest(ctx, manifest)
     with timer("catalog"):
         warnings = [*([error] if error else []), *refresh_catalog(ctx.run.output_root)]
-    _publish_manifest(ctx, manifest.model_copy(update={"timings": dict(timer.seconds)}))
-    return Published({k: str(v) for k, v in outputs.items()}, mlflow_run_id, manifest.tracking_status, warnings)
+    manifest = manifest.model_copy(update={"timings": dict(timer.seconds)})
+    _publish_manifest(ctx, manifest)
+    tracking_uri = ctx.settings.resolved_tracking_uri()
+    url = mlflow_run_url(ctx.settings.mlflow_ui_url, tracking_uri, tracked.experiment_id,
+                         tracked.run_id) if tracked else None
+    published = Published({k: str(v) for k, v in outputs.items()}, mlflow_run_id, manifest.tracking_status, warnings,
+                          url)
+    report_run(run_summary(manifest, outputs=published.outputs, catalog=ctx.run.output_root / CATALOG_FILE,
+                           metrics=metrics, mlflow_url=url, tracking_uri=tracking_uri, warnings=warnings),
+               series_count_rows(manifest), url, key=lambda what: artifact_key(ctx.flow_name, ctx.run.job, what))
+    return published
 
 
 def _publish_manifest(ctx: RunContext, manifest: RunManifest) -> Path:
@@ -165,12 +182,15 @@ def outcome(manifest: RunManifest, published: Published) -> dict[str, Any]:
 
 
 def _track(ctx: RunContext, manifest: RunManifest, metrics: dict[str, float], artifacts: list[Path],
-           required: bool) -> tuple[str | None, str | None]:
+           required: bool) -> tuple[TrackedRun | None, str | None]:
     params = {k: str(v) for k, v in _flatten(manifest.parameters).items()}
+    params.update(checkpoint_sha256=manifest.checkpoint_sha256, input_fingerprint=manifest.input_fingerprint)
+    dataset = InputDataset(uri=ctx.source_uri, name=ctx.run.job,
+                           fingerprint=manifest.input_fingerprint) if ctx.source_uri else None
     state = track_run(
         ctx.settings.resolved_tracking_uri(), ctx.experiment, ctx.settings.artifact_root(),
-        params=params, metrics=metrics, tags={"prefect.flow_run_id": ctx.run.run_id, "job": ctx.run.job},
-        artifacts=artifacts, manifest=manifest.model_dump(mode="json"), return_state=True,
+        run_name=run_name(ctx.run.job, manifest.as_of), params=params, metrics=metrics, tags=_tags(ctx, manifest),
+        artifacts=artifacts, manifest=manifest.model_dump(mode="json"), dataset=dataset, return_state=True,
     )
     if state.is_completed():
         return state.result(), None
@@ -179,6 +199,17 @@ def _track(ctx: RunContext, manifest: RunManifest, metrics: dict[str, float], ar
         raise TrackingError(error + " (tracking_required is set, so nothing is published)")
     get_run_logger().warning("%s; publishing without tracking", error)
     return None, error
+
+
+def _tags(ctx: RunContext, manifest: RunManifest) -> dict[str, str]:
+    """The MLflow run's tags: the Prefect flow run (and its page, when a Prefect UI is known), job, day, flow."""
+    tags = {"prefect.flow_run_id": ctx.run.run_id, "job": ctx.run.job, "as_of": manifest.as_of,
+            "flow": ctx.flow_name}
+    if ctx.deployment:
+        tags["deployment"] = ctx.deployment
+    if PREFECT_UI_URL.value() and flow_run.ui_url:
+        tags["prefect.flow_run_url"] = str(flow_run.ui_url)
+    return tags
 
 
 def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:

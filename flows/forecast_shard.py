@@ -12,6 +12,7 @@ from prefect.runtime import flow_run
 from pydantic import Field
 
 from pipeline.manifest import StageTimer
+from pipeline.report import plot_title
 from pipeline.run import ResolvedRun
 from pipeline.settings import load_settings
 from pipeline.sharding import SHARD_MAP, ShardRecord, attempt_dir, commit_attempt, record_failure, worker_identity
@@ -57,7 +58,8 @@ def _forecast(source: Source, shard: int, staging: Path, run: ResolvedRun, direc
                                 created_at=datetime.now(timezone.utc), whole_job=False)
     timer.seconds.update(stats.split())
     if shard == 0 and stats.counts.ok:
-        render_sample(validation.regular_path, stats.forecasts_path, directory)
+        render_sample(validation.regular_path, stats.forecasts_path, directory,
+                      title=plot_title(run.job, run.as_of.isoformat(), run.engine.checkpoint, info.checkpoint_sha256))
     for name in _SCRATCH:
         (directory / name).unlink(missing_ok=True)
     worker, host, pid = worker_identity()

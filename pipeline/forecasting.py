@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from forecast_model import ForecastResult, TimesFmEngine
 from pipeline.contracts import DS, FORECAST_SCHEMA, ID, QUANTILE_COLUMNS, SeriesStatus, Y
 from pipeline.frequency import freq_code
+from pipeline.series_checks import FAILED_REASON
 from pipeline.tables import parquet_options
 
 __all__ = ["PROGRESS_CHUNK", "Chunk", "ForecastSink", "build_forecast_table", "chunk_size", "forecast_table",
@@ -97,7 +98,7 @@ def mark_series_failed(status: pd.DataFrame, broken: set[str]) -> pd.DataFrame:
     if not broken:
         return status
     status = status.copy()
-    status.loc[status[ID].isin(broken), ["status", "reason"]] = [SeriesStatus.FAILED.value, "non_finite_forecast"]
+    status.loc[status[ID].isin(broken), ["status", "reason"]] = [SeriesStatus.FAILED.value, FAILED_REASON]
     return status
 
 

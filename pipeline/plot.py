@@ -19,7 +19,7 @@ SAMPLE_SERIES = 6  # series a sample plot shows
 
 
 def plot_sample(history: pd.DataFrame, forecasts: pd.DataFrame, path: Path, n_series: int = SAMPLE_SERIES,
-                history_factor: int = 3) -> Path:
+                history_factor: int = 3, title: str | None = None) -> Path:
     """Plots the first ``n_series`` forecast series; history shown for ``history_factor`` horizons."""
     ids = list(pd.unique(forecasts[ID]))[:n_series]
     horizon = int(forecasts["step"].max()) if len(forecasts) else 1
@@ -32,6 +32,8 @@ def plot_sample(history: pd.DataFrame, forecasts: pd.DataFrame, path: Path, n_se
         axis.plot(future[DS], future["forecast"], linewidth=1.5, label="forecast")
         axis.set_title(str(series_id), fontsize=9, loc="left")
     axes[0, 0].legend(loc="upper left", fontsize=7)
+    if title:
+        figure.suptitle(title, fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=90)
     plt.close(figure)

@@ -23,6 +23,7 @@ __all__ = ["MAX_ABS_VALUE", "REASONS", "SeriesChecks", "check_series", "regulari
 # TimesFM normalises each series in float32 with a sum of squares over a patch, which overflows (to inf,
 # then NaN forecasts) from magnitudes around 1e18; 1e16 leaves a margin of a hundred.
 MAX_ABS_VALUE = 1e16
+FAILED_REASON = "non_finite_forecast"  # the one reason of status `failed`; every other one is `rejected`
 
 REASONS = {
     "null_timestamp": "a row of the series has an empty timestamp",

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("data"), validation_alias="FORECAST_DATA_DIR")
     output_root: Path | None = Field(None, validation_alias="FORECAST_OUTPUT_ROOT")
     mlflow_tracking_uri: str | None = Field(None, validation_alias="MLFLOW_TRACKING_URI")
+    mlflow_ui_url: str | None = Field(None, validation_alias="MLFLOW_UI_URL",
+                                      description="Base address of the MLflow UI for run links (default: the "
+                                                  "tracking URI when it is an http(s) server).")
     mlflow_experiment: str | None = Field(None, validation_alias="MLFLOW_EXPERIMENT_NAME",
                                           description="Default: the flow name, plus '/<deployment>' if deployed.")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")

@@ -119,7 +119,7 @@ def forecast_series(regular_path: Path, status_path: Path, staging: Path, run: R
 
 
 @task(name="render-sample", cache_policy=NO_CACHE)
-def render_sample(regular_path: Path, forecasts_path: Path, staging: Path) -> Path:
+def render_sample(regular_path: Path, forecasts_path: Path, staging: Path, title: str | None = None) -> Path:
     """A PNG of a few series (history, forecast, q10-q90 band) for the MLflow run."""
     from pipeline.plot import SAMPLE_SERIES, plot_sample  # matplotlib only where a plot is drawn
 
@@ -130,4 +130,4 @@ def render_sample(regular_path: Path, forecasts_path: Path, staging: Path) -> Pa
     ids = list(dict.fromkeys(first))[:SAMPLE_SERIES]
     only = [(ID, "in", ids)] if ids else None
     return plot_sample(pd.read_parquet(regular_path, filters=only), pd.read_parquet(forecasts_path, filters=only),
-                       staging / "sample.png", n_series=SAMPLE_SERIES)
+                       staging / "sample.png", n_series=SAMPLE_SERIES, title=title)

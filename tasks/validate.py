@@ -20,6 +20,7 @@ from pipeline.canonical import sorted_by_series_and_time
 from pipeline.contracts import INPUT_SCHEMA, STATUS_SCHEMA
 from pipeline.errors import DataValidationError
 from pipeline.expectations import duplicate_series, row_rejections, run_suite, schema_failures
+from pipeline.report import validation_html
 from pipeline.run import ResolvedRun
 from pipeline.series_checks import check_series, regularize
 from pipeline.tables import write_table
@@ -36,6 +37,7 @@ class ValidationOutcome(BaseModel):
     regular_path: Path
     status_path: Path
     report_path: Path
+    summary_path: Path
     docs_path: Path | None
 
 
@@ -49,8 +51,10 @@ def validate_series(input_path: Path, staging: Path, run: ResolvedRun, *, whole_
     """
     frame = pd.read_parquet(input_path)
     result, docs = run_suite(frame, docs_to=staging / "data_docs")
-    report = staging / "validation.json"
-    report.write_text(json.dumps(result.to_json_dict(), indent=2, default=str))
+    report, summary = staging / "validation.json", staging / "validation.html"
+    outcome = result.to_json_dict()
+    report.write_text(json.dumps(outcome, indent=2, default=str))
+    summary.write_text(validation_html(outcome, "Input validation (great-expectations)"))
     if problems := schema_failures(result):
         raise DataValidationError("Input breaks the data contract: " + "; ".join(problems) + ".")
     ordered = sorted_by_series_and_time(frame)  # one pass over 20M rows, asked by two steps
@@ -66,4 +70,4 @@ def validate_series(input_path: Path, staging: Path, run: ResolvedRun, *, whole_
     get_run_logger().info("Validated %d series: %d rejected %s", counts.total(), counts.rejected, counts.by_reason)
     return ValidationOutcome(counts=counts, regular_path=staging / "regular.parquet",
                              status_path=write_table(status, STATUS_SCHEMA, staging / "series_status.parquet"),
-                             report_path=report, docs_path=docs)
+                             report_path=report, summary_path=summary, docs_path=docs)

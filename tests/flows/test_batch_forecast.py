@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -12,6 +14,8 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pytest
 from mlflow.tracking import MlflowClient
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from flows.batch_forecast import batch_forecast
 from forecast_model import ResolvedCheckpoint
@@ -65,22 +69,49 @@ def test_sample_forecast_end_to_end(workspace: Path, tiny_checkpoint: ResolvedCh
     assert not any((root / "_staging").iterdir()), "staging must be cleaned up"
 
 
-def test_run_is_recorded_in_mlflow(workspace: Path, tiny_checkpoint: ResolvedCheckpoint) -> None:
+def test_run_is_recorded_in_mlflow(workspace: Path, tiny_checkpoint: ResolvedCheckpoint,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_UI_URL", "http://127.0.0.1:5000/")  # where `mlflow ui` would serve this store
     summary = run(tiny_checkpoint, horizon=4)
     client = MlflowClient(tracking_uri=f"sqlite:///{workspace / 'mlflow.db'}")
     recorded = client.get_run(summary.mlflow_run_id)
-    assert recorded.info.status == "FINISHED"
-    assert recorded.data.tags["prefect.flow_run_id"] == summary.run_id
+    assert recorded.info.status == "FINISHED" and recorded.info.run_name == f"us_macro_quarterly/{summary.as_of}"
+    assert {"prefect.flow_run_id": summary.run_id, "job": "us_macro_quarterly", "as_of": str(summary.as_of),
+            "flow": "batch-forecast"}.items() <= recorded.data.tags.items()
     assert recorded.data.params["horizon"] == "4" and recorded.data.params["job"] == "us_macro_quarterly"
+    assert recorded.data.params["checkpoint_sha256"] == summary.checkpoint_sha256
+    assert recorded.data.params["input_fingerprint"] == summary.input_fingerprint
+    (dataset,) = recorded.inputs.dataset_inputs
+    assert dataset.dataset.name == "us_macro_quarterly" and dataset.dataset.digest == summary.input_fingerprint[:36]
+    assert str(SAMPLE) in dataset.dataset.source
     assert recorded.data.metrics["series_ok"] == 12 and recorded.data.metrics["forecast_rows"] == 48
     assert recorded.data.metrics["series_per_second"] > 0
     artifacts = {a.path for a in client.list_artifacts(summary.mlflow_run_id)}
-    assert {"series_status.parquet", "_manifest.json", "validation.json", "sample.png"} <= artifacts
+    assert {"series_status.parquet", "_manifest.json", "validation.json", "validation.html", "sample.png"} <= artifacts
     manifest = json.loads(Path(client.download_artifacts(summary.mlflow_run_id, "_manifest.json",
                                                          str(workspace))).read_text())
     assert manifest["mlflow_run_id"] == summary.mlflow_run_id and manifest["run_id"] == summary.run_id
     experiment = client.get_experiment(recorded.info.experiment_id)
     assert experiment.name == "batch-forecast"
+    url = f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs/{summary.mlflow_run_id}"
+    key = "batch-forecast-us-macro-quarterly-"  # per flow and job: each job's latest summary, earlier ones versions
+    found = prefect_artifacts(summary.run_id)
+    assert set(found) == {key + "summary", key + "series-counts", key + "mlflow-run"}
+    text = found[key + "summary"].data
+    assert "**12 of 12 series forecast**" in text and summary.checkpoint_sha256 in text and f"({url})" in text
+    assert summary.outputs["forecasts"] in text and "catalog.duckdb" in text and "job = 'us_macro_quarterly'" in text
+    counts = json.loads(found[key + "series-counts"].data)
+    assert counts[0] == {"outcome": "forecast", "reason": "", "series": 12} and counts[-1]["series"] == 12
+    link = found[key + "mlflow-run"]
+    assert link.type == "markdown" and url in link.data, "a link artifact is kept as Markdown by the Prefect API"
+
+
+def prefect_artifacts(flow_run_id: str) -> dict[str, Any]:
+    """The artifacts of a flow run, by key."""
+    async def read() -> list[Any]:
+        async with get_client() as client:
+            return await client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return {artifact.key: artifact for artifact in asyncio.run(read()) if artifact.key}
 
 
 def test_rerun_with_same_as_of_replaces(workspace: Path, tiny_checkpoint: ResolvedCheckpoint) -> None:

@@ -21,7 +21,7 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.logging import disable_run_logger
 from prefect.states import Failed, State
 
-from tasks.tracking import _is_transient, ensure_experiment, track_run
+from tasks.tracking import InputDataset, _is_transient, ensure_experiment, track_run
 
 EXPERIMENT = "batch-forecast/nightly"
 
@@ -45,6 +45,7 @@ def staged_artifacts(tmp_path: Path) -> list[Path]:
 
 def track(store: str, tmp_path: Path, **overrides: object) -> str:
     arguments: dict[str, Any] = {
+        "run_name": "macro/2026-11-26",
         "params": {"horizon": "8", "model.device": "cpu", "source": "file:" + "x" * 7000},
         "metrics": {"series_ok": 12, "inference_seconds": 0.25},
         "tags": {"prefect.flow_run_id": "flow-run-1", "job": "macro"},
@@ -54,7 +55,9 @@ def track(store: str, tmp_path: Path, **overrides: object) -> str:
         **overrides,
     }
     with disable_run_logger():
-        return track_run.fn(store, EXPERIMENT, tmp_path / "mlartifacts", **arguments)
+        tracked = track_run.fn(store, EXPERIMENT, tmp_path / "mlartifacts", **arguments)
+    assert MlflowClient(tracking_uri=store).get_run(tracked.run_id).info.experiment_id == tracked.experiment_id
+    return tracked.run_id
 
 
 def test_track_run_records_one_finished_run_with_everything(store: str, tmp_path: Path) -> None:
@@ -62,7 +65,8 @@ def test_track_run_records_one_finished_run_with_everything(store: str, tmp_path
     client = MlflowClient(tracking_uri=store)
     run = client.get_run(run_id)
     experiment = client.get_experiment(run.info.experiment_id)
-    assert experiment.name == EXPERIMENT and run.info.status == "FINISHED"
+    assert experiment.name == EXPERIMENT and run.info.status == "FINISHED" and run.info.run_name == "macro/2026-11-26"
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development", "the UI opens on the runs"
     assert experiment.artifact_location == (tmp_path / "mlartifacts" / EXPERIMENT).as_uri(), \
         "new experiments keep their artifacts under the given root, not ./mlruns"
     assert run.data.params["horizon"] == "8" and run.data.params["model.device"] == "cpu"
@@ -86,10 +90,26 @@ def test_without_a_manifest_none_is_logged(store: str, tmp_path: Path) -> None:
     assert MlflowClient(tracking_uri=store).list_artifacts(run_id) == []
 
 
+def test_the_input_is_logged_as_a_dataset_of_metadata(store: str, tmp_path: Path) -> None:
+    for uri, kind, fingerprint in ((str(tmp_path / "sales.csv"), "local", "ab" * 32),
+                                   ("https://data.example.org/sales.csv", "http", "cd" * 32)):  # one per digest
+        run_id = track(store, tmp_path, dataset=InputDataset(uri=uri, name="macro", fingerprint=fingerprint))
+        (logged,) = MlflowClient(tracking_uri=store).get_run(run_id).inputs.dataset_inputs
+        assert (logged.dataset.name, logged.dataset.source_type) == ("macro", kind)
+        assert logged.dataset.digest == fingerprint[:36], "the fingerprint's start: MLflow keeps 36 characters"
+        assert uri in logged.dataset.source and [(t.key, t.value) for t in logged.tags] == [
+            ("mlflow.data.context", "input")]
+
+
 def test_ensure_experiment_reuses_an_existing_experiment(store: str, tmp_path: Path) -> None:
     client = MlflowClient(tracking_uri=store)
     existing = client.create_experiment(EXPERIMENT, artifact_location=(tmp_path / "elsewhere").as_uri())
     assert ensure_experiment(client, EXPERIMENT, tmp_path / "mlartifacts") == existing
+    assert client.get_experiment(existing).tags["mlflow.experimentKind"] == "custom_model_development"
+    client.set_experiment_tag(existing, "mlflow.experimentKind", "genai_development")
+    ensure_experiment(client, EXPERIMENT, None)
+    assert client.get_experiment(existing).tags["mlflow.experimentKind"] == "genai_development", \
+        "a kind the user chose is kept"
     first, second = track(store, tmp_path), track(store, tmp_path)
     assert client.get_run(first).info.experiment_id == client.get_run(second).info.experiment_id == existing
     assert [e.name for e in client.search_experiments()].count(EXPERIMENT) == 1

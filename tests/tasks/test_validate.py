@@ -49,11 +49,13 @@ def test_clean_input_stages_status_regular_series_report_and_docs(tmp_path: Path
     staging = tmp_path / "staging"
     assert outcome.counts == SeriesCounts(ok=12)
     assert sorted(p.name for p in staging.iterdir()) == ["data_docs", "regular.parquet", "series_status.parquet",
-                                                         "validation.json"]
+                                                         "validation.html", "validation.json"]
     assert (outcome.regular_path, outcome.status_path, outcome.report_path, outcome.docs_path) == \
         (staging / "regular.parquet", staging / "series_status.parquet", staging / "validation.json",
          staging / "data_docs")
     assert json.loads(outcome.report_path.read_text())["success"] is True
+    assert outcome.summary_path == staging / "validation.html"
+    assert "The suite passed" in outcome.summary_path.read_text(), "a page MLflow shows as it is, beside the JSON"
     assert outcome.docs_path is not None and (outcome.docs_path / "index.html").is_file(), \
         "the Data Docs site is staged for MLflow"
     status = pq.read_table(outcome.status_path)
