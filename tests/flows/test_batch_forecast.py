@@ -78,6 +78,8 @@ def test_run_is_recorded_in_mlflow(workspace: Path, tiny_checkpoint: ResolvedChe
     assert recorded.info.status == "FINISHED" and recorded.info.run_name == f"us_macro_quarterly/{summary.as_of}"
     assert {"prefect.flow_run_id": summary.run_id, "job": "us_macro_quarterly", "as_of": str(summary.as_of),
             "flow": "batch-forecast"}.items() <= recorded.data.tags.items()
+    assert recorded.data.tags["prefect.flow_run_url"].startswith("http://127.0.0.1:"), "the test server's UI"
+    assert recorded.data.tags["prefect.flow_run_url"].endswith(f"/flow-run/{summary.run_id}")
     assert recorded.data.params["horizon"] == "4" and recorded.data.params["job"] == "us_macro_quarterly"
     assert recorded.data.params["checkpoint_sha256"] == summary.checkpoint_sha256
     assert recorded.data.params["input_fingerprint"] == summary.input_fingerprint
