@@ -67,8 +67,22 @@ run() {
   "$VENV/bin/forecast" run --source "$sample" --horizon "${TIMESFM20_DEFAULT_HORIZON_LEN:-8}" "$@"
 }
 
+ensure_promtool() {  # Prometheus' rule checker for the alert-rule tests, taken from Debian's package (not installed)
+  [ -x "$VENV/bin/promtool" ] && return 0
+  command -v apt-get >/dev/null || { echo "note: no apt-get: the alert rules get a structural check only" >&2; return 0; }
+  local tmp
+  tmp=$(mktemp -d)
+  if (cd "$tmp" && apt-get download -qq prometheus 2>/dev/null && dpkg-deb -x prometheus_*.deb x); then
+    cp "$tmp/x/usr/bin/promtool" "$VENV/bin/promtool"
+  else
+    echo "note: could not fetch Debian's prometheus package: the alert rules get a structural check only" >&2
+  fi
+  rm -rf "$tmp"
+}
+
 checks() {  # what every test run starts with: lint, types, the Dockerfile, the layers
   init
+  ensure_promtool
   export HF_HUB_OFFLINE=1
   "$VENV/bin/ruff" check .
   "$VENV/bin/mypy"
@@ -104,6 +118,7 @@ mutation() {
 STACK=$(realpath -m "${FORECAST_DATA_DIR:-data}/stack")
 PREFECT_PORT=${PREFECT_PORT:-4200}
 MLFLOW_PORT=${MLFLOW_PORT:-5000}
+METRICS_PORT=${METRICS_PORT:-9108}
 
 wait_http() {  # url seconds name
   for _ in $(seq "$2"); do
@@ -163,12 +178,15 @@ serve() {
   VENV=$VENV bash scripts/deploy.sh >>"$STACK/deploy.log" 2>&1 || {
     echo "error: registering the pools, deployments and automations failed; see $STACK/deploy.log" >&2; exit 1; }
   export MLFLOW_TRACKING_URI=http://127.0.0.1:$MLFLOW_PORT
+  start_bg metrics-exporter "$VENV/bin/forecast" metrics-exporter --port "$METRICS_PORT"
+  wait_http "http://127.0.0.1:$METRICS_PORT/metrics" 60 metrics-exporter
   start_bg worker-cpu "$VENV/bin/forecast" worker --pool cpu
   start_gpu_workers
   echo "Prefect UI:  http://127.0.0.1:$PREFECT_PORT   (API $PREFECT_API_URL; user:password in $STACK/api-auth)"
   echo "CLI/clients: export PREFECT_API_URL=$PREFECT_API_URL PREFECT_API_AUTH_STRING=\$(cat $STACK/api-auth)" \
        "MLFLOW_TRACKING_URI=http://127.0.0.1:$MLFLOW_PORT"
   echo "MLflow UI:   http://127.0.0.1:$MLFLOW_PORT"
+  echo "Metrics:     http://127.0.0.1:$METRICS_PORT/metrics (Prometheus; alert rules in deployments/prometheus/)"
   if [ "$GPU_WORKERS" -gt 0 ]; then
     echo "Work pools:  cpu (a worker runs); gpu ($GPU_WORKERS workers, one per GPU; health-check-gpu resumed)"
   else

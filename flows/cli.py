@@ -118,6 +118,14 @@ def _parser() -> argparse.ArgumentParser:
                         help="Least free GPU memory and output-root space to start (default 1).")
     worker.add_argument("--check", action="store_true",
                         help="Only run the checks: print the report and exit 0 if the worker could start, else 2.")
+    metrics = commands.add_parser(
+        "metrics-exporter", parents=[common],
+        help="Serve Prometheus metrics of the published runs, backtests and the last health report at /metrics.")
+    metrics.add_argument("--host", default="127.0.0.1", help="Address to listen on (default 127.0.0.1; 0.0.0.0 "
+                                                              "for a Prometheus on another host).")
+    metrics.add_argument("--port", type=int, default=9108, help="Port (default 9108).")
+    metrics.add_argument("--output-root", help="Output root to report on (default FORECAST_OUTPUT_ROOT or "
+                                               "data/outputs).")
     tiny = commands.add_parser("make-tiny-checkpoint", parents=[common],
                                help="Write a tiny random-weight checkpoint (meaningless forecasts, for smoke runs).")
     tiny.add_argument("directory")
@@ -288,6 +296,23 @@ def _worker(args: argparse.Namespace) -> int:
     os.execv(prefect, command)  # the worker replaces this process: signals and exit status are its own
 
 
+def _metrics_exporter(args: argparse.Namespace) -> int:
+    import threading
+
+    from pipeline.metrics import serve_metrics
+    from pipeline.settings import load_settings
+
+    root = Path(args.output_root).resolve() if args.output_root else load_settings().resolved_output_root()
+    server, _ = serve_metrics(root, args.host, args.port)
+    print(f"Serving metrics of {root} at http://{args.host}:{server.server_port}/metrics (Ctrl-C stops)",
+          flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.shutdown()
+    return 0
+
+
 def _make_tiny(args: argparse.Namespace) -> int:
     from forecast_model import make_tiny_checkpoint
 
@@ -305,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = "DEBUG" if args.verbose else os.environ.get("LOG_LEVEL", "INFO").upper()
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", level)
     commands = {"run": _run, "backtest": _backtest, "health": _health, "worker": _worker,
-                "make-tiny-checkpoint": _make_tiny}
+                "metrics-exporter": _metrics_exporter, "make-tiny-checkpoint": _make_tiny}
     log_file = None
     try:
         log_file = _configure_logging(verbose=level == "DEBUG")

@@ -38,7 +38,8 @@ def post(env: dict[str, str], path: str, auth: str | None) -> list[dict]:
 def test_serve_then_stop(tmp_path: Path, tiny_checkpoint: ResolvedCheckpoint) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "PYTEST", "MLFLOW_"))}
     env.update({"FORECAST_DATA_DIR": str(tmp_path), "PREFECT_PORT": str(free_port()),
-                "MLFLOW_PORT": str(free_port()), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "MLFLOW_PORT": str(free_port()), "METRICS_PORT": str(free_port()),
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                 "FORECAST_GPU_WORKERS": "1"})  # as on a host with one GPU; this one has none
     stack = tmp_path / "stack"
     try:
@@ -52,7 +53,11 @@ def test_serve_then_stop(tmp_path: Path, tiny_checkpoint: ResolvedCheckpoint) ->
         assert f"MLFLOW_TRACKING_URI=http://127.0.0.1:{env['MLFLOW_PORT']}" in exports, \
             "CLI runs after serve must track to the served MLflow, not data/mlflow.db"
         groups = {p.stem: int(p.read_text()) for p in stack.glob("*.pid")}
-        assert set(groups) == {"prefect-server", "mlflow-server", "worker-cpu"}
+        assert set(groups) == {"prefect-server", "mlflow-server", "worker-cpu", "metrics-exporter"}
+        metrics = f"http://127.0.0.1:{env['METRICS_PORT']}/metrics"
+        assert metrics in served.stdout
+        with urllib.request.urlopen(metrics, timeout=30) as answer:
+            assert 'forecast_exporter_read_ok{part="runs"} 0.0' in answer.read().decode(), "served, nothing run yet"
         assert f"Model:       {checkpoint}, loaded by every run" in served.stdout
         # The GPU worker checks its device before it polls, so none starts here, and serve says why.
         assert "warning: no worker for GPU 0: error: This worker cannot serve" in served.stderr

@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import duckdb
@@ -224,3 +226,24 @@ def test_backtest_command(tmp_path: Path, tiny_checkpoint: ResolvedCheckpoint, a
     assert set(summary["overall"]) == {"TimesFM", "SeasonalNaive", "Naive"} and summary["tracking_status"] == "ok"
     assert "TimesFM beats seasonal naive on" in done.stdout
     assert len(pd.read_parquet(summary["outputs"]["evaluations"])) == 3 * 13  # 12 series + __all__, 3 models
+    served = scrape_exporter(tmp_path / "data" / "outputs")
+    key = 'forecast_backtest_accuracy{job="us_macro_quarterly",metric="mase",model="TimesFM"}'
+    assert float(served[key]) == pytest.approx(summary["overall"]["TimesFM"]["mase"]), "the exporter serves it"
+    assert 'forecast_last_success_timestamp_seconds{flow="batch-backtest",job="us_macro_quarterly"}' in served
+
+
+def scrape_exporter(root: Path) -> dict[str, str]:
+    """Starts `forecast metrics-exporter` on a free port, scrapes /metrics once over HTTP, stops it (by PID)."""
+    exporter = subprocess.Popen([str(FORECAST), "metrics-exporter", "--port", "0", "--output-root", str(root)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        ready, _, _ = select.select([exporter.stdout], [], [], 60)
+        line = exporter.stdout.readline() if ready and exporter.stdout else ""
+        found = re.search(r"at (http://127\.0\.0\.1:\d+/metrics)", line)
+        assert found, f"the exporter did not start: {line!r}"
+        with urllib.request.urlopen(found.group(1), timeout=30) as answer:
+            text = answer.read().decode()
+    finally:
+        exporter.terminate()
+        exporter.wait(timeout=30)
+    return dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
