@@ -64,7 +64,6 @@ class Published:
     mlflow_run_id: str | None
     tracking_status: str
     warnings: list[str]
-    mlflow_url: str | None = None
 
 
 def start_run(source: FileSource | UrlSource | DuckDBSource, model: ModelParams, checks: SeriesChecks, *,
@@ -150,11 +149,13 @@ def publish_run(ctx: RunContext, manifest: RunManifest, timer: StageTimer, *, ta
     tracking_uri = ctx.settings.resolved_tracking_uri()
     url = mlflow_run_url(ctx.settings.mlflow_ui_url, tracking_uri, tracked.experiment_id,
                          tracked.run_id) if tracked else None
-    published = Published({k: str(v) for k, v in outputs.items()}, mlflow_run_id, manifest.tracking_status, warnings,
-                          url)
-    report_run(run_summary(manifest, outputs=published.outputs, catalog=ctx.run.output_root / CATALOG_FILE,
-                           metrics=metrics, mlflow_url=url, tracking_uri=tracking_uri, warnings=warnings),
-               series_count_rows(manifest), url, key=lambda what: artifact_key(ctx.flow_name, ctx.run.job, what))
+    published = Published({k: str(v) for k, v in outputs.items()}, mlflow_run_id, manifest.tracking_status, warnings)
+    reported = report_run(run_summary(manifest, outputs=published.outputs, catalog=ctx.run.output_root / CATALOG_FILE,
+                                      metrics=metrics, mlflow_url=url, tracking_uri=tracking_uri, warnings=warnings),
+                          series_count_rows(manifest), url, key_prefix=artifact_key(ctx.flow_name, ctx.run.job),
+                          return_state=True)
+    if not reported.is_completed():  # published already: the artifacts only describe it
+        get_run_logger().warning("The run's summary artifacts could not be created: %s", reported.message)
     return published
 
 

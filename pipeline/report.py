@@ -25,11 +25,11 @@ _METRICS = (("device", "device"), ("precision", "precision"), ("batch_size", "ba
             ("workers", "workers"), ("windows", "windows"))
 
 
-def artifact_key(flow_name: str, job: str, what: str) -> str:
-    """A Prefect artifact key (lowercase letters, digits, dashes) per flow and job: the Artifacts page then
-    keeps each job's latest summary, with the earlier ones as its versions."""
+def artifact_key(flow_name: str, job: str) -> str:
+    """The start of a run's Prefect artifact keys (lowercase letters, digits, dashes), one per flow and job:
+    the Artifacts page then keeps each job's latest summary, with the earlier ones as its versions."""
     slug = re.sub(r"[^a-z0-9]+", "-", f"{flow_name}-{job}".lower()).strip("-")[:80].strip("-")
-    return f"{slug or 'run'}-{what}"
+    return slug or "run"
 
 
 def dataset_uri(source: FileSource | UrlSource | DuckDBSource) -> str | None:

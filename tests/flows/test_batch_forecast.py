@@ -108,6 +108,19 @@ def test_run_is_recorded_in_mlflow(workspace: Path, tiny_checkpoint: ResolvedChe
     assert link.type == "markdown" and url in link.data, "a link artifact is kept as Markdown by the Prefect API"
 
 
+def test_a_summary_that_cannot_be_written_does_not_fail_a_published_run(
+        workspace: Path, tiny_checkpoint: ResolvedCheckpoint, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tasks.report
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the Prefect API refused the artifact")
+
+    monkeypatch.setattr(tasks.report, "create_markdown_artifact", refused)
+    summary = run(tiny_checkpoint, horizon=2)
+    assert summary.series_ok == 12 and Path(summary.outputs["forecasts"]).is_file()
+    assert not any(key.endswith("-summary") for key in prefect_artifacts(summary.run_id))
+
+
 def prefect_artifacts(flow_run_id: str) -> dict[str, Any]:
     """The artifacts of a flow run, by key."""
     async def read() -> list[Any]:
