@@ -1,6 +1,7 @@
 """Scale-out benchmarks of the sharded-forecast flow: wall time, peak memory, and 1 versus 2 workers.
 
     python benchmarks/scale_benchmark.py memory --series 1000000        # one process, shards in turn
+    python benchmarks/scale_benchmark.py memory --series 1000000 --local-concurrency 2   # two at a time
     python benchmarks/scale_benchmark.py memory --series 100000         # the CI-sized variant
     python benchmarks/scale_benchmark.py workers --series 8000 --shards 8   # 1 vs 2 Prefect process workers
 
