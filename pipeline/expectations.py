@@ -121,6 +121,8 @@ def duplicate_series(frame: pd.DataFrame, *, ordered: bool | None = None) -> set
     A frame in canonical order with strictly increasing timestamps has none, and checking that compares
     neighbours; only a frame that fails it (duplicates or empty timestamps, i.e. bad input) is hashed.
     """
-    if ordered if ordered is not None else sorted_by_series_and_time(frame):
+    if ordered is None:
+        ordered = sorted_by_series_and_time(frame)
+    if ordered:
         return set()
     return set(frame.loc[frame.duplicated([ID, DS], keep=False), ID].astype(str))

@@ -20,12 +20,13 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from forecast_model import ModelState
 from pipeline.errors import InputDataError
 from pipeline.sources.database import time_limit
 
 __all__ = ["OutputsCollector", "serve_metrics"]
 
-MODEL_STATUSES = ("uninitialized", "initializing", "ready", "error")
+MODEL_STATUSES = tuple(state.value for state in ModelState)
 _BACKTEST_METRICS = ("mase", "smape", "scaled_crps", "coverage_80")
 _QUERY_SECONDS = 20.0  # a scrape must answer well within Prometheus' own timeout
 
@@ -37,9 +38,9 @@ QUALIFY row_number() OVER (PARTITION BY job, flow_name ORDER BY created_at DESC)
 ORDER BY job, flow_name
 """
 
-_LATEST_BACKTESTS = """
-SELECT job, model, {metrics}
-FROM read_parquet({files}, hive_partitioning = true, union_by_name = true)
+_LATEST_BACKTESTS = f"""
+SELECT job, model, {", ".join(_BACKTEST_METRICS)}
+FROM read_parquet({{files}}, hive_partitioning = true, union_by_name = true)
 WHERE unique_id = '__all__'
 QUALIFY rank() OVER (PARTITION BY job ORDER BY created_at DESC) = 1
 ORDER BY job, model
@@ -107,8 +108,7 @@ class OutputsCollector(Collector):
             yield from families.values()
 
     def _backtests(self) -> Iterator[Metric]:
-        rows = _query(_LATEST_BACKTESTS.replace("{metrics}", ", ".join(_BACKTEST_METRICS)),
-                      self.root / "evaluations")
+        rows = _query(_LATEST_BACKTESTS, self.root / "evaluations")
         family = GaugeMetricFamily("forecast_backtest_accuracy", "Accuracy of the latest backtest of the job over "
                                    "all its series (mase, smape, scaled_crps: lower is better; coverage_80: share "
                                    "of actuals inside q10-q90)", labels=["job", "model", "metric"])

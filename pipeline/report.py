@@ -22,7 +22,7 @@ __all__ = ["artifact_key", "dataset_uri", "mlflow_run_url", "plot_title", "run_n
 
 _METRICS = (("device", "device"), ("precision", "precision"), ("batch_size", "batch size"),
             ("series_per_second", "series/s"), ("inference_seconds", "inference s"), ("shards", "shards"),
-            ("workers", "workers"), ("windows", "windows"))
+            ("workers", "workers"))
 
 
 def artifact_key(flow_name: str, job: str) -> str:
@@ -88,6 +88,7 @@ def run_summary(manifest: RunManifest, *, outputs: dict[str, str], catalog: Path
               f"| checkpoint SHA-256 | `{manifest.checkpoint_sha256}` |",
               f"| input fingerprint | `{manifest.input_fingerprint}` |",
               f"| horizon | {manifest.parameters.get('horizon', '')} |",
+              f"| device | {_cut(manifest.device, 100)}, {_cut(manifest.precision, 100)} |",
               f"| engine | {', '.join(figures)} |",
               f"| stages (s) | {_timings(manifest.timings)} |",
               f"| MLflow | {_mlflow_cell(manifest, mlflow_url, tracking_uri)} |", ""]

@@ -101,6 +101,7 @@ def test_run_is_recorded_in_mlflow(workspace: Path, tiny_checkpoint: ResolvedChe
     assert set(found) == {key + "summary", key + "series-counts", key + "mlflow-run"}
     text = found[key + "summary"].data
     assert "**12 of 12 series forecast**" in text and summary.checkpoint_sha256 in text and f"({url})" in text
+    assert f"| device | {summary.device}, {summary.precision} |" in text
     assert summary.outputs["forecasts"] in text and "catalog.duckdb" in text and "job = 'us_macro_quarterly'" in text
     counts = json.loads(found[key + "series-counts"].data)
     assert counts[0] == {"outcome": "forecast", "reason": "", "series": 12} and counts[-1]["series"] == 12
