@@ -167,6 +167,9 @@ serve() {
   mkdir -p "$PREFECT_HOME"
   export PREFECT_API_URL=http://127.0.0.1:$PREFECT_PORT/api
   export FORECAST_REPO_DIR=$PWD
+  # One log file for every process started here and their flow runs, wherever each one's working directory is.
+  FORECAST_DATA_DIR=$(realpath -m "${FORECAST_DATA_DIR:-data}")
+  export FORECAST_DATA_DIR PREFECT_LOGGING_SETTINGS_PATH=${PREFECT_LOGGING_SETTINGS_PATH:-$PWD/flows/logging.yml}
   api_auth
   [ -n "$db" ] && export PREFECT_API_DATABASE_CONNECTION_URL=$db
   start_bg prefect-server "$VENV/bin/prefect" server start --host 127.0.0.1 --port "$PREFECT_PORT"
@@ -194,7 +197,8 @@ serve() {
   fi
   echo "Model:       $TIMESFM20_DEFAULT_CHECKPOINT, loaded by every run and by the health check every 5 minutes" \
        "(offline, start with ./setup.sh serve --checkpoint <local checkpoint dir>)"
-  echo "Logs and PIDs in $STACK; stop everything with ./setup.sh stop"
+  echo "Logs:        ${FORECAST_LOG_FILE:-${LOG_FILE:-$FORECAST_DATA_DIR/logs/forecast.log}} (every process and run);" \
+       "each process's output and PID in $STACK; stop everything with ./setup.sh stop"
 }
 
 start_gpu_workers() {  # one worker per GPU (FORECAST_GPU_WORKERS overrides the count); sets GPU_WORKERS

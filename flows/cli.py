@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 # None of these import Prefect, which must see the environment defaults below before it loads.
-from forecast_model.errors import MAX_MESSAGE_CHARS, ConfigurationError, shorten
+from forecast_model.errors import MAX_MESSAGE_CHARS, ConfigurationError
 from pipeline.canonical import ColumnMapping
 from pipeline.params import BacktestSummary, ModelParams, RunSummary
 from pipeline.series_checks import SeriesChecks
@@ -31,6 +32,8 @@ _ENV_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
     "PREFECT_LOGGING_EXTRA_LOGGERS": "forecast_model",
+    # Prefect's own logging config plus the shared log file (pipeline/logfile.py); a user's own path wins.
+    "PREFECT_LOGGING_SETTINGS_PATH": str(Path(__file__).with_name("logging.yml")),
     "MLFLOW_DISABLE_TELEMETRY": "true",
 }
 
@@ -293,6 +296,10 @@ def _worker(args: argparse.Namespace) -> int:
     logging.getLogger(__name__).info("Starting %s (device: %s)", " ".join(command[1:]),
                                      report["checks"]["device"]["detail"])
     sys.stdout.flush()
+    # Prefect stops its worker on SIGTERM by sending itself SIGINT. A shell's background job (`cmd &`, as
+    # ./setup.sh serve starts it) begins with SIGINT ignored, which the exec would keep: the worker would
+    # then never stop on SIGTERM, only on SIGKILL. Default again, Python turns it into KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     os.execv(prefect, command)  # the worker replaces this process: signals and exit status are its own
 
 
@@ -344,14 +351,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _configure_logging(verbose: bool) -> Path | None:
     """Everything goes to the log file; the terminal gets progress and warnings, and errors only from the CLI.
 
+    Prefect sets up both at its import, from ``flows/logging.yml`` (``_ENV_DEFAULTS``). Where Prefect was
+    configured otherwise (imported earlier in this process, or a user's own logging.yml without the file),
+    the file handler is added to the root logger here: the CLI always leaves a full log behind.
+
     Prefect logs a failing run's traceback and its failed state at ERROR; the CLI reports the failure once
     itself, so those records stay off the terminal (they remain in the run's log and in the log file).
     """
-    import logging.handlers
-
     import prefect.main  # noqa: F401 - sets up Prefect's logging, which the handlers below extend
 
-    from pipeline.settings import load_settings
+    from pipeline.logfile import file_handler
 
     root = logging.getLogger()
     if not verbose:
@@ -359,20 +368,18 @@ def _configure_logging(verbose: bool) -> Path | None:
             if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler) and \
                     not any(isinstance(f, _CliReportsErrors) for f in handler.filters):
                 handler.addFilter(_CliReportsErrors())
-    try:
-        path = load_settings().resolved_log_file()
-        if any(getattr(h, "baseFilename", None) == str(path) for h in root.handlers):
-            return path  # main() called again in this process
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.handlers.RotatingFileHandler(path, maxBytes=10 * 2**20, backupCount=5, encoding="utf-8")
-    except (OSError, ValueError) as exc:  # a bad FORECAST_DATA_DIR must not hide the real error of the run
-        print(f"warning: no log file ({shorten(str(exc))})", file=sys.stderr)
-        return None
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    extra = os.environ.get("PREFECT_LOGGING_EXTRA_LOGGERS", "").split(",")
-    for logger in (root, *(logging.getLogger(name.strip()) for name in extra if name.strip())):
-        logger.addHandler(handler)
-    return path
+    path = next((getattr(h, "baseFilename", None) for h in root.handlers if _writes_the_log_file(h)), None)
+    if path is None:
+        handler = file_handler()
+        root.addHandler(handler)
+        path = getattr(handler, "baseFilename", None)
+    return Path(path) if path else None
+
+
+def _writes_the_log_file(handler: logging.Handler) -> bool:
+    from pipeline.logfile import RunFields
+
+    return hasattr(handler, "baseFilename") and any(isinstance(f, RunFields) for f in handler.filters)
 
 
 class _CliReportsErrors(logging.Filter):

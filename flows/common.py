@@ -19,6 +19,7 @@ from forecast_model.errors import shorten
 from pipeline.accounting import SeriesCounts
 from pipeline.catalog import CATALOG_FILE
 from pipeline.errors import OutputSpaceError
+from pipeline.logfile import bind_run, register_run
 from pipeline.manifest import ModelInfo, RunManifest, StageTimer, write_manifest
 from pipeline.params import ModelParams
 from pipeline.publish import DATA_FILE, discard_staging, publish_tables, staging_dir
@@ -73,6 +74,7 @@ def start_run(source: FileSource | UrlSource | DuckDBSource, model: ModelParams,
     settings = load_settings()
     run = resolve_run(settings, source, run_id=str(flow_run.id or uuid.uuid4()), as_of=as_of or logical_date(),
                       model=model, checks=checks, freq=freq, horizon=horizon, job=job, output_root=output_root)
+    register_run(run.run_id, run.job, run.as_of.isoformat())  # the log file tags the run's lines from here on
     return RunContext(settings=settings, run=run, flow_name=str(flow_run.flow_name or "batch"),
                       deployment=deployment.name, staging=staging_dir(run.output_root, run.run_id),
                       source_uri=dataset_uri(source))
@@ -81,12 +83,14 @@ def start_run(source: FileSource | UrlSource | DuckDBSource, model: ModelParams,
 @contextlib.contextmanager
 def staged(ctx: RunContext) -> Iterator[None]:
     """Wraps everything a run does between ``start_run`` and its publish: the staging directory is removed
-    however the body ends, and a full output filesystem fails with the fix instead of a bare OSError.
+    however the body ends, a full output filesystem fails with the fix instead of a bare OSError, and the log
+    file's lines from libraries (no flow-run id of their own) are the run's.
 
     Nothing is published before the body's last step, so a failure here leaves earlier outputs as they were.
     """
     try:
-        yield
+        with bind_run(ctx.run.run_id, ctx.run.job, ctx.run.as_of.isoformat()):
+            yield
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT) and "No space left on device" not in str(exc):
             raise

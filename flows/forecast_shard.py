@@ -11,6 +11,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 from pydantic import Field
 
+from pipeline.logfile import bind_run
 from pipeline.manifest import StageTimer
 from pipeline.report import plot_title
 from pipeline.run import ResolvedRun
@@ -34,9 +35,11 @@ def forecast_shard(source: Source, shard: Annotated[int, Field(ge=0)], staging: 
     ``run`` is the parent's resolved run, taken as is: this worker's environment changes none of it.
     Rejections are recorded, never fatal here: the parent applies ``max_rejected_fraction`` to the whole job.
     """
-    directory = attempt_dir(Path(staging), shard, str(flow_run.id or uuid.uuid4()))
+    shard_run_id = str(flow_run.id or uuid.uuid4())
+    directory = attempt_dir(Path(staging), shard, shard_run_id)
     try:
-        record = _forecast(source, shard, Path(staging), run, directory)
+        with bind_run(shard_run_id, run.job, run.as_of.isoformat()):  # the log file's lines name this shard's run
+            record = _forecast(source, shard, Path(staging), run, directory)
     except Exception as exc:
         record_failure(directory, exc)  # the parent retries by the error's type, read from here
         raise

@@ -9,14 +9,14 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from forecast_model import DEFAULT_CHECKPOINT
 from pipeline.contracts import ContextLength, Horizon
 from pipeline.sources.policy import SourcePolicy
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["Settings", "load_settings", "variable_names"]
 
 
 class Settings(BaseSettings):
@@ -48,9 +48,15 @@ class Settings(BaseSettings):
     mlflow_experiment: str | None = Field(None, validation_alias="MLFLOW_EXPERIMENT_NAME",
                                           description="Default: the flow name, plus '/<deployment>' if deployed.")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
-    log_file: Path | None = Field(None, validation_alias="FORECAST_LOG_FILE",
-                                  description="Log file of the `forecast` command "
-                                              "(default: <data dir>/logs/forecast.log).")
+    log_file: Path | None = Field(None, validation_alias=AliasChoices("FORECAST_LOG_FILE", "LOG_FILE"),
+                                  description="The log file every process writes: CLI, server, workers, their "
+                                              "runs (default: <data dir>/logs/forecast.log).")
+    log_max_bytes: int = Field(10 * 2**20, ge=4096, validation_alias="FORECAST_LOG_MAX_BYTES",
+                               description="Size at which the log file is rotated.")
+    log_backup_count: int = Field(5, ge=1, le=100, validation_alias="FORECAST_LOG_BACKUP_COUNT",
+                                  description="Rotated log files kept (forecast.log.1 is the newest).")
+    log_format: Literal["plain", "json"] = Field("plain", validation_alias="LOG_FORMAT",
+                                                 description="json: one JSON object a line, for log shippers.")
     data_roots: str | None = Field(None, validation_alias="FORECAST_DATA_ROOTS",
                                    description="Directories sources may read, separated by ':' (default: cwd).")
     url_allowlist: str = Field("", validation_alias="FORECAST_URL_ALLOWLIST",
@@ -69,7 +75,7 @@ class Settings(BaseSettings):
         return (self.output_root or self.data_dir / "outputs").resolve()
 
     def resolved_log_file(self) -> Path:
-        """``FORECAST_LOG_FILE``, else ``<data_dir>/logs/forecast.log`` (rotated at 10 MB, five kept)."""
+        """``FORECAST_LOG_FILE`` (or ``LOG_FILE``), else ``<data_dir>/logs/forecast.log``."""
         return (self.log_file or self.data_dir / "logs" / "forecast.log").resolve()
 
     def resolved_tracking_uri(self) -> str:
@@ -99,3 +105,12 @@ class Settings(BaseSettings):
 def load_settings() -> Settings:
     """Reads the environment now; call it when a run starts."""
     return Settings()
+
+
+def variable_names() -> list[str]:
+    """Every environment variable the settings read, aliases included (for the docs and their tests)."""
+    names: list[str] = []
+    for field in Settings.model_fields.values():
+        alias = field.validation_alias
+        names += [str(a) for a in alias.choices] if isinstance(alias, AliasChoices) else [str(alias)]
+    return sorted(names)

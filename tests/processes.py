@@ -18,10 +18,13 @@ def free_port() -> int:
 class Process:
     """A background command in its own process group, logging to a file."""
 
-    def __init__(self, command: list[str], env: dict[str, str], log: Path, cwd: Path) -> None:
+    def __init__(self, command: list[str], env: dict[str, str], log: Path, cwd: Path,
+                 background_job: bool = False) -> None:
+        """``background_job``: start as a shell's ``command &`` does, with SIGINT ignored."""
         self.log = log
         self.handle = subprocess.Popen(command, env=env, cwd=cwd, stdout=log.open("ab"), stderr=subprocess.STDOUT,
-                                       start_new_session=True)
+                                       start_new_session=True,
+                                       preexec_fn=_ignore_sigint if background_job else None)
 
     def alive(self) -> bool:
         return self.handle.poll() is None
@@ -40,6 +43,10 @@ class Process:
             except subprocess.TimeoutExpired:
                 os.killpg(self.handle.pid, signal.SIGKILL)
                 self.handle.wait(timeout=30)
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def children(pid: int) -> list[int]:

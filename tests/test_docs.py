@@ -52,9 +52,9 @@ def test_citations_are_read_as_the_docs_write_them() -> None:
 
 
 def settings_variables() -> set[str]:
-    from pipeline.settings import Settings
+    from pipeline.settings import variable_names
 
-    return {str(field.validation_alias) for field in Settings.model_fields.values()}
+    return set(variable_names())
 
 
 def readme_variables() -> set[str]:

@@ -71,7 +71,8 @@ def drill(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: ResolvedChe
                 "FORECAST_URL_ALLOWLIST": "127.0.0.1/32", "MLFLOW_TRACKING_URI": mlflow.url,
                 "MLFLOW_TRACKING_USERNAME": "svc", "MLFLOW_TRACKING_PASSWORD": SECRETS["mlflow"],
                 "HF_TOKEN": SECRETS["hf"], "TIMESFM20_DEFAULT_CHECKPOINT": str(tiny_checkpoint.weights.parent),
-                "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MLFLOW_DISABLE_TELEMETRY": "true"})
+                "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
+                "PREFECT_LOGGING_SETTINGS_PATH": str(REPO / "flows" / "logging.yml")})  # the shared log file too
     stack = PrefectStack(directory, env, database_password=SECRETS["database"])
     try:
         mlflow.start()
@@ -203,4 +204,4 @@ def test_secrets_of_a_run_never_reach_what_it_wrote(drill: Drill) -> None:
     assert not leaks, f"secrets found in what the runs wrote: {leaks}"
     scanned = {Path(where).name for where in written}
     assert {"batch-forecast.parquet", "_manifest.json", "store.db", "server.log", "worker-1.log",
-            "catalog.duckdb"} <= scanned, f"the scan missed what runs write: {sorted(scanned)}"
+            "catalog.duckdb", "forecast.log"} <= scanned, f"the scan missed what runs write: {sorted(scanned)}"

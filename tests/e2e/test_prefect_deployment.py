@@ -3,7 +3,10 @@ worker, and flow runs triggered through the REST API as another system would."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +28,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: ResolvedChe
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "PYTEST"))}
     env.update({"FORECAST_REPO_DIR": str(REPO), "FORECAST_DATA_DIR": str(directory / "data"),
                 "FORECAST_DATA_ROOTS": str(SAMPLE.parent), "MLFLOW_TRACKING_URI": f"sqlite:///{directory}/mlflow.db",
-                "TIMESFM20_DEFAULT_CHECKPOINT": str(tiny_checkpoint.weights.parent), "HF_HUB_OFFLINE": "1"})
+                "TIMESFM20_DEFAULT_CHECKPOINT": str(tiny_checkpoint.weights.parent), "HF_HUB_OFFLINE": "1",
+                # as ./setup.sh serve and the images run them: server, worker and flow runs share one log file
+                "PREFECT_LOGGING_SETTINGS_PATH": str(REPO / "flows" / "logging.yml"), "LOG_FORMAT": "json"})
     running = PrefectStack(directory, env)
     try:
         running.start_server()
@@ -64,6 +69,20 @@ def test_rest_triggered_run_completes(stack: PrefectStack) -> None:
     assert mlflow_run is not None and mlflow_run[1] == "on-demand"
     recorded = MlflowClient(f"sqlite:///{stack.directory}/mlflow.db").get_run(mlflow_run[0])
     assert recorded.data.tags["prefect.flow_run_id"] == first["id"]
+    assert_logged_by_worker_and_run(stack.directory / "data" / "logs" / "forecast.log", first["id"], "2026-11-20")
+
+
+def assert_logged_by_worker_and_run(log: Path, run_id: str, as_of: str) -> None:
+    """The worker and the flow-run process it started both wrote the run's lines to the one log file; the
+    run's own lines, from its first task on, name its job and as_of."""
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    ours = [line for line in lines if line["flow_run_id"] == run_id]
+    worker = {line["process"] for line in ours if line["logger"].startswith("prefect.flow_runs.worker")}
+    engine = {line["process"] for line in ours if line["logger"] == "prefect.task_runs"}
+    assert len(worker) == 1 and len(engine) == 1 and worker != engine, (worker, engine)
+    tagged = {(line["job"], line["as_of"]) for line in ours if line["process"] in engine
+              and line["logger"] in ("prefect.task_runs", "forecast_model.registry")}
+    assert tagged == {("us_macro_quarterly", as_of)}, tagged
 
 
 
@@ -94,7 +113,7 @@ def test_forecast_worker_checks_then_becomes_a_pinned_prefect_worker(stack: Pref
 
     worker = Process([str(REPO / ".venv" / "bin" / "forecast"), "worker", "--pool", "cpu", "--device", "auto",
                       "--device-index", "0", "--name", "pinned-0"], stack.env, stack.directory / "worker-pinned.log",
-                     REPO)
+                     REPO, background_job=True)  # as ./setup.sh serve starts it: SIGINT ignored
     stack.processes.append(worker)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and worker.alive():
@@ -108,5 +127,13 @@ def test_forecast_worker_checks_then_becomes_a_pinned_prefect_worker(stack: Pref
     command = Path(f"/proc/{worker.handle.pid}/cmdline").read_bytes().split(b"\0")
     assert command[1:4] == [str(REPO / ".venv" / "bin" / "prefect").encode(), b"worker", b"start"], \
         "the same process is now Prefect's worker: signals reach it, its exit status is the service's"
-    worker.stop()
-    stack.processes.remove(worker)
+    time.sleep(15)  # fully started: Prefect's own signal handlers are in place
+    os.kill(worker.handle.pid, signal.SIGTERM)
+    try:
+        worker.handle.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the worker did not stop on SIGTERM (Prefect stops it by SIGINT, which a shell's `&` ignores)")
+    finally:
+        worker.kill()
+        stack.processes.remove(worker)
+    assert "stopped!" in (stack.directory / "worker-pinned.log").read_text()[-2000:], "a graceful stop"

@@ -8,6 +8,7 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,19 +28,30 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def post(env: dict[str, str], path: str, auth: str | None) -> list[dict]:
+def post(env: dict[str, str], path: str, auth: str | None, method: str = "POST") -> Any:
     headers = {"Content-Type": "application/json", **basic_auth(auth)}
-    request = urllib.request.Request(f"http://127.0.0.1:{env['PREFECT_PORT']}/api{path}", data=b"{}", method="POST",
-                                     headers=headers)
+    request = urllib.request.Request(f"http://127.0.0.1:{env['PREFECT_PORT']}/api{path}",
+                                     data=b"{}" if method == "POST" else None, method=method, headers=headers)
     with urllib.request.urlopen(request, timeout=30) as response:
-        return list(json.loads(response.read()))
+        return json.loads(response.read())
+
+
+def run_health_check(env: dict[str, str], auth: str, deployment_id: str) -> str:
+    """Triggers the CPU health check as the UI's "Quick run" does; returns the flow run's id once it completed."""
+    run_id = post(env, f"/deployments/{deployment_id}/create_flow_run", auth)["id"]
+    deadline = time.monotonic() + 180
+    while (state := post(env, f"/flow_runs/{run_id}", auth, "GET")["state_type"]) not in \
+            ("COMPLETED", "FAILED", "CRASHED") and time.monotonic() < deadline:
+        time.sleep(1)
+    assert state == "COMPLETED", state
+    return str(run_id)
 
 
 def test_serve_then_stop(tmp_path: Path, tiny_checkpoint: ResolvedCheckpoint) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "PYTEST", "MLFLOW_"))}
     env.update({"FORECAST_DATA_DIR": str(tmp_path), "PREFECT_PORT": str(free_port()),
                 "MLFLOW_PORT": str(free_port()), "METRICS_PORT": str(free_port()),
-                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "LOG_FORMAT": "json",
                 "FORECAST_GPU_WORKERS": "1"})  # as on a host with one GPU; this one has none
     stack = tmp_path / "stack"
     try:
@@ -78,6 +90,13 @@ def test_serve_then_stop(tmp_path: Path, tiny_checkpoint: ResolvedCheckpoint) ->
         assert [s["active"] for s in deployments["health-check-gpu"]["schedules"]] == [False]
         assert [s["active"] for s in deployments["health-check"]["schedules"]] == [True]
         assert [a["name"] for a in post(env, "/automations/filter", auth)] == ["crash-silent-flow-runs"]
+        # One log file for all: the worker and the flow-run process it starts both write the run's lines.
+        run_id = run_health_check(env, auth, deployments["health-check"]["id"])
+        log = tmp_path / "logs" / "forecast.log"
+        assert f"Logs:        {log} (every process and run)" in served.stdout
+        writers = {line["process"] for line in map(json.loads, log.read_text().splitlines())
+                   if line["flow_run_id"] == run_id}
+        assert groups["worker-cpu"] in writers and len(writers) == 2, (groups, writers)
     finally:
         stopped = subprocess.run([str(REPO / "setup.sh"), "stop"], env=env, capture_output=True, text=True,
                                  timeout=300)

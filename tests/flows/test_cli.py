@@ -35,10 +35,12 @@ def api(prefect_api: None) -> str:
     return str(PREFECT_API_URL.value())
 
 
-def forecast(*args: str, cwd: Path, api: str | None = None) -> subprocess.CompletedProcess[str]:
+def forecast(*args: str, cwd: Path, api: str | None = None,
+             **variables: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "PYTEST"))}
     if api:
         env["PREFECT_API_URL"] = api
+    env.update(variables)
     env.update({"PREFECT_HOME": str(cwd / ".prefect"), "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}",
                 "FORECAST_DATA_DIR": str(cwd / "data"),
                 "FORECAST_DATA_ROOTS": os.pathsep.join([str(cwd), str(SAMPLE.parent)])})
@@ -50,13 +52,31 @@ def test_make_tiny_checkpoint_then_run(tmp_path: Path) -> None:
     assert made.returncode == 0, made.stderr
     assert (tmp_path / "ckpt" / "torch_model.ckpt").is_file() and (tmp_path / "ckpt" / "config.json").is_file()
     done = forecast("run", "--source", str(SAMPLE), "--horizon", "5", "--checkpoint", "ckpt", "--device", "cpu",
-                    "--as-of", "2026-01-31", cwd=tmp_path)
+                    "--as-of", "2026-01-31", cwd=tmp_path, LOG_FORMAT="json", FORECAST_LOG_MAX_BYTES="4096",
+                    FORECAST_LOG_BACKUP_COUNT="50")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "TimesFM" not in done.stdout, "timesfm's import banners leaked into stdout"
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["series_ok"] == 12 and summary["as_of"] == "2026-01-31"
     assert f"forecasts: {summary['outputs']['forecasts']}" in done.stdout
     assert len(pd.read_parquet(summary["outputs"]["forecasts"])) == 60
+    assert_the_run_is_in_the_log(tmp_path / "data" / "logs", summary["run_id"], job="us_macro_quarterly",
+                                 as_of="2026-01-31")
+
+
+def assert_the_run_is_in_the_log(logs: Path, run_id: str, job: str, as_of: str) -> None:
+    """JSON lines, rotated at 4 KiB; from its first task on, each of the run's lines names its job and as_of."""
+    files = sorted(logs.glob("forecast.log*"), key=lambda p: -int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0)
+    assert len(files) > 1, f"the log was not rotated: {files}"
+    lines = [json.loads(line) for f in files for line in f.read_text().splitlines()]
+    ours = [line for line in lines if line["flow_run_id"] == run_id]
+    first_task = next(i for i, line in enumerate(ours) if line["logger"] == "prefect.task_runs")
+    assert ours[0]["message"].startswith("Beginning flow run") and len(ours) - first_task > 10, ours[:3]
+    untagged = [line["message"] for line in ours[first_task:] if (line["job"], line["as_of"]) != (job, as_of)]
+    assert untagged == [], f"run lines without job/as_of: {untagged[:5]}"
+    loggers = {line["logger"] for line in ours}
+    assert {"prefect.flow_runs", "prefect.task_runs", "forecast_model.registry"} <= loggers, loggers
+    assert ours[-1]["message"] == "Finished in state Completed()", "Prefect's last line of the run is tagged too"
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,9 @@ import pytest
 from pydantic import ValidationError
 
 from forecast_model import DEFAULT_CHECKPOINT
-from pipeline.settings import Settings, load_settings
+from pipeline.settings import Settings, load_settings, variable_names
 
-ENV_NAMES = sorted(str(field.validation_alias) for field in Settings.model_fields.values())
+ENV_NAMES = variable_names()
 
 
 @pytest.fixture(autouse=True)
@@ -30,6 +30,7 @@ def test_every_setting_has_its_documented_variable_name() -> None:
         "TIMESFM20_DEFAULT_HORIZON_LEN", "TIMESFM20_DEFAULT_BATCH_SIZE", "FORECAST_OVERLAP", "FORECAST_DATA_DIR",
         "FORECAST_OUTPUT_ROOT",
         "MLFLOW_TRACKING_URI", "MLFLOW_UI_URL", "MLFLOW_EXPERIMENT_NAME", "LOG_LEVEL", "FORECAST_LOG_FILE",
+        "LOG_FILE", "FORECAST_LOG_MAX_BYTES", "FORECAST_LOG_BACKUP_COUNT", "LOG_FORMAT",
         "FORECAST_DATA_ROOTS",
         "FORECAST_URL_ALLOWLIST", "FORECAST_URL_CONNECT_TIMEOUT", "FORECAST_URL_READ_TIMEOUT",
         "FORECAST_URL_TOTAL_TIMEOUT", "FORECAST_URL_MAX_BYTES", "FORECAST_DUCKDB_TIMEOUT",
@@ -43,6 +44,7 @@ def test_defaults_without_any_variable(tmp_path: Path) -> None:
     assert settings.batch_size is None and settings.output_root is None and settings.mlflow_experiment is None
     assert settings.resolved_output_root() == (tmp_path / "data" / "outputs").resolve()
     assert settings.resolved_log_file() == (tmp_path / "data" / "logs" / "forecast.log").resolve()
+    assert (settings.log_max_bytes, settings.log_backup_count, settings.log_format) == (10 * 2**20, 5, "plain")
 
 
 def test_variables_are_read_under_their_names(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -60,6 +62,23 @@ def test_variables_are_read_under_their_names(monkeypatch: pytest.MonkeyPatch, t
     assert settings.data_dir == tmp_path / "d" and settings.resolved_output_root() == tmp_path / "out"
     assert settings.mlflow_experiment == "exp" and settings.resolved_log_file() == tmp_path / "f.log"
     assert (settings.url_max_bytes, settings.duckdb_timeout) == (1024, 7.5)
+
+
+def test_log_file_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("LOG_FILE", str(tmp_path / "service.log"))  # the earlier service's name still works
+    assert load_settings().resolved_log_file() == tmp_path / "service.log"
+    monkeypatch.setenv("FORECAST_LOG_FILE", str(tmp_path / "f.log"))
+    good = {"FORECAST_LOG_MAX_BYTES": "65536", "FORECAST_LOG_BACKUP_COUNT": "2", "LOG_FORMAT": "json"}
+    for name, value in good.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    assert settings.resolved_log_file() == tmp_path / "f.log"
+    assert (settings.log_max_bytes, settings.log_backup_count, settings.log_format) == (65536, 2, "json")
+    for name, bad in {"FORECAST_LOG_MAX_BYTES": "100", "FORECAST_LOG_BACKUP_COUNT": "0", "LOG_FORMAT": "xml"}.items():
+        monkeypatch.setenv(name, bad)
+        with pytest.raises(ValidationError):
+            load_settings()
+        monkeypatch.delenv(name)
 
 
 def test_settings_are_read_when_asked_not_at_import(monkeypatch: pytest.MonkeyPatch) -> None:
