@@ -7,7 +7,7 @@ import dataclasses
 import errno
 import uuid
 from collections.abc import Iterator
-from datetime import date, datetime, timezone
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from pipeline.manifest import ModelInfo, RunManifest, StageTimer, write_manifest
 from pipeline.params import ModelParams
 from pipeline.publish import DATA_FILE, discard_staging, publish_tables, staging_dir
 from pipeline.report import artifact_key, dataset_uri, mlflow_run_url, run_name, run_summary, series_count_rows
-from pipeline.run import ResolvedRun, resolve_run
+from pipeline.run import ResolvedRun, resolve_run, scheduled_date
 from pipeline.series_checks import SeriesChecks
 from pipeline.settings import Settings, load_settings
 from pipeline.sources import DuckDBSource, FileSource, UrlSource, redact_url
@@ -119,8 +119,7 @@ def prepare_load_validate(ctx: RunContext, source: FileSource | UrlSource | Duck
 def logical_date() -> date:
     """The run's scheduled date (UTC): a scheduled run, and any retry of it, keeps the date it was
     scheduled for; an ad-hoc run is scheduled when it is created, i.e. today."""
-    scheduled = flow_run.scheduled_start_time
-    return scheduled.astimezone(timezone.utc).date() if scheduled else datetime.now(timezone.utc).date()
+    return scheduled_date(flow_run.scheduled_start_time)
 
 
 def publish_run(ctx: RunContext, manifest: RunManifest, timer: StageTimer, *, tables: list[str],

@@ -16,12 +16,13 @@ import logging
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 __all__ = ["FIELDS", "JsonLines", "PlainLines", "RunFields", "bind_run", "file_handler", "forget_runs",
-           "register_run"]
+           "open_log_file", "register_run", "set_resolver"]
 
 FIELDS = ("flow_run_id", "job", "as_of")
 _REMEMBERED_RUNS = 256  # a worker's long-lived process sees many runs; keep the newest
@@ -34,19 +35,50 @@ class _Run:
     as_of: str
 
 
+Resolver = Callable[[str], "tuple[str, str] | None"]
+
 _current: contextvars.ContextVar[_Run | None] = contextvars.ContextVar("forecast_log_run", default=None)
 _runs: OrderedDict[str, _Run] = OrderedDict()
 _runs_lock = threading.Lock()
+_resolver: list[Resolver] = []
+_resolving = threading.local()
+
+
+def set_resolver(resolver: Resolver | None) -> None:
+    """``resolver(flow_run_id)`` gives a run's (job, as_of) before the run registers them, e.g. from its
+    parameters for Prefect's ``Beginning flow run`` line; None when it cannot (yet): asked again on the run's
+    next line, so it must be cheap when it cannot tell."""
+    _resolver[:] = [resolver] if resolver else []
 
 
 def register_run(flow_run_id: str, job: str, as_of: str) -> None:
     """Remembers a run's job and as_of, so every later line that carries its flow-run id gets them: Prefect's
     own lines of the run (its final state, its tasks' states) as well as the flow's."""
+    _remember(flow_run_id, _Run(flow_run_id, job, as_of))
+
+
+def _remember(flow_run_id: str, run: _Run) -> None:
     with _runs_lock:
-        _runs[flow_run_id] = _Run(flow_run_id, job, as_of)
+        _runs[flow_run_id] = run
         _runs.move_to_end(flow_run_id)
         while len(_runs) > _REMEMBERED_RUNS:
             _runs.popitem(last=False)
+
+
+def _lookup(flow_run_id: str) -> _Run | None:
+    if flow_run_id in _runs or not _resolver or getattr(_resolving, "active", False):
+        return _runs.get(flow_run_id)
+    _resolving.active = True  # whatever the resolver logs must not ask it again
+    try:
+        found = _resolver[0](flow_run_id)
+    except Exception:  # noqa: BLE001 - a log line must never fail for want of its tags
+        found = None
+    finally:
+        _resolving.active = False
+    if found is None:
+        return None
+    _remember(flow_run_id, _Run(flow_run_id, *found))
+    return _runs[flow_run_id]
 
 
 def forget_runs() -> None:
@@ -77,7 +109,7 @@ class RunFields(logging.Filter):
         current = _current.get()
         if flow_run_id is None and current is not None:
             flow_run_id = current.flow_run_id
-        run = _runs.get(str(flow_run_id)) if flow_run_id is not None else None
+        run = _lookup(str(flow_run_id)) if flow_run_id is not None else None
         record.flow_run_id = str(flow_run_id) if flow_run_id is not None else None
         record.job = run.job if run else None
         record.as_of = run.as_of if run else None
@@ -121,21 +153,32 @@ def file_handler() -> logging.Handler:
     Called while Prefect sets up logging, at its import: an error here must not break every ``import prefect``,
     so an unusable setting or path says why on stderr and the process logs without a file.
     """
-    from concurrent_log_handler import ConcurrentRotatingFileHandler
-
     from pipeline.settings import load_settings
 
     try:
         settings = load_settings()
-        path = settings.resolved_log_file()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handler: logging.Handler = ConcurrentRotatingFileHandler(
-            str(path), maxBytes=settings.log_max_bytes, backupCount=settings.log_backup_count, encoding="utf-8")
-        handler.setLevel(settings.log_level.upper())
+        return open_log_file(settings.resolved_log_file(), max_bytes=settings.log_max_bytes,
+                             backups=settings.log_backup_count, json_lines=settings.log_format == "json",
+                             level=settings.log_level)
     except (OSError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
         print(f"warning: no log file ({_describe(exc)})", file=sys.stderr)
         return logging.NullHandler()
-    handler.setFormatter(JsonLines() if settings.log_format == "json" else PlainLines())
+
+
+def open_log_file(path: Path, *, max_bytes: int, backups: int, json_lines: bool,
+                  level: str = "INFO") -> logging.Handler:
+    """A handler appending to ``path`` (its directory made), rotated under a lock at ``max_bytes`` with
+    ``backups`` kept, every line tagged by ``RunFields``."""
+    from concurrent_log_handler import ConcurrentRotatingFileHandler
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = ConcurrentRotatingFileHandler(str(path), maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+    try:
+        handler.setLevel(level.upper())
+    except ValueError:
+        handler.close()
+        raise
+    handler.setFormatter(JsonLines() if json_lines else PlainLines())
     handler.addFilter(RunFields())
     return handler
 

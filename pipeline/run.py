@@ -7,7 +7,7 @@ shards as is, so every worker runs the same checkpoint, horizon and checks whate
 from __future__ import annotations
 
 import dataclasses
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from pipeline.series_checks import SeriesChecks
 from pipeline.settings import Settings
 from pipeline.sources import DuckDBSource, FileSource, UrlSource
 
-__all__ = ["ResolvedRun", "resolve_run", "run_parameters"]
+__all__ = ["ResolvedRun", "resolve_job", "resolve_run", "run_parameters", "scheduled_date"]
 
 
 class ResolvedRun(BaseModel):
@@ -48,11 +48,21 @@ def resolve_run(settings: Settings, source: FileSource | UrlSource | DuckDBSourc
     wrong one fails before any work."""
     root = check_output_root(Path(output_root).resolve() if output_root is not None else
                              settings.resolved_output_root())
-    return ResolvedRun(run_id=run_id, job=validate_job_name(default_job_name(source) if job is None else job),
+    return ResolvedRun(run_id=run_id, job=resolve_job(source, job),
                        as_of=as_of, output_root=root,
                        horizon=settings.horizon_len if horizon is None else horizon,
                        context_len=model.context_len or settings.context_len, engine=engine_config(model, settings),
                        checks=checks, freq=freq, overlap=settings.overlap)
+
+
+def resolve_job(source: FileSource | UrlSource | DuckDBSource, job: str | None) -> str:
+    """The job a run writes: ``job``, checked, else the name derived from the source."""
+    return validate_job_name(default_job_name(source) if job is None else job)
+
+
+def scheduled_date(scheduled: datetime | None) -> date:
+    """A run's logical date: the date (UTC) it was scheduled for, else today (UTC)."""
+    return scheduled.astimezone(timezone.utc).date() if scheduled else datetime.now(timezone.utc).date()
 
 
 def run_parameters(run: ResolvedRun, source: FileSource | UrlSource | DuckDBSource, **extra: Any) -> dict[str, Any]:
