@@ -21,7 +21,8 @@ __all__ = ["DEPLOYED_FLOWS", "SILENT_RUNS", "crash_silent_runs", "main"]
 
 SILENT_RUNS = "crash-silent-flow-runs"
 # Every flow prefect.yaml deploys: all of them run on pools that turn heartbeats on.
-DEPLOYED_FLOWS = ("batch-forecast", "batch-backtest", "sharded-forecast", "forecast-shard", "health-check")
+DEPLOYED_FLOWS = ("batch-forecast", "batch-backtest", "batch-detect-anomalies", "sharded-forecast", "forecast-shard",
+                  "health-check")
 _ALIVE = ("prefect.flow-run.Pending", "prefect.flow-run.Running", "prefect.flow-run.heartbeat")
 _FINAL = {f"prefect.flow-run.{name}" for name in ("Completed", "Failed", "Cancelled", "Crashed")}
 

@@ -22,7 +22,7 @@ from typing import Any
 # None of these import Prefect, which must see the environment defaults below before it loads.
 from forecast_model.errors import MAX_MESSAGE_CHARS, ConfigurationError
 from pipeline.canonical import ColumnMapping
-from pipeline.params import BacktestSummary, ModelParams, RunSummary
+from pipeline.params import AnomalySummary, BacktestSummary, ModelParams, RunSummary
 from pipeline.series_checks import SeriesChecks
 from pipeline.sources import DuckDBSource, FileSource, UrlSource
 from pipeline.sources.files import base_directory
@@ -39,7 +39,7 @@ _ENV_DEFAULTS = {
 
 
 def _common_arguments(command: argparse.ArgumentParser) -> None:
-    """Source, model and run arguments shared by `run` and `backtest`."""
+    """Source, model and run arguments shared by `run`, `backtest` and `detect`."""
     command.add_argument("--source", required=True,
                          help="A .csv/.parquet path or glob, an http(s):// URL, secret:NAME (a URL kept in "
                               "Prefect Secret block NAME, or secret:env:VAR), or duckdb:///path/to.db "
@@ -88,6 +88,16 @@ def _parser() -> argparse.ArgumentParser:
     backtest.add_argument("--n-windows", type=int, default=3, help="Number of cutoffs (default 3).")
     backtest.add_argument("--step", type=int, help="Steps between cutoffs (default: h).")
     backtest.add_argument("--season-length", type=int, help="Seasonal period (default: from the frequency).")
+    detect = commands.add_parser("detect", parents=[common],
+                                 help="Flag the latest observations of a source that its forecast did not expect.")
+    _common_arguments(detect)
+    detect.add_argument("--window", type=int, help="Points scored per series (default: one season, else 7).")
+    detect.add_argument("--since", type=date.fromisoformat, help="Score the points on or after this date instead.")
+    detect.add_argument("--scoring", choices=["block", "rolling"], default="block",
+                        help="block: one forecast of the whole window (default); rolling: --stride points each.")
+    detect.add_argument("--stride", type=int, default=1, help="Points per forecast when rolling (default 1).")
+    detect.add_argument("--threshold", type=float, default=0.95,
+                        help="Anomaly probability from which a point is an anomaly (default 0.95).")
     health = commands.add_parser("health", parents=[common],
                                  help="Print the health report as JSON; exit 0 healthy, 1 unhealthy.")
     health.add_argument("--checkpoint", help="Checkpoint to check (default TIMESFM20_DEFAULT_CHECKPOINT).")
@@ -184,7 +194,7 @@ def _allow_source_directory(source: FileSource | UrlSource | DuckDBSource) -> No
     os.environ["FORECAST_DATA_ROOTS"] = os.pathsep.join([roots, str(directory)])
 
 
-def _report(summary: RunSummary | BacktestSummary, headline: str) -> int:
+def _report(summary: RunSummary | BacktestSummary | AnomalySummary, headline: str) -> int:
     print(headline)
     for warning in summary.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -233,6 +243,20 @@ def _backtest(args: argparse.Namespace) -> int:
     return _report(summary, f"Backtested {summary.series_ok} of {summary.series_in} series for job {summary.job!r}; "
                             f"TimesFM beats seasonal naive on {summary.share_beating_seasonal_naive:.0%} of them.\n"
                             + "\n".join(lines))
+
+
+def _detect(args: argparse.Namespace) -> int:
+    from flows.batch_detect_anomalies import batch_detect_anomalies
+    from pipeline.detection import DetectionSpec
+
+    DetectionSpec(window=args.window, since=args.since, scoring=args.scoring, stride=args.stride,
+                  threshold=args.threshold)  # a contradiction fails here, before any server starts
+    summary = _call(batch_detect_anomalies, {"window": args.window, "since": args.since, "scoring": args.scoring,
+                                             "stride": args.stride, "threshold": args.threshold,
+                                             **_run_options(args)})
+    return _report(summary, f"Scored {summary.points_scored} observations of {summary.series_ok} series "
+                            f"({summary.points_missing} missing, not scored) for job {summary.job!r}, as_of "
+                            f"{summary.as_of}: {summary.anomalies} anomalies.")
 
 
 def _health(args: argparse.Namespace) -> int:
@@ -336,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     level = "DEBUG" if args.verbose else os.environ.get("LOG_LEVEL", "INFO").upper()
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", level)
-    commands = {"run": _run, "backtest": _backtest, "health": _health, "worker": _worker,
+    commands = {"run": _run, "backtest": _backtest, "detect": _detect, "health": _health, "worker": _worker,
                 "metrics-exporter": _metrics_exporter, "make-tiny-checkpoint": _make_tiny}
     log_file = None
     try:

@@ -13,7 +13,14 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from pipeline.contracts import EVALUATION_SCHEMA, FORECAST_SCHEMA, QUANTILE_COLUMNS, RUNS_SCHEMA, STATUS_SCHEMA
+from pipeline.contracts import (
+    ANOMALY_SCHEMA,
+    EVALUATION_SCHEMA,
+    FORECAST_SCHEMA,
+    QUANTILE_COLUMNS,
+    RUNS_SCHEMA,
+    STATUS_SCHEMA,
+)
 
 __all__ = ["CATALOG_FILE", "STORAGE_VERSION", "TABLES", "build_catalog"]
 
@@ -22,7 +29,7 @@ CATALOG_FILE = "catalog.duckdb"
 # which cannot open files in 2.x's default format ("can only read versions between 64 and 68").
 STORAGE_VERSION = "v1.0.0"
 TABLES = {"forecasts": FORECAST_SCHEMA, "series_status": STATUS_SCHEMA, "runs": RUNS_SCHEMA,
-          "evaluations": EVALUATION_SCHEMA}
+          "evaluations": EVALUATION_SCHEMA, "anomalies": ANOMALY_SCHEMA, "anomaly_status": STATUS_SCHEMA}
 _DUCK_TYPES = {pa.string(): "VARCHAR", pa.float64(): "DOUBLE", pa.int64(): "BIGINT", pa.int32(): "INTEGER",
                pa.bool_(): "BOOLEAN", pa.timestamp("us"): "TIMESTAMP", pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ"}
 
@@ -97,6 +104,8 @@ def _style_views() -> dict[str, str]:
             "0.8 AS confidence_level, CASE WHEN s.status = 'ok' THEN '' ELSE s.status || ': ' || s.reason END "
             "AS ai_forecast_status FROM series_status s LEFT JOIN forecasts f USING (job, as_of, unique_id)"
         ),
+        # The latest anomaly run of each job.
+        "anomalies_latest": "SELECT * FROM anomalies QUALIFY as_of = max(as_of) OVER (PARTITION BY job)",
         # Shaped like Nixtla's libraries: one column per model and quantile.
         "forecasts_nixtla": f"SELECT f.job, f.as_of, f.unique_id, f.ds, f.cutoff, f.forecast AS \"TimesFM\", "
                             f"{quantiles} FROM forecasts f",

@@ -13,6 +13,7 @@ import pyarrow as pa
 from pydantic import Field
 
 __all__ = [
+    "ANOMALY_SCHEMA",
     "DS",
     "EVALUATION_SCHEMA",
     "FORECAST_SCHEMA",
@@ -127,5 +128,22 @@ EVALUATION_SCHEMA = pa.schema(
         ("season_length", pa.int32()),
         ("run_id", pa.string()),
         ("created_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+# One row per scored observation of an anomaly-detection run (a missing observation is not scored).
+ANOMALY_SCHEMA = pa.schema(
+    [
+        (ID, pa.string()),
+        (DS, pa.timestamp("us")),
+        (Y, pa.float64()),
+        ("expected", pa.float64()),  # the forecast's median (q50) at that step
+        ("lower", pa.float64()),  # the central `threshold` interval of the forecast's distribution
+        ("upper", pa.float64()),
+        ("anomaly_probability", pa.float64()),
+        ("is_anomaly", pa.bool_()),
+        ("cutoff", pa.timestamp("us")),  # the last point of the history the forecast came from
+        ("model", pa.string()),
+        ("run_id", pa.string()),
     ]
 )

@@ -18,6 +18,7 @@ from pipeline.sources import DuckDBSource, FileSource, UrlSource
 from pipeline.sources.files import is_glob
 
 __all__ = [
+    "AnomalySummary",
     "BacktestSummary",
     "FreqAlias",
     "JobName",
@@ -166,6 +167,14 @@ class BacktestSummary(_RunOutcome):
     evaluation_rows: int
     share_beating_seasonal_naive: float
     overall: dict[str, dict[str, float]]
+
+
+class AnomalySummary(_RunOutcome):
+    """What an anomaly-detection run produced."""
+
+    points_scored: int
+    points_missing: int
+    anomalies: int
 
 
 class ShardedRunSummary(RunSummary):

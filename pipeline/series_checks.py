@@ -40,6 +40,8 @@ REASONS = {
     "non_finite_forecast": "the model returned a non-finite forecast (status `failed`; beyond 128 steps the model "
                            "feeds back its own forecasts, so a shorter horizon may help)",
     "too_short_for_backtest": "too few points for the backtest's windows plus a season of history (backtest only)",
+    "context_too_short": "fewer than 3 observed points before the scoring window (anomaly detection only)",
+    "nothing_to_score": "no point on or after `since` (anomaly detection only)",
 }
 
 

@@ -133,7 +133,7 @@ def test_deployments_are_tagged_with_their_kind_and_pool() -> None:
     for name, deployment in DEPLOYMENTS.items():
         pool = deployment["work_pool"]["name"]
         assert f"pool:{pool}" in deployment.get("tags", []), f"{name}: no pool tag to filter the deployments list by"
-        assert {"forecast", "backtest", "health"} & set(deployment["tags"]), f"{name}: no kind tag"
+        assert {"forecast", "backtest", "anomalies", "health"} & set(deployment["tags"]), f"{name}: no kind tag"
 
 
 @pytest.mark.parametrize("entrypoint", sorted({d["entrypoint"] for d in SPEC["deployments"]}))

@@ -82,7 +82,8 @@ def test_serve_then_stop(tmp_path: Path, tiny_checkpoint: ResolvedCheckpoint) ->
         assert http_error(lambda: post(env, "/deployments/filter", None))[0] == 401
         assert http_error(lambda: post(env, "/deployments/filter", "forecast:wrong"))[0] == 401
         deployments = {d["name"]: d for d in post(env, "/deployments/filter", auth)}
-        cpu = {"on-demand", "nightly", "backtest-weekly", "health-check", "sharded-on-demand", "shard"}
+        cpu = {"on-demand", "nightly", "backtest-weekly", "anomalies-nightly", "health-check", "sharded-on-demand",
+               "shard"}
         gpu = {"on-demand-gpu", "nightly-gpu", "shard-gpu", "health-check-gpu"}
         assert set(deployments) == cpu | gpu
         assert {d["work_pool_name"] for name, d in deployments.items() if name in gpu} == {"gpu"}

@@ -251,6 +251,20 @@ def test_backtest_command(tmp_path: Path, tiny_checkpoint: ResolvedCheckpoint, a
     assert 'forecast_last_success_timestamp_seconds{flow="batch-backtest",job="us_macro_quarterly"}' in served
 
 
+def test_detect_command(tmp_path: Path, tiny_checkpoint: ResolvedCheckpoint, api: str) -> None:
+    done = forecast("detect", "--source", str(SAMPLE), "--window", "3", "--scoring", "rolling", "--stride", "2",
+                    "--checkpoint", str(tiny_checkpoint.weights.parent), "--as-of", "2026-11-27", cwd=tmp_path,
+                    api=api)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["points_scored"] == 12 * 3 and summary["as_of"] == "2026-11-27"
+    assert "Scored 36 observations of 12 series (0 missing, not scored) for job 'us_macro_quarterly'" in done.stdout
+    table = pd.read_parquet(summary["outputs"]["anomalies"])
+    assert table.groupby("unique_id")["cutoff"].nunique().eq(2).all(), "rolling by 2 over 3 points: two forecasts"
+    refused = forecast("detect", "--source", str(SAMPLE), "--window", "3", "--since", "2000-01-01", cwd=tmp_path)
+    assert refused.returncode == 2 and "give window or since, not both" in refused.stderr, refused.stderr[-2000:]
+
+
 def scrape_exporter(root: Path) -> dict[str, str]:
     """Starts `forecast metrics-exporter` on a free port, scrapes /metrics once over HTTP, stops it (by PID)."""
     exporter = subprocess.Popen([str(FORECAST), "metrics-exporter", "--port", "0", "--output-root", str(root)],
