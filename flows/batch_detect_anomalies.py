@@ -15,10 +15,11 @@ from pipeline.contracts import MAX_HORIZON
 from pipeline.detection import DetectionSpec
 from pipeline.manifest import StageTimer, build_manifest
 from pipeline.params import AnomalySummary, FreqAlias, JobName, ModelParams, OutputRoot
+from pipeline.report import plot_title
 from pipeline.run import run_parameters
 from pipeline.series_checks import SeriesChecks
 from pipeline.sources import Source
-from tasks.detect import detect_anomalies
+from tasks.detect import detect_anomalies, render_anomalies
 
 __all__ = ["batch_detect_anomalies"]
 
@@ -70,13 +71,16 @@ def batch_detect_anomalies(
         info, loaded, validation = prepare_load_validate(ctx, source, timer)
         with timer("detect"):
             stats = detect_anomalies(validation.regular_path, validation.status_path, ctx.staging, ctx.run, spec)
+        plot = render_anomalies(validation.regular_path, stats.anomalies_path, ctx.staging,
+                                title=plot_title(ctx.run.job, ctx.run.as_of.isoformat(), ctx.run.engine.checkpoint,
+                                                 info.checkpoint_sha256))
         manifest = build_manifest(ctx.run, flow_name=ctx.flow_name, deployment=ctx.deployment,
                                   source=source.describe(), input_fingerprint=loaded.fingerprint, counts=stats.counts,
                                   output_rows=stats.points_scored, model=info, timings=timer.seconds,
                                   parameters=run_parameters(ctx.run, source, **spec.model_dump(mode="json")))
         published = publish_run(ctx, manifest, timer, tables=["anomalies", "anomaly_status"],
                                 metrics={**stats.counts.published_fields(), **stats.metrics(spec.threshold)},
-                                artifacts=[validation.report_path, validation.summary_path],
+                                artifacts=[plot, stats.status_path, validation.report_path, validation.summary_path],
                                 tracking_required=tracking_required)
     return AnomalySummary(**outcome(manifest, published), points_scored=stats.points_scored,
                           points_missing=stats.points_missing, anomalies=stats.anomalies)

@@ -1,4 +1,5 @@
-"""A PNG of a few series: recent history, the point forecast and the q10-q90 band."""
+"""PNGs of a few series: recent history with the forecast and its q10-q90 band, or with the scored
+observations of an anomaly run, their expected band and the anomalies flagged."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import pandas as pd
 
 from pipeline.contracts import DS, ID, Y
 
-__all__ = ["SAMPLE_SERIES", "plot_sample"]
+__all__ = ["SAMPLE_SERIES", "WORST_SERIES", "plot_anomalies", "plot_sample"]
 
 SAMPLE_SERIES = 6  # series a sample plot shows
+WORST_SERIES = 4  # series an anomaly plot shows: those with the most surprising observations
 
 
 def plot_sample(history: pd.DataFrame, forecasts: pd.DataFrame, path: Path, n_series: int = SAMPLE_SERIES,
@@ -31,6 +33,33 @@ def plot_sample(history: pd.DataFrame, forecasts: pd.DataFrame, path: Path, n_se
         axis.fill_between(future[DS], future["q10"], future["q90"], alpha=0.3, label="q10-q90")
         axis.plot(future[DS], future["forecast"], linewidth=1.5, label="forecast")
         axis.set_title(str(series_id), fontsize=9, loc="left")
+    axes[0, 0].legend(loc="upper left", fontsize=7)
+    if title:
+        figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
+def plot_anomalies(history: pd.DataFrame, anomalies: pd.DataFrame, path: Path, n_series: int = WORST_SERIES,
+                   title: str | None = None) -> Path:
+    """Plots the ``n_series`` series with the highest anomaly probability: their history before the scored
+    points (three times as many), the band between ``lower`` and ``upper``, the expected values, and the
+    anomalies in red."""
+    worst = anomalies.groupby(ID)["anomaly_probability"].max().sort_values(ascending=False, kind="stable")
+    ids = list(worst.index[:n_series])
+    figure, axes = plt.subplots(len(ids) or 1, 1, figsize=(9, 2.2 * max(len(ids), 1)), squeeze=False)
+    for axis, series_id in zip(axes[:, 0], ids, strict=False):
+        scored = anomalies[anomalies[ID] == series_id].sort_values(DS)
+        past = history[(history[ID] == series_id) & (history[DS] < scored[DS].min())].tail(3 * len(scored))
+        flagged = scored[scored["is_anomaly"]]
+        axis.plot(past[DS], past[Y], color="black", linewidth=1, label="history")
+        axis.fill_between(scored[DS], scored["lower"], scored["upper"], alpha=0.3, label="expected band")
+        axis.plot(scored[DS], scored["expected"], linewidth=1.2, label="expected")
+        axis.plot(scored[DS], scored[Y], "o", color="black", markersize=3, label="observed")
+        axis.plot(flagged[DS], flagged[Y], "o", color="red", markersize=6, label="anomaly")
+        axis.set_title(f"{series_id} (max anomaly probability {worst[series_id]:.3f})", fontsize=9, loc="left")
     axes[0, 0].legend(loc="upper left", fontsize=7)
     if title:
         figure.suptitle(title, fontsize=9)

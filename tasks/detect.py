@@ -22,7 +22,7 @@ from pipeline.frequency import freq_code
 from pipeline.run import ResolvedRun
 from pipeline.tables import parquet_options, write_table
 
-__all__ = ["DetectionStats", "detect_anomalies"]
+__all__ = ["DetectionStats", "detect_anomalies", "render_anomalies"]
 
 TOP_ANOMALIES = 20  # rows of the run's Prefect table artifact
 
@@ -84,6 +84,17 @@ def detect_anomalies(regular_path: Path, status_path: Path, staging: Path, run: 
     return DetectionStats(counts=counts, points_scored=table.num_rows, points_missing=missing, anomalies=anomalies,
                           device=str(model.device), anomalies_path=path,
                           status_path=write_table(status, STATUS_SCHEMA, staging / "anomaly_status.parquet"))
+
+
+@task(name="render-anomalies", cache_policy=NO_CACHE)
+def render_anomalies(regular_path: Path, anomalies_path: Path, staging: Path, title: str | None = None) -> Path:
+    """A PNG of the series with the most surprising observations, for the MLflow run."""
+    from pipeline.plot import WORST_SERIES, plot_anomalies  # matplotlib only where a plot is drawn
+
+    anomalies = pd.read_parquet(anomalies_path)
+    ids = list(anomalies.groupby(ID)["anomaly_probability"].max().nlargest(WORST_SERIES).index)
+    history = pd.read_parquet(regular_path, filters=[(ID, "in", ids)]) if ids else anomalies.iloc[:0]
+    return plot_anomalies(history, anomalies, staging / "anomalies.png", title=title)
 
 
 def _top_artifact(table: pa.Table, threshold: float) -> None:

@@ -36,6 +36,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: ResolvedChe
         running.start_server()
         running.cli("work-pool", "create", "cpu", "--type", "process")
         running.cli("--no-prompt", "deploy", "--name", "on-demand")
+        running.cli("--no-prompt", "deploy", "--name", "anomalies-nightly")
         running.python("-m", "deployments.parameters")  # as ./setup.sh serve does after deploying
         running.start_worker("cpu")
         yield running
@@ -86,6 +87,21 @@ def assert_logged_by_worker_and_run(log: Path, run_id: str, as_of: str) -> None:
     assert all("step" in line["message"] for line in run_lines[:begins]), run_lines[:begins]
     assert {(line["job"], line["as_of"]) for line in run_lines[begins:]} == {("us_macro_quarterly", as_of)}
 
+
+
+def test_the_nightly_anomaly_deployment_runs_as_its_schedule_would(stack: PrefectStack) -> None:
+    deployment = stack.request("GET", "/deployments/name/batch-detect-anomalies/anomalies-nightly")
+    [schedule] = deployment["schedules"]
+    assert schedule["schedule"]["cron"] == "30 2 * * *", "after the nightly forecast at 02:00"
+    run = stack.request("POST", f"/deployments/{deployment['id']}/create_flow_run", {
+        "parameters": schedule["parameters"],
+        "state": {"type": "SCHEDULED", "state_details": {"scheduled_time": "2026-11-21T02:30:00+00:00"}}})
+    final = stack.wait_for(run["id"])
+    assert final["state_type"] == "COMPLETED", final["state"]
+    root = stack.directory / "data" / "outputs"
+    table = pd.read_parquet(root / "anomalies" / "job=us_macro_quarterly" / "as_of=2026-11-21" / "data.parquet")
+    assert len(table) == 12 * 4 and set(table["run_id"]) == {run["id"]}, "a season of quarters per series"
+    assert table["anomaly_probability"].between(0, 1).all()
 
 
 def test_scheduled_date_is_the_partition_and_a_second_trigger_replaces_it(stack: PrefectStack) -> None:

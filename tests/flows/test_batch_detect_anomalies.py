@@ -67,8 +67,11 @@ def test_flags_what_the_forecast_did_not_expect(workspace: Path, tiny_checkpoint
     assert flagged == [("a", pd.Timestamp("2026-10-19").to_pydatetime(), 15.0, round(1 - np.exp(-5), 6), True)]
     assert catalog(workspace, "SELECT unique_id, reason FROM anomaly_status WHERE status <> 'ok'") == \
         [("c", "context_too_short")]
-    metrics = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}").get_run(first.mlflow_run_id).data.metrics
+    client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
+    metrics = client.get_run(first.mlflow_run_id).data.metrics
     assert (metrics["anomalies"], metrics["anomaly_rate"], metrics["threshold"]) == (1, 0.2, 0.95)
+    logged = {a.path for a in client.list_artifacts(first.mlflow_run_id)}
+    assert {"anomalies.png", "anomaly_status.parquet"} <= logged, logged
 
     second = batch_detect_anomalies(source=source, window=3, model=model, as_of=DAY, job="meters",
                                     checks={"max_rejected_fraction": 0.5}, threshold=0.999)

@@ -51,3 +51,29 @@ def test_plot_of_no_forecast_still_writes_a_png(tmp_path: Path, sample_frame: pd
     with pytest.warns(UserWarning, match="No artists with labels"):
         path = plot_sample(history, empty, tmp_path / "empty.png")
     assert png_size(path) == (810, 198)
+
+
+def test_plot_anomalies_shows_the_series_with_the_most_surprising_points(tmp_path: Path, sample_frame: pd.DataFrame,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import matplotlib.pyplot as plt
+
+    from pipeline.plot import plot_anomalies
+
+    history = to_canonical(sample_frame)
+    scored = history.groupby("unique_id").tail(4).assign(expected=lambda f: f["y"], lower=lambda f: f["y"] - 1,
+                                                         upper=lambda f: f["y"] + 1)
+    scored["anomaly_probability"] = np.linspace(0, 0.999, len(scored))
+    scored["is_anomaly"] = scored["anomaly_probability"] >= 0.95
+    drawn: list[str] = []
+    original = plt.Axes.set_title
+
+    def remember(self: plt.Axes, label: str, *args: object, **kwargs: object) -> object:
+        drawn.append(label)
+        return original(self, label, *args, **kwargs)
+
+    monkeypatch.setattr(plt.Axes, "set_title", remember)
+    path = plot_anomalies(history, scored, tmp_path / "anomalies.png", n_series=3)
+    assert png_size(path) == (9 * 90, round(2.2 * 3 * 90))
+    expected = list(scored.groupby("unique_id")["anomaly_probability"].max().sort_values(ascending=False).index[:3])
+    assert [label.split(" ")[0] for label in drawn] == expected, "the worst series first"
+    assert "(max anomaly probability 0.999)" in drawn[0]
