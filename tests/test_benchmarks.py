@@ -83,3 +83,18 @@ def test_pipeline_benchmark_prints_the_baseline_and_the_flow_stages(tmp_path: Pa
                  "| flow total (load start to publish end)", "| flow wall, run 1 (fresh stores)",
                  "| flow wall, run 2 (same stores)", "| flow wall, a running Prefect server"):
         assert line in done.stdout, done.stdout
+
+
+def test_anomaly_benchmark_scores_injected_anomalies_against_a_z_score(tmp_path: Path) -> None:
+    """The plumbing (tiny random weights): labels land in the scored windows, both methods are compared at
+    the same number of flags, and the output says the figures mean nothing about TimesFM."""
+    command = [sys.executable, str(REPO / "benchmarks" / "anomaly_benchmark.py"), "--window", "8",
+               "--per-series", "2", "--json", str(tmp_path / "r.json")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["points_scored"] == 12 * 8 and 12 <= result["labelled"] <= 24, result
+    assert sum(result["labels_by_kind"].values()) == result["labelled"], "every label is a scored point"
+    assert result["zscore_same_flags"]["flags"] == result["timesfm"]["flags"]
+    assert 0 <= result["timesfm_precision_at_k"] <= 1 and 0 <= result["zscore_precision_at_k"] <= 1
+    assert "RANDOM WEIGHTS: these figures check the plumbing only" in done.stdout
