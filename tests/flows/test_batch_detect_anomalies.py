@@ -3,6 +3,7 @@ the real engine once on the tiny checkpoint, bad input, and a re-run replacing i
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from pipeline.errors import InputDataError
 from pipeline.params import ModelParams
 from pipeline.sources import FileSource
 from tests.conftest import SAMPLE
+from tests.flows.test_batch_forecast import prefect_artifacts
 from tests.pipeline.test_detection import laplace_result
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -72,6 +74,11 @@ def test_flags_what_the_forecast_did_not_expect(workspace: Path, tiny_checkpoint
     assert (metrics["anomalies"], metrics["anomaly_rate"], metrics["threshold"]) == (1, 0.2, 0.95)
     logged = {a.path for a in client.list_artifacts(first.mlflow_run_id)}
     assert {"anomalies.png", "anomaly_status.parquet"} <= logged, logged
+    artifacts = prefect_artifacts(first.run_id)
+    assert artifacts["top-anomalies"].type == "table", artifacts
+    top = json.loads(artifacts["top-anomalies"].data)
+    assert top[0]["unique_id"] == "a" and top[0]["y"] == 15.0 and top[0]["is_anomaly"] is True, top[:2]
+    assert "batch-detect-anomalies-meters-summary" in artifacts, "the run summary every flow makes"
 
     second = batch_detect_anomalies(source=source, window=3, model=model, as_of=DAY, job="meters",
                                     checks={"max_rejected_fraction": 0.5}, threshold=0.999)
