@@ -99,7 +99,9 @@ test_fast() {
   local started=$SECONDS
   checks
   local status=0
-  "$VENV/bin/python" -m pytest -m "not e2e and not slow" "$@" || status=$?
+  # Two test processes (FORECAST_TEST_WORKERS): the fast tier's tests share nothing but the machine. The full
+  # suite stays in one process: its e2e tests time real servers and workers.
+  "$VENV/bin/python" -m pytest -m "not e2e and not slow" -n "${FORECAST_TEST_WORKERS:-2}" "$@" || status=$?
   echo "test-fast: $((SECONDS - started)) s (lint, types, layers and the tests marked neither e2e nor slow)" >&2
   return "$status"
 }
