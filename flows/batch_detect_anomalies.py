@@ -77,7 +77,8 @@ def batch_detect_anomalies(
         manifest = build_manifest(ctx.run, flow_name=ctx.flow_name, deployment=ctx.deployment,
                                   source=source.describe(), input_fingerprint=loaded.fingerprint, counts=stats.counts,
                                   output_rows=stats.points_scored, model=info, timings=timer.seconds,
-                                  parameters=run_parameters(ctx.run, source, **spec.model_dump(mode="json")))
+                                  parameters=run_parameters(ctx.run, source, **spec.model_dump(mode="json"),
+                                                            horizon=stats.horizon))
         published = publish_run(ctx, manifest, timer, tables=["anomalies", "anomaly_status"],
                                 metrics={**stats.counts.published_fields(), **stats.metrics(spec.threshold)},
                                 artifacts=[plot, stats.status_path, validation.report_path, validation.summary_path],

@@ -36,6 +36,7 @@ class DetectionStats(BaseModel):
     points_scored: int
     points_missing: int
     anomalies: int
+    horizon: int  # the most steps one forecast covered (the window, or the stride when rolling)
     device: str
     anomalies_path: Path
     status_path: Path
@@ -82,7 +83,7 @@ def detect_anomalies(regular_path: Path, status_path: Path, staging: Path, run: 
     path = staging / "anomalies.parquet"
     pq.write_table(table, path, **parquet_options(table.schema))
     return DetectionStats(counts=counts, points_scored=table.num_rows, points_missing=missing, anomalies=anomalies,
-                          device=str(model.device), anomalies_path=path,
+                          horizon=horizon, device=str(model.device), anomalies_path=path,
                           status_path=write_table(status, STATUS_SCHEMA, staging / "anomaly_status.parquet"))
 
 

@@ -69,6 +69,9 @@ def test_flags_what_the_forecast_did_not_expect(workspace: Path, tiny_checkpoint
     assert flagged == [("a", pd.Timestamp("2026-10-19").to_pydatetime(), 15.0, round(1 - np.exp(-5), 6), True)]
     assert catalog(workspace, "SELECT unique_id, reason FROM anomaly_status WHERE status <> 'ok'") == \
         [("c", "context_too_short")]
+    [(parameters,)] = catalog(workspace, "SELECT parameters FROM runs WHERE flow_name = 'batch-detect-anomalies'")
+    assert {k: json.loads(parameters)[k] for k in ("window", "scoring", "threshold", "horizon")} == \
+        {"window": 3, "scoring": "block", "threshold": 0.95, "horizon": 3}, "the steps forecast, not a default"
     client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
     metrics = client.get_run(first.mlflow_run_id).data.metrics
     assert (metrics["anomalies"], metrics["anomaly_rate"], metrics["threshold"]) == (1, 0.2, 0.95)
