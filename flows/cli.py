@@ -440,9 +440,10 @@ def _describe(exc: BaseException) -> str:
     from prefect.exceptions import ParameterTypeError
     from pydantic import ValidationError
 
+    from pipeline.errors import describe_invalid
+
     if isinstance(exc, ValidationError):
-        text = "; ".join(f"{'.'.join(map(str, e['loc'])) or exc.title}: {e['msg'].removeprefix('Value error, ')}"
-                         for e in exc.errors(include_url=False, include_input=False))
+        text = describe_invalid(exc)
     elif isinstance(exc, ParameterTypeError):
         lines = [line.strip().removeprefix("- ") for line in str(exc).splitlines()[1:]]
         text = "invalid parameters: " + "; ".join(line.replace("Value error, ", "") for line in lines)

@@ -93,13 +93,17 @@ def cut_for_detection(frame: pd.DataFrame, status: pd.DataFrame,
     freqs = dict(zip(status[ID], status["freq"], strict=True))
     accepted = set(status.loc[status["status"] == SeriesStatus.OK.value, ID])
     cuts: list[Cut] = []
+    unscored: dict[str, str] = {}
     for series_id, group in frame[frame[ID].isin(accepted)].groupby(ID, sort=False):
         cut = cut_series(str(series_id), group[Y].to_numpy(np.float64),
                          group[DS].to_numpy().astype("datetime64[us]"), freqs[series_id], spec)
         if isinstance(cut, str):
-            status.loc[status[ID] == series_id, ["status", "reason"]] = [SeriesStatus.REJECTED.value, cut]
+            unscored[str(series_id)] = cut
         else:
             cuts.extend(cut)
+    left_out = status[ID].isin(unscored.keys())  # one assignment, not one scan of the table per series
+    status.loc[left_out, "status"] = SeriesStatus.REJECTED.value
+    status.loc[left_out, "reason"] = status.loc[left_out, ID].map(unscored)
     return cuts, status
 
 
@@ -115,8 +119,10 @@ def anomaly_table(cuts: list[Cut], result: ForecastResult, *, threshold: float, 
     broken = ~np.isfinite(quantiles).all(axis=2) & used
     failed = {cuts[i].unique_id for i in np.flatnonzero(broken.any(axis=1))}
     y = np.full((len(cuts), horizon), np.nan)
+    stamps = np.full((len(cuts), horizon), np.datetime64("NaT"), dtype="datetime64[us]")
     for i, cut in enumerate(cuts):
         y[i, :len(cut.actual)] = cut.actual
+        stamps[i, :len(cut.actual)] = cut.stamps
     in_failed = np.array([c.unique_id in failed for c in cuts])[:, None]
     keep = used & ~in_failed & ~np.isnan(y)
     missing = int((used & ~in_failed & np.isnan(y)).sum())
@@ -125,13 +131,13 @@ def anomaly_table(cuts: list[Cut], result: ForecastResult, *, threshold: float, 
     observed = y[rows, steps]
     probability = anomaly_probability(q, observed)
     lower, upper = bounds(q, threshold)
+    ids = np.array([c.unique_id for c in cuts], dtype=object)
+    cutoffs = np.array([c.cutoff for c in cuts], dtype="datetime64[us]")
     table = pd.DataFrame({
-        ID: pd.array([cuts[i].unique_id for i in rows], dtype="string"),
-        DS: np.array([cuts[i].stamps[s] for i, s in zip(rows, steps, strict=True)], dtype="datetime64[us]"),
+        ID: pd.array(ids[rows], dtype="string"), DS: stamps[rows, steps],
         Y: observed, "expected": q[:, QUANTILE_COLUMNS.index("q50")], "lower": lower, "upper": upper,
         "anomaly_probability": probability, "is_anomaly": probability >= threshold,
-        "cutoff": np.array([cuts[i].cutoff for i in rows], dtype="datetime64[us]"),
-        "model": model, "run_id": run_id,
+        "cutoff": cutoffs[rows], "model": model, "run_id": run_id,
     }).sort_values([ID, DS], kind="stable", ignore_index=True)
     return pa.Table.from_pandas(table, schema=ANOMALY_SCHEMA, preserve_index=False), failed, missing
 

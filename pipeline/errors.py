@@ -6,7 +6,8 @@ from pydantic import ValidationError
 
 from forecast_model.errors import ConfigurationError
 
-__all__ = ["DataValidationError", "InputDataError", "OutputRootError", "OutputSpaceError", "is_permanent"]
+__all__ = ["DataValidationError", "InputDataError", "OutputRootError", "OutputSpaceError", "describe_invalid",
+           "is_permanent"]
 
 
 class InputDataError(ConfigurationError):
@@ -31,3 +32,9 @@ def is_permanent(error: BaseException) -> bool:
     time, so it is permanent; anything else (a crash, a timeout, a lost worker, a full disk) may not be.
     """
     return isinstance(error, (ConfigurationError, ValidationError))  # invalid parameters are invalid every time
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    """A pydantic error on one line, field by field, without the offending input (it may be a secret)."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or exc.title}: {e['msg'].removeprefix('Value error, ')}"
+                     for e in exc.errors(include_url=False, include_input=False))

@@ -187,9 +187,7 @@ def _describe(exc: BaseException) -> str:
     """One short line; a bad setting by its variable, without its value (it may be a secret)."""
     from pydantic import ValidationError
 
-    if isinstance(exc, ValidationError):
-        text = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                         for e in exc.errors(include_url=False, include_input=False))
-    else:
-        text = str(exc).strip() or type(exc).__name__
+    from pipeline.errors import describe_invalid
+
+    text = describe_invalid(exc) if isinstance(exc, ValidationError) else str(exc).strip() or type(exc).__name__
     return text if len(text) <= 300 else text[:300] + "... (cut)"
