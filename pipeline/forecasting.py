@@ -18,7 +18,7 @@ from forecast_model import ForecastResult, TimesFmEngine
 from pipeline.contracts import DS, FORECAST_SCHEMA, ID, QUANTILE_COLUMNS, SeriesStatus, Y
 from pipeline.frequency import freq_code
 from pipeline.series_checks import FAILED_REASON
-from pipeline.tables import parquet_options
+from pipeline.tables import handed_over, parquet_options
 
 __all__ = ["PROGRESS_CHUNK", "Chunk", "ForecastSink", "build_forecast_table", "chunk_size", "forecast_table",
            "mark_series_failed", "read_chunks", "run_engine", "series_values"]
@@ -123,8 +123,19 @@ def read_chunks(regular_path: Path, accepted: pd.DataFrame, size: int) -> Iterat
 
     The table is read in record batches, so only a few chunks' rows are in memory at once when it holds the
     series in ``accepted``'s order (validation writes both sorted by id); any other order still works, at the
-    cost of holding the series read ahead of their turn.
+    cost of holding the series read ahead of their turn. A frame handed over for the file by the step that
+    wrote it (:func:`pipeline.tables.hand_over`) is cut instead: no read at all.
     """
+    frame = handed_over(regular_path)
+    if frame is not None:
+        try:
+            values = series_values(frame, accepted[ID])
+        except KeyError as missing:
+            raise LookupError(f"Series {missing} is accepted but has no rows in {regular_path}.") from None
+        for start in range(0, len(accepted), size):
+            part = accepted.iloc[start:start + size].reset_index(drop=True)
+            yield Chunk(part, values[start:start + size], [freq_code(f) for f in part["freq"]])
+        return
     blocks = _series_blocks(regular_path)
     ahead: dict[str, np.ndarray] = {}
     for start in range(0, len(accepted), size):

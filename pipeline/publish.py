@@ -9,6 +9,7 @@ from pathlib import Path
 
 from forecast_model.errors import path_kind
 from pipeline.errors import OutputRootError
+from pipeline.tables import forget_handed_over
 
 __all__ = ["DATA_FILE", "check_output_root", "discard_staging", "fresh_dir", "partition_dir", "publish_tables",
            "staging_dir"]
@@ -81,4 +82,5 @@ def publish_tables(staging: Path, output_root: Path, job: str, as_of: str,
 
 def discard_staging(staging: Path) -> None:
     """Removes a run's staging directory, whatever it holds (called on success and on failure)."""
+    forget_handed_over(staging)
     shutil.rmtree(staging, ignore_errors=True)

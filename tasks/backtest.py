@@ -18,7 +18,7 @@ from pipeline.errors import InputDataError
 from pipeline.frequency import freq_code
 from pipeline.run import ResolvedRun
 from pipeline.scoring import BacktestSpec, cut_windows, overall_metrics, score_windows, summarize
-from pipeline.tables import write_table
+from pipeline.tables import read_staged, write_table
 
 __all__ = ["BacktestStats", "backtest_series"]
 
@@ -41,7 +41,7 @@ class BacktestStats(BaseModel):
 def backtest_series(regular_path: Path, status_path: Path, staging: Path, run: ResolvedRun, spec: BacktestSpec,
                     *, created_at: datetime) -> BacktestStats:
     """Backtests every accepted series; stages the evaluations and the backtest's series status."""
-    windows, status = cut_windows(pd.read_parquet(regular_path), pd.read_parquet(status_path), spec)
+    windows, status = cut_windows(read_staged(regular_path), pd.read_parquet(status_path), spec)
     if not windows:
         raise InputDataError(f"No series is long enough for {spec.n_windows} windows of h={spec.h}, step={spec.step}"
                              " plus a season of history. Fix: fewer windows, a smaller h or step, or more history.")

@@ -20,7 +20,7 @@ from pipeline.errors import InputDataError
 from pipeline.forecasting import mark_series_failed
 from pipeline.frequency import freq_code
 from pipeline.run import ResolvedRun
-from pipeline.tables import parquet_options, write_table
+from pipeline.tables import parquet_options, read_staged, write_table
 
 __all__ = ["DetectionStats", "detect_anomalies", "render_anomalies"]
 
@@ -56,7 +56,7 @@ def detect_anomalies(regular_path: Path, status_path: Path, staging: Path, run: 
     The run fails, staging nothing, when no series can be scored or more than ``max_rejected_fraction`` of
     them are left out (rejected by validation or for their window, or failed in the model).
     """
-    cuts, status = cut_for_detection(pd.read_parquet(regular_path), pd.read_parquet(status_path), spec)
+    cuts, status = cut_for_detection(read_staged(regular_path), pd.read_parquet(status_path), spec)
     if not cuts:
         raise InputDataError(
             f"No series can be scored: {_reasons(status)}. Fix: a smaller window, an earlier since, or series "

@@ -53,5 +53,5 @@ def stage_input(frame: pd.DataFrame, directory: Path) -> tuple[Path, str]:
     and Parquet writing release the GIL); returns the path and the fingerprint."""
     with ThreadPoolExecutor(1, thread_name_prefix="fingerprint") as pool:
         fingerprint = pool.submit(input_fingerprint, frame)
-        staged = write_table(frame, INPUT_SCHEMA, directory / "input.parquet")
+        staged = write_table(frame, INPUT_SCHEMA, directory / "input.parquet", hand_over=True)  # validation's
     return staged, fingerprint.result()

@@ -12,7 +12,7 @@ import pytest
 from forecast_model import ForecastResult
 from pipeline.contracts import FORECAST_SCHEMA, QUANTILE_COLUMNS
 from pipeline.forecasting import build_forecast_table, mark_series_failed
-from pipeline.tables import write_table
+from pipeline.tables import hand_over, handed_over, write_table
 
 ACCEPTED = pd.DataFrame({"unique_id": ["a", "b"], "status": ["ok", "ok"], "reason": [None, None],
                          "last_ds": pd.to_datetime(["2024-04-01", "2024-06-01"]), "freq": ["MS", "QS"]})
@@ -93,8 +93,9 @@ def write_regular(path: Path, frame: pd.DataFrame) -> Path:
     return path
 
 
+@pytest.mark.parametrize("in_memory", [False, True], ids=["file", "handed-over"])
 def test_read_chunks_gives_each_series_whole_in_the_order_asked_across_record_batches(tmp_path: Path,
-                                                                                    monkeypatch) -> None:
+                                                                                    monkeypatch, in_memory) -> None:
     import pipeline.forecasting as forecasting
 
     rng = np.random.default_rng(1)
@@ -106,12 +107,18 @@ def test_read_chunks_gives_each_series_whole_in_the_order_asked_across_record_ba
     blocks = forecasting._series_blocks
     monkeypatch.setattr(forecasting, "_series_blocks", lambda p: blocks(p, rows=3))  # series span batches
     asked = pd.DataFrame({"unique_id": ["d", "a", "é", "c", "b"], "freq": ["D", "W", "D", "MS", "h"]})
+    if in_memory:
+        hand_over(path, pd.read_parquet(path))
+        monkeypatch.setattr(forecasting, "_series_blocks", None)  # the file is not read
     chunks = list(forecasting.read_chunks(path, asked, 2))
+    assert handed_over(path) is None, "taken once"
     assert [c.accepted["unique_id"].tolist() for c in chunks] == [["d", "a"], ["é", "c"], ["b"]]
     assert [c.codes for c in chunks] == [[0, 1], [0, 1], [0]]
     got = {name: values for c in chunks for name, values in zip(c.accepted["unique_id"], c.values, strict=True)}
     for name, group in frame.groupby("unique_id"):
         np.testing.assert_array_equal(got[name], group["y"].to_numpy())  # NaN where it was missing
+    if in_memory:
+        hand_over(path, pd.read_parquet(path))
     with pytest.raises(LookupError, match="'zz' is accepted but has no rows"):
         list(forecasting.read_chunks(path, pd.DataFrame({"unique_id": ["zz"], "freq": ["D"]}), 2))
 
@@ -136,9 +143,9 @@ def test_forecast_sink_writes_what_the_whole_table_path_does(tmp_path: Path) -> 
     assert pd.read_parquet(empty.path).columns.tolist() == FORECAST_SCHEMA.names and empty.rows == 0
 
 
-@pytest.mark.parametrize("overlap", [True, False])
+@pytest.mark.parametrize(("overlap", "handed"), [(True, False), (False, False), (True, True)])
 def test_streamed_forecasts_equal_the_in_memory_path_to_the_last_bit(tiny_checkpoint, tmp_path: Path,
-                                                                     monkeypatch, overlap: bool) -> None:
+                                                                     monkeypatch, overlap: bool, handed: bool) -> None:
     """The forecast stage streams chunks through the engine; its table is the one the in-memory path
     (`run_engine` in chunks, one table, one write) produced before, value for value."""
     import pipeline.forecasting as forecasting
@@ -157,6 +164,8 @@ def test_streamed_forecasts_equal_the_in_memory_path_to_the_last_bit(tiny_checkp
     reference = forecasting.run_engine(model, frame, accepted, 5, 512, lambda done, total: None)
     expected = build_forecast_table(accepted, reference, model="m", run_id="r", created_at=created)
     path = write_regular(tmp_path / "regular.parquet", frame)
+    if handed:
+        hand_over(path, pd.read_parquet(path))
     with forecasting.ForecastSink(tmp_path / "out.parquet", model="m", run_id="r", created_at=created) as sink:
         seconds = pipelined(forecasting.read_chunks(path, accepted, forecasting.chunk_size(model)),
                             lambda c: model.forecast(c.values, 5, c.codes, 512), sink, overlap=overlap)

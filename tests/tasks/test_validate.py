@@ -48,11 +48,11 @@ def test_clean_input_stages_status_regular_series_report_and_docs(tmp_path: Path
     outcome = validate(canonical, tmp_path)
     staging = tmp_path / "staging"
     assert outcome.counts == SeriesCounts(ok=12)
-    assert sorted(p.name for p in staging.iterdir()) == ["data_docs", "regular.parquet", "series_status.parquet",
-                                                         "validation.html", "validation.json"]
+    assert sorted(p.name for p in staging.iterdir()) == ["data_docs", "series_status.parquet", "validation.html",
+                                                         "validation.json"], "a regular input is not copied"
     assert (outcome.regular_path, outcome.status_path, outcome.report_path, outcome.docs_path) == \
-        (staging / "regular.parquet", staging / "series_status.parquet", staging / "validation.json",
-         staging / "data_docs")
+        (tmp_path / "input.parquet", staging / "series_status.parquet", staging / "validation.json",
+         staging / "data_docs"), "the forecast reads the staged input itself"
     assert json.loads(outcome.report_path.read_text())["success"] is True
     assert outcome.summary_path == staging / "validation.html"
     assert "The suite passed" in outcome.summary_path.read_text(), "a page MLflow shows as it is, beside the JSON"
@@ -114,6 +114,7 @@ def test_a_shard_records_its_rejections_and_leaves_the_limit_to_its_parent(tmp_p
     status = pd.read_parquet(outcome.status_path).set_index("unique_id")
     assert status.loc[["m1", "pop", "realint"], "reason"].tolist() == ["non_finite_value", "duplicate_timestamp",
                                                                        "constant"]
+    assert outcome.regular_path == tmp_path / "staging" / "regular.parquet", "rejections: a copy without them"
     regular = pd.read_parquet(outcome.regular_path)
     assert set(regular["unique_id"]) == set(status.index[status["status"] == "ok"]), "only accepted series staged"
     assert rejection_rows() >= {("constant", "'realint'"), ("duplicate_timestamp", "'pop'"),
