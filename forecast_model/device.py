@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Literal
 
 import torch
 
 from forecast_model.errors import DeviceError
 
-__all__ = ["DeviceName", "resolve_device"]
+__all__ = ["DeviceName", "cpu_threads", "resolve_device", "torch_threads"]
 
 DeviceName = Literal["auto", "cpu", "gpu"]
 
@@ -52,3 +54,25 @@ def _no_such_gpu(index: int, count: int) -> str:
             f"--device-index`) but torch {torch.__version__} sees {seen}. Fix: pin each worker to an index "
             "below the count `nvidia-smi -L` lists, or unset FORECAST_DEVICE_INDEX; CUDA_VISIBLE_DEVICES, if "
             "set, renumbers the GPUs this process sees from 0.")
+
+
+@contextlib.contextmanager
+def cpu_threads(count: int | None) -> Iterator[int]:
+    """Runs the block with ``count`` torch threads for CPU work (None: as they are); yields the count in force.
+
+    torch's thread count belongs to the process, so the previous one is restored afterwards.
+    """
+    before = torch.get_num_threads()
+    if count is None or count == before:
+        yield before
+        return
+    torch.set_num_threads(count)
+    try:
+        yield count
+    finally:
+        torch.set_num_threads(before)
+
+
+def torch_threads() -> int:
+    """torch's thread count for CPU work in this process (OMP_NUM_THREADS, else the cores, unless changed)."""
+    return torch.get_num_threads()

@@ -39,6 +39,7 @@ class ResolvedRun(BaseModel):
     checks: SeriesChecks
     freq: FreqAlias | None = None
     overlap: bool = True  # FORECAST_OVERLAP: read and write beside the engine's work, not between its chunks
+    cpu_threads: int | None = None  # FORECAST_CPU_THREADS; None: the worker decides (see engine_threads)
 
 
 def resolve_run(settings: Settings, source: FileSource | UrlSource | DuckDBSource, *, run_id: str, as_of: date,
@@ -52,7 +53,8 @@ def resolve_run(settings: Settings, source: FileSource | UrlSource | DuckDBSourc
                        as_of=as_of, output_root=root,
                        horizon=settings.horizon_len if horizon is None else horizon,
                        context_len=model.context_len or settings.context_len, engine=engine_config(model, settings),
-                       checks=checks, freq=freq, overlap=settings.overlap)
+                       checks=checks, freq=freq, overlap=settings.overlap,
+                       cpu_threads=settings.cpu_threads)
 
 
 def resolve_job(source: FileSource | UrlSource | DuckDBSource, job: str | None) -> str:

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     overlap: bool = Field(True, validation_alias="FORECAST_OVERLAP",
                           description="Read the next series and write the last forecasts while the engine runs "
                                       "(0: one after the other, the same tables; for debugging).")
+    cpu_threads: int | None = Field(None, ge=1, validation_alias="FORECAST_CPU_THREADS",
+                                    description="torch threads of a CPU engine (empty: one less than torch's count, "
+                                                "which OMP_NUM_THREADS sets or else the cores, while reading and "
+                                                "writing overlap the engine).")
     data_dir: Path = Field(Path("data"), validation_alias="FORECAST_DATA_DIR")
     output_root: Path | None = Field(None, validation_alias="FORECAST_OUTPUT_ROOT")
     mlflow_tracking_uri: str | None = Field(None, validation_alias="MLFLOW_TRACKING_URI")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from pathlib import Path
 
@@ -11,10 +12,18 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
 
-from forecast_model import EngineConfig, ForecastResult, load_engine, loaded_checkpoint
+from forecast_model import (
+    EngineConfig,
+    ForecastResult,
+    TimesFmEngine,
+    cpu_threads,
+    load_engine,
+    loaded_checkpoint,
+    torch_threads,
+)
 from pipeline.accounting import SeriesCounts, check_rejected_fraction, check_something_forecast, reason_examples
 from pipeline.contracts import ID, STATUS_SCHEMA, SeriesStatus
-from pipeline.forecasting import Chunk, ForecastSink, chunk_size, mark_series_failed, read_chunks
+from pipeline.forecasting import Chunk, ForecastSink, chunk_size, engine_threads, mark_series_failed, read_chunks
 from pipeline.manifest import ModelInfo
 from pipeline.overlap import pipelined
 from pipeline.progress import ProgressReporter
@@ -93,8 +102,9 @@ def forecast_series(regular_path: Path, status_path: Path, staging: Path, run: R
     partial = staging / "forecasts.parquet.partial"  # a forecasts table is staged only once the checks pass
     try:
         with ForecastSink(partial, model=run.engine.checkpoint, run_id=run.run_id, created_at=created_at) as sink:
-            seconds = pipelined(read_chunks(regular_path, accepted, chunk_size(model)), infer, sink,
-                                overlap=run.overlap)
+            with _engine_threads(model, run):
+                seconds = pipelined(read_chunks(regular_path, accepted, chunk_size(model)), infer, sink,
+                                    overlap=run.overlap)
         status = mark_series_failed(status, sink.failed)
         counts = SeriesCounts.from_status(status)
         if whole_job:
@@ -116,6 +126,13 @@ def forecast_series(regular_path: Path, status_path: Path, staging: Path, run: R
         forecasts_path=partial.replace(staging / "forecasts.parquet"),
         status_path=write_table(status, STATUS_SCHEMA, staging / "series_status.parquet"),
     )
+
+
+def _engine_threads(model: TimesFmEngine, run: ResolvedRun) -> contextlib.AbstractContextManager[int]:
+    """The torch threads a CPU engine runs with in this stage (see ``engine_threads``); a GPU's are left."""
+    if model.device.type != "cpu":
+        return contextlib.nullcontext(torch_threads())
+    return cpu_threads(engine_threads(run.cpu_threads, available=torch_threads(), overlap=run.overlap))
 
 
 @task(name="render-sample", cache_policy=NO_CACHE)

@@ -73,3 +73,20 @@ def test_on_a_two_gpu_host_an_index_out_of_range_is_refused(monkeypatch: pytest.
         with pytest.raises(DeviceError, match=rf"No such GPU: device index {index} .* sees 2 CUDA device\(s\), "
                                               r"indexes 0-1"):
             resolve_device(name, index)
+
+
+def test_cpu_threads_apply_to_the_block_and_are_restored() -> None:
+    import torch
+
+    from forecast_model import cpu_threads, torch_threads
+
+    before = torch.get_num_threads()
+    other = 1 if before > 1 else 2
+    with cpu_threads(other) as count:
+        assert count == other == torch.get_num_threads() == torch_threads(), "the block runs with the count asked"
+    assert torch.get_num_threads() == before, "restored: the count belongs to the whole process"
+    with cpu_threads(None) as count:
+        assert count == before == torch.get_num_threads(), "None leaves the count as it is"
+    with pytest.raises(RuntimeError, match="inside"), cpu_threads(other):
+        raise RuntimeError("inside")
+    assert torch.get_num_threads() == before, "restored after an error too"

@@ -27,8 +27,8 @@ def test_every_setting_has_its_documented_variable_name() -> None:
     assert ENV_NAMES == sorted([
         "TIMESFM20_DEFAULT_CHECKPOINT", "TIMESFM20_DEFAULT_BACKEND", "FORECAST_DEVICE_INDEX",
         "TIMESFM20_DEFAULT_CONTEXT_LEN",
-        "TIMESFM20_DEFAULT_HORIZON_LEN", "TIMESFM20_DEFAULT_BATCH_SIZE", "FORECAST_OVERLAP", "FORECAST_DATA_DIR",
-        "FORECAST_OUTPUT_ROOT",
+        "TIMESFM20_DEFAULT_HORIZON_LEN", "TIMESFM20_DEFAULT_BATCH_SIZE", "FORECAST_OVERLAP", "FORECAST_CPU_THREADS",
+        "FORECAST_DATA_DIR", "FORECAST_OUTPUT_ROOT",
         "MLFLOW_TRACKING_URI", "MLFLOW_UI_URL", "MLFLOW_EXPERIMENT_NAME", "LOG_LEVEL", "FORECAST_LOG_FILE",
         "LOG_FILE", "FORECAST_LOG_MAX_BYTES", "FORECAST_LOG_BACKUP_COUNT", "LOG_FORMAT",
         "FORECAST_DATA_ROOTS",
@@ -42,6 +42,7 @@ def test_defaults_without_any_variable(tmp_path: Path) -> None:
     assert (settings.checkpoint, settings.backend, settings.context_len, settings.horizon_len) == \
         (DEFAULT_CHECKPOINT, "auto", 2048, 128)
     assert settings.batch_size is None and settings.output_root is None and settings.mlflow_experiment is None
+    assert settings.cpu_threads is None, "the worker decides (pipeline.forecasting.engine_threads)"
     assert settings.resolved_output_root() == (tmp_path / "data" / "outputs").resolve()
     assert settings.resolved_log_file() == (tmp_path / "data" / "logs" / "forecast.log").resolve()
     assert (settings.log_max_bytes, settings.log_backup_count, settings.log_format) == (10 * 2**20, 5, "plain")
@@ -53,7 +54,7 @@ def test_variables_are_read_under_their_names(monkeypatch: pytest.MonkeyPatch, t
               "TIMESFM20_DEFAULT_BATCH_SIZE": "16", "FORECAST_DATA_DIR": str(tmp_path / "d"),
               "FORECAST_OUTPUT_ROOT": str(tmp_path / "out"), "MLFLOW_EXPERIMENT_NAME": "exp",
               "FORECAST_LOG_FILE": str(tmp_path / "f.log"), "FORECAST_URL_MAX_BYTES": "1024",
-              "FORECAST_DUCKDB_TIMEOUT": "7.5"}
+              "FORECAST_DUCKDB_TIMEOUT": "7.5", "FORECAST_CPU_THREADS": "3"}
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     settings = load_settings()
@@ -61,7 +62,7 @@ def test_variables_are_read_under_their_names(monkeypatch: pytest.MonkeyPatch, t
             settings.batch_size) == ("/models/tiny", "cpu", 512, 24, 16)
     assert settings.data_dir == tmp_path / "d" and settings.resolved_output_root() == tmp_path / "out"
     assert settings.mlflow_experiment == "exp" and settings.resolved_log_file() == tmp_path / "f.log"
-    assert (settings.url_max_bytes, settings.duckdb_timeout) == (1024, 7.5)
+    assert (settings.url_max_bytes, settings.duckdb_timeout, settings.cpu_threads) == (1024, 7.5, 3)
 
 
 def test_log_file_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

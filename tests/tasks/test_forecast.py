@@ -163,3 +163,26 @@ def test_render_sample_plots_the_staged_forecasts(tiny_checkpoint: ResolvedCheck
     whole = plot_sample(pd.read_parquet(tmp_path / "regular.parquet"), pd.read_parquet(stats.forecasts_path),
                         tmp_path / "whole.png")
     assert path.read_bytes() == whole.read_bytes()
+
+
+@pytest.mark.parametrize(("configured", "overlap"), [(None, True), (1, False), (None, False)])
+def test_a_cpu_engine_runs_with_the_threads_the_stage_gives_it(tiny_checkpoint: ResolvedCheckpoint, tmp_path: Path,
+                                                              canonical: pd.DataFrame, monkeypatch: pytest.MonkeyPatch,
+                                                              configured: int | None, overlap: bool) -> None:
+    import torch
+
+    from forecast_model import TimesFmEngine
+    from pipeline.forecasting import engine_threads
+
+    seen: list[int] = []
+    real = TimesFmEngine.forecast
+    monkeypatch.setattr(TimesFmEngine, "forecast", lambda self, *a, **k: seen.append(torch.get_num_threads())
+                        or real(self, *a, **k))
+    before = torch.get_num_threads()
+    regular, status = stage_validated(canonical, tmp_path, SeriesChecks())
+    run = resolved(tiny_checkpoint, tmp_path).model_copy(update={"cpu_threads": configured, "overlap": overlap})
+    with disable_run_logger():
+        forecast_series.fn(regular, status, tmp_path, run, created_at=CREATED)
+    expected = engine_threads(configured, available=before, overlap=overlap) or before
+    assert seen and set(seen) == {expected}, f"every engine call ran with {expected} threads: {seen}"
+    assert torch.get_num_threads() == before, "the process's count is restored after the stage"
