@@ -117,18 +117,18 @@ def chunk_size(model: TimesFmEngine) -> int:
     return model.batch_size * PROGRESS_CHUNK
 
 
-def engine_threads(configured: int | None, *, available: int, overlap: bool) -> int | None:
-    """torch threads for a CPU engine: ``configured`` (FORECAST_CPU_THREADS) if set; else, while reading and
-    writing overlap the engine, one less than the ``available`` ones (torch's count: OMP_NUM_THREADS or the
-    cores), never fewer than one; else None (leave torch as it is).
+def engine_threads(configured: int | None, *, available: int) -> int:
+    """torch threads for a CPU engine: ``configured`` (FORECAST_CPU_THREADS) if set, else one less than the
+    ``available`` ones (torch's count: OMP_NUM_THREADS or the cores), never fewer than one.
 
-    A core left to the host threads pays on a busy machine: torch's threads wait for each other at every
-    operation, so one of them pre-empted stalls all. Measured on 2 cores beside other work, 100,000 series on
-    the tiny model: 2 threads 38-63 s, 1 thread 9.5-10 s; on a quiet machine, 1 thread was as fast.
+    The free core is for the threads that read and write beside the engine, and whatever else the host runs
+    (a Prefect server, other workers): torch's threads wait for each other at every operation, so one of them
+    pre-empted stalls all. Measured on 2 cores beside other work, 100,000 series on the tiny model, the
+    overlapped stage: 2 threads 38-63 s, 1 thread 9.5-10 s; on a quiet machine 1 thread was as fast. The rule
+    does not depend on FORECAST_OVERLAP: float32 sums can round differently with another thread count, and the
+    overlap must not change a forecast by a bit.
     """
-    if configured is not None:
-        return configured
-    return max(1, available - 1) if overlap else None
+    return configured if configured is not None else max(1, available - 1)
 
 
 def read_chunks(regular_path: Path, accepted: pd.DataFrame, size: int) -> Iterator[Chunk]:

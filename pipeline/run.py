@@ -39,7 +39,7 @@ class ResolvedRun(BaseModel):
     checks: SeriesChecks
     freq: FreqAlias | None = None
     overlap: bool = True  # FORECAST_OVERLAP: read and write beside the engine's work, not between its chunks
-    cpu_threads: int | None = None  # FORECAST_CPU_THREADS; None: the worker decides (see engine_threads)
+    cpu_threads: int | None = None  # FORECAST_CPU_THREADS; None: the worker decides (engine_threads)
 
 
 def resolve_run(settings: Settings, source: FileSource | UrlSource | DuckDBSource, *, run_id: str, as_of: date,

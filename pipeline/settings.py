@@ -41,8 +41,7 @@ class Settings(BaseSettings):
                                       "(0: one after the other, the same tables; for debugging).")
     cpu_threads: int | None = Field(None, ge=1, validation_alias="FORECAST_CPU_THREADS",
                                     description="torch threads of a CPU engine (empty: one less than torch's count, "
-                                                "which OMP_NUM_THREADS sets or else the cores, while reading and "
-                                                "writing overlap the engine).")
+                                                "which OMP_NUM_THREADS sets or else the cores; at least 1).")
     data_dir: Path = Field(Path("data"), validation_alias="FORECAST_DATA_DIR")
     output_root: Path | None = Field(None, validation_alias="FORECAST_OUTPUT_ROOT")
     mlflow_tracking_uri: str | None = Field(None, validation_alias="MLFLOW_TRACKING_URI")

@@ -132,7 +132,7 @@ def _engine_threads(model: TimesFmEngine, run: ResolvedRun) -> contextlib.Abstra
     """The torch threads a CPU engine runs with in this stage (see ``engine_threads``); a GPU's are left."""
     if model.device.type != "cpu":
         return contextlib.nullcontext(torch_threads())
-    return cpu_threads(engine_threads(run.cpu_threads, available=torch_threads(), overlap=run.overlap))
+    return cpu_threads(engine_threads(run.cpu_threads, available=torch_threads()))
 
 
 @task(name="render-sample", cache_policy=NO_CACHE)

@@ -174,16 +174,14 @@ def test_streamed_forecasts_equal_the_in_memory_path_to_the_last_bit(tiny_checkp
     assert seconds.compute > 0 and seconds.wall > 0
 
 
-@pytest.mark.parametrize(("configured", "available", "overlap", "expected"), [
-    (None, 2, True, 1),  # a core for the reading and writing threads
-    (None, 16, True, 15),
-    (None, 1, True, 1),  # never none
-    (None, 8, False, None),  # one thing at a time: torch as it is
-    (3, 16, True, 3),  # FORECAST_CPU_THREADS wins
-    (4, 2, False, 4),
+@pytest.mark.parametrize(("configured", "available", "expected"), [
+    (None, 2, 1),  # a core for the reading and writing threads and the rest of the host
+    (None, 16, 15),
+    (None, 1, 1),  # never none
+    (3, 16, 3),  # FORECAST_CPU_THREADS wins
+    (4, 2, 4),
 ])
-def test_engine_threads_leave_a_core_to_the_host_while_it_overlaps(configured: int | None, available: int,
-                                                                   overlap: bool, expected: int | None) -> None:
+def test_engine_threads_leave_a_core_to_the_host(configured: int | None, available: int, expected: int) -> None:
     from pipeline.forecasting import engine_threads
 
-    assert engine_threads(configured, available=available, overlap=overlap) == expected
+    assert engine_threads(configured, available=available) == expected

@@ -165,7 +165,7 @@ def test_render_sample_plots_the_staged_forecasts(tiny_checkpoint: ResolvedCheck
     assert path.read_bytes() == whole.read_bytes()
 
 
-@pytest.mark.parametrize(("configured", "overlap"), [(None, True), (1, False), (None, False)])
+@pytest.mark.parametrize(("configured", "overlap"), [(None, True), (1, True), (None, False)])
 def test_a_cpu_engine_runs_with_the_threads_the_stage_gives_it(tiny_checkpoint: ResolvedCheckpoint, tmp_path: Path,
                                                               canonical: pd.DataFrame, monkeypatch: pytest.MonkeyPatch,
                                                               configured: int | None, overlap: bool) -> None:
@@ -183,6 +183,6 @@ def test_a_cpu_engine_runs_with_the_threads_the_stage_gives_it(tiny_checkpoint: 
     run = resolved(tiny_checkpoint, tmp_path).model_copy(update={"cpu_threads": configured, "overlap": overlap})
     with disable_run_logger():
         forecast_series.fn(regular, status, tmp_path, run, created_at=CREATED)
-    expected = engine_threads(configured, available=before, overlap=overlap) or before
+    expected = engine_threads(configured, available=before)
     assert seen and set(seen) == {expected}, f"every engine call ran with {expected} threads: {seen}"
     assert torch.get_num_threads() == before, "the process's count is restored after the stage"
