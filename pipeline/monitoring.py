@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.contracts import QUANTILE_COLUMNS, QUANTILE_LEVELS, REALIZED_SCHEMA, REVISION_SCHEMA
+from pipeline.contracts import DS, QUANTILE_COLUMNS, QUANTILE_LEVELS, REALIZED_SCHEMA, REVISION_SCHEMA
 from pipeline.frequency import season_length
 from pipeline.publish import DATA_FILE
 from pipeline.tables import parquet_options
@@ -201,48 +201,28 @@ def _realized(con: duckdb.DuckDBPyConnection, inputs: MonitorInputs,
               earlier: list[tuple[date, Path]]) -> tuple[int, int]:
     """Stages ``realized_accuracy.parquet``: every point of the ``earlier`` forecasts this run has an actual for
     and no other run of the job scored; returns (forecast runs, points) scored."""
-    if not earlier:
+    span = _span(inputs.actuals)
+    if not earlier or span is None:
         return 0, 0
-    oldest = earlier[0][0]
     others = [path for day, path in published_partitions(inputs.output_root, "realized_accuracy", inputs.job)
-              if day != inputs.as_of and day > oldest]
-    quantiles = ", ".join(QUANTILE_COLUMNS)
+              if day != inputs.as_of and day > earlier[0][0]]
     done = (f"ANTI JOIN (SELECT unique_id, forecast_as_of, ds FROM read_parquet({_files(others)})) "
             "USING (unique_id, forecast_as_of, ds)") if others else ""
+    # Only points inside the input's time span can have an actual; the series must be in this run's input.
     con.execute(f"""
         CREATE TEMP TABLE todo AS SELECT f.* FROM (
-            SELECT unique_id, CAST(as_of AS DATE) AS forecast_as_of, step, ds, cutoff, forecast, {quantiles},
-                   run_id AS forecast_run_id
-            FROM read_parquet({_files([path for _, path in earlier])}, hive_partitioning = true)) f {done}""")
-    files = _files(inputs.actuals)
-    pinball = " + ".join(f"greatest({level / 100} * (y - {q}), ({level / 100} - 1) * (y - {q}))"
-                         for level, q in zip(QUANTILE_LEVELS, QUANTILE_COLUMNS, strict=True))
-    table = con.sql(f"""
-        WITH hit AS (
-            SELECT t.*, a.y, a.filename AS file, a.file_row_number AS row, s.m, sc.scale
-            FROM todo t JOIN read_parquet({files}, filename = true, file_row_number = true) a USING (unique_id, ds)
-            JOIN seasons s USING (unique_id) LEFT JOIN scales sc USING (unique_id)
-            WHERE a.y IS NOT NULL),
-        -- The seasonal-naive forecast from the history up to the cutoff: step h repeats the point
-        -- m * ceil(h / m) periods before its target, the last season's value (rows of a regular series).
-        naive AS (
-            SELECT h.*, n.y AS seasonal_naive FROM hit h
-            LEFT JOIN read_parquet({files}, filename = true, file_row_number = true) n
-              ON n.filename = h.file AND n.file_row_number = h.row - h.m * ((h.step + h.m - 1) // h.m)
-             AND n.unique_id = h.unique_id AND n.ds <= h.cutoff)
-        SELECT unique_id, forecast_as_of, step, ds, cutoff, y, forecast, seasonal_naive,
-               abs(y - forecast) AS abs_error, (y - forecast) ^ 2 AS squared_error,
-               CASE WHEN abs(y) + abs(forecast) = 0 THEN 0 ELSE abs(y - forecast) / (abs(y) + abs(forecast)) END
-                   AS smape,
-               abs(y - forecast) / nullif(scale, 0) AS scaled_error,
-               ({pinball}) / {len(QUANTILE_COLUMNS)} AS quantile_loss,
-               q10 <= y AND y <= q90 AS covered,
-               abs(y - seasonal_naive) AS sn_abs_error, (y - seasonal_naive) ^ 2 AS sn_squared_error,
-               CASE WHEN seasonal_naive IS NULL THEN NULL WHEN abs(y) + abs(seasonal_naive) = 0 THEN 0
-                    ELSE abs(y - seasonal_naive) / (abs(y) + abs(seasonal_naive)) END AS sn_smape,
-               abs(y - seasonal_naive) / nullif(scale, 0) AS sn_scaled_error,
-               scale, m AS season_length, forecast_run_id, ? AS run_id
-        FROM naive ORDER BY forecast_as_of, unique_id, step""", params=[inputs.run_id])
+            SELECT unique_id, CAST(as_of AS DATE) AS forecast_as_of, step, ds, cutoff, forecast,
+                   {", ".join(QUANTILE_COLUMNS)}, run_id AS forecast_run_id, s.m
+            FROM read_parquet({_files([path for _, path in earlier])}, hive_partitioning = true)
+            JOIN seasons s USING (unique_id) WHERE ds BETWEEN ? AND ?) f {done}""", list(span))
+    [(oldest,)] = con.execute(_OLDEST_NEEDED).fetchall()
+    if oldest is None:
+        return 0, 0
+    # One scan of the input, from the oldest history point a seasonal-naive value can need: target and
+    # seasonal values are then rows of this tail, found by their row number (a series lives in one file).
+    con.execute(f"""CREATE TEMP TABLE tail AS SELECT unique_id, ds, y, file_row_number AS row
+                    FROM read_parquet({_files(inputs.actuals)}, file_row_number = true) WHERE ds >= ?""", [oldest])
+    table = con.sql(_SCORE_SQL, params=[inputs.run_id])
     path = inputs.staging / "realized_accuracy.parquet"
     if _write(table, REALIZED_SCHEMA, path) == 0:
         path.unlink()
@@ -250,6 +230,57 @@ def _realized(con: duckdb.DuckDBPyConnection, inputs: MonitorInputs,
     [(runs, points)] = con.execute("SELECT count(DISTINCT forecast_as_of), count(*) FROM read_parquet(?)",
                                    [str(path)]).fetchall()
     return runs, points
+
+
+def _span(paths: list[Path]) -> tuple[datetime, datetime] | None:
+    """The first and last timestamp of the input, from the Parquet footers' statistics (no data read)."""
+    lows, highs = [], []
+    for path in paths:
+        meta = pq.ParquetFile(path).metadata
+        column = meta.schema.names.index(DS)
+        for group in range(meta.num_row_groups):
+            stats = meta.row_group(group).column(column).statistics
+            if stats is None or not stats.has_min_max:
+                return datetime.min, datetime.max
+            lows.append(stats.min)
+            highs.append(stats.max)
+    return (min(lows), max(highs)) if lows else None
+
+
+# The earliest history point any seasonal-naive value of the points to score may need: m * ceil(h / m)
+# periods before the target, a period taken as the target's distance from the cutoff over its step, with a
+# margin of twice that for calendar periods of unequal length (months).
+_OLDEST_NEEDED = """
+    SELECT make_timestamp(min(epoch_us(cutoff) - 2 * m * ((step + m - 1) // m)
+                              * ((epoch_us(ds) - epoch_us(cutoff)) // step)))
+    FROM todo"""
+
+_PINBALL = " + ".join(f"greatest({level / 100} * (y - {q}), ({level / 100} - 1) * (y - {q}))"
+                      for level, q in zip(QUANTILE_LEVELS, QUANTILE_COLUMNS, strict=True))
+
+# The seasonal-naive forecast from the history up to the cutoff: step h repeats the point m * ceil(h / m)
+# periods before its target, the last season's value (rows of a regular series, as in the backtest).
+_SCORE_SQL = f"""
+    WITH hit AS (
+        SELECT t.*, a.y, a.row, sc.scale FROM todo t JOIN tail a USING (unique_id, ds)
+        LEFT JOIN scales sc USING (unique_id) WHERE a.y IS NOT NULL),
+    naive AS (
+        SELECT h.*, n.y AS seasonal_naive FROM hit h
+        LEFT JOIN tail n ON n.unique_id = h.unique_id AND n.row = h.row - h.m * ((h.step + h.m - 1) // h.m)
+         AND n.ds <= h.cutoff)
+    SELECT unique_id, forecast_as_of, step, ds, cutoff, y, forecast, seasonal_naive,
+           abs(y - forecast) AS abs_error, (y - forecast) ^ 2 AS squared_error,
+           CASE WHEN abs(y) + abs(forecast) = 0 THEN 0 ELSE abs(y - forecast) / (abs(y) + abs(forecast)) END
+               AS smape,
+           abs(y - forecast) / nullif(scale, 0) AS scaled_error,
+           ({_PINBALL}) / {len(QUANTILE_COLUMNS)} AS quantile_loss,
+           q10 <= y AND y <= q90 AS covered,
+           abs(y - seasonal_naive) AS sn_abs_error, (y - seasonal_naive) ^ 2 AS sn_squared_error,
+           CASE WHEN seasonal_naive IS NULL THEN NULL WHEN abs(y) + abs(seasonal_naive) = 0 THEN 0
+                ELSE abs(y - seasonal_naive) / (abs(y) + abs(seasonal_naive)) END AS sn_smape,
+           abs(y - seasonal_naive) / nullif(scale, 0) AS sn_scaled_error,
+           scale, m AS season_length, forecast_run_id, ? AS run_id
+    FROM naive"""
 
 
 def _trailing(con: duckdb.DuckDBPyConnection, inputs: MonitorInputs, forecast_days: list[date]) -> dict[str, float]:
