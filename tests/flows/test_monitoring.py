@@ -3,6 +3,7 @@ known outputs, so every figure is checked against an independent computation (nu
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import date, timedelta
 from pathlib import Path
@@ -192,6 +193,10 @@ def test_consecutive_runs_score_and_compare_what_was_published(workspace: Path, 
     assert metrics["realized_skill_vs_seasonal_naive"] == pytest.approx(skill, rel=1e-5)
     revised = sum(bool(revisions.loc[(pd.Timestamp(as_of(3)), s)].revised) for s in ("alpha", "gamma"))
     assert metrics["series_revised_share"] == pytest.approx(revised / 2)
+    [(recorded, timings)] = duckdb.sql(f"SELECT monitoring, timings FROM read_parquet('{third.outputs['runs']}')"
+                                       ).fetchall()
+    assert json.loads(recorded)["points_scored"] == 5 and json.loads(recorded)["series_revised"] == revised
+    assert "monitor" in json.loads(timings), "the stage's seconds are in the manifest"
     artifact = prefect_artifacts(third.run_id)["batch-forecast-shop-monitoring"].data
     assert f"**{revised} of 2 series revised**" in artifact and "**5 points scored**" in artifact
 
