@@ -30,10 +30,9 @@ from pipeline.frequency import season_length
 from pipeline.publish import DATA_FILE
 from pipeline.tables import parquet_options
 
-__all__ = ["MOST_REVISED", "TRAILING_FORECASTS", "MonitorInputs", "MonitorSummary", "monitor_job",
+__all__ = ["MOST_REVISED", "MonitorInputs", "MonitorSummary", "monitor_job",
            "published_partitions"]
 
-TRAILING_FORECASTS = 30  # forecast runs (latest as_of first) the trailing accuracy figures average over
 MOST_REVISED = 10  # series listed in the summary
 _BATCH_ROWS = 1_000_000
 _AS_OF = re.compile(r"^as_of=(\d{4}-\d{2}-\d{2})$")
@@ -67,7 +66,7 @@ class MonitorSummary(BaseModel):
     series_gone: int = 0
     forecast_runs_scored: int = 0
     points_scored: int = 0
-    trailing: dict[str, float] = Field(default_factory=dict)  # mase, coverage_80, ... over the trailing runs
+    trailing: dict[str, float] = Field(default_factory=dict)  # mase, coverage_80, ... of the points scored
     most_revised: list[dict[str, Any]] = Field(default_factory=list)
     tables: list[str] = Field(default_factory=list)  # the staged tables to publish
 
@@ -113,7 +112,7 @@ def monitor_job(inputs: MonitorInputs) -> MonitorSummary:
         _scales(con, inputs.actuals)
         summary = _revisions(con, inputs, earlier[-1] if earlier else None)
         scored = _realized(con, inputs, earlier)
-        trailing = _trailing(con, inputs, [day for day, _ in earlier][-TRAILING_FORECASTS:]) if earlier else {}
+        trailing = _latest(con, inputs.staging / "realized_accuracy.parquet") if scored[1] else {}
     tables = [*(["revisions"] if summary.previous_as_of else []), *(["realized_accuracy"] if scored[1] else [])]
     return summary.model_copy(update={"forecast_runs_scored": scored[0], "points_scored": scored[1],
                                       "trailing": trailing, "tables": tables})
@@ -283,23 +282,19 @@ _SCORE_SQL = f"""
     FROM naive"""
 
 
-def _trailing(con: duckdb.DuckDBPyConnection, inputs: MonitorInputs, forecast_days: list[date]) -> dict[str, float]:
-    """Accuracy over every point scored so far (by any run, this one included) of the job's latest
-    ``TRAILING_FORECASTS`` forecast runs before this one."""
-    first = forecast_days[0]
-    files = [path for day, path in published_partitions(inputs.output_root, "realized_accuracy", inputs.job)
-             if day != inputs.as_of and day > first]
-    staged = inputs.staging / "realized_accuracy.parquet"
-    files += [staged] if staged.is_file() else []
-    if not files:
+def _latest(con: duckdb.DuckDBPyConnection, path: Path) -> dict[str, float]:
+    """Accuracy over the points this run scored: the latest actuals, against every earlier forecast of them
+    (one point per series and live forecast run on a nightly job), so the figures trail the job's recent
+    forecasts without reading earlier partitions (the catalog's views hold the longer windows)."""
+    if not path.is_file():
         return {}
-    row = con.execute(f"""
-        SELECT count(*) AS points, avg(scaled_error) AS mase, avg(CAST(covered AS DOUBLE)) AS coverage_80,
+    row = con.execute("""
+        SELECT avg(scaled_error) AS mase, avg(CAST(covered AS DOUBLE)) AS coverage_80,
                2 * sum(quantile_loss) / nullif(sum(abs(y)), 0) AS scaled_crps, avg(smape) AS smape,
                avg(sn_scaled_error) AS seasonal_naive_mase,
                1 - sum(scaled_error) FILTER (WHERE sn_scaled_error IS NOT NULL)
                    / nullif(sum(sn_scaled_error), 0) AS skill_vs_seasonal_naive
-        FROM read_parquet({_files(files)}, union_by_name = true) WHERE forecast_as_of >= ?""", [first])
+        FROM read_parquet(?)""", [str(path)])
     names = [column[0] for column in row.description]
     values = dict(zip(names, row.fetchone() or (), strict=True))
     return {name: round(float(value), 6) for name, value in values.items() if value is not None}

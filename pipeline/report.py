@@ -118,7 +118,7 @@ def monitoring_markdown(job: str, as_of: str, summary: dict[str, Any], threshold
     lines += [f"**{summary['points_scored']} points scored** of {summary['forecast_runs_scored']} earlier forecast "
               "run(s) against this run's actuals.", ""]
     if trailing:
-        lines += ["| trailing accuracy | value |", "|---|---|",
+        lines += ["| accuracy of these points | value |", "|---|---|",
                   *[f"| {name} | {value:.4g} |" for name, value in trailing.items()], ""]
     if summary.get("most_revised"):
         lines += ["| most revised series | scaled revision | largest change | at |", "|---|---|---|---|",
