@@ -145,7 +145,8 @@ def monitor_run(ctx: RunContext, params: MonitorParams, timer: StageTimer, *, fo
     inputs = MonitorInputs(output_root=ctx.run.output_root, job=ctx.run.job, as_of=ctx.run.as_of,
                            run_id=ctx.run.run_id, forecasts=forecasts, status=status,
                            actuals=[path for path in actuals if path.is_file()], staging=ctx.staging,
-                           revision_threshold=params.revision_threshold, lookback_runs=params.lookback_runs)
+                           revision_threshold=params.revision_threshold, lookback_runs=params.lookback_runs,
+                           max_seconds=params.max_seconds)
     with timer("monitor"):
         state = monitor_forecasts(inputs, key_prefix=artifact_key(ctx.flow_name, ctx.run.job), return_state=True)
     if state.is_completed():

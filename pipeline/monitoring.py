@@ -26,16 +26,28 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.contracts import DS, QUANTILE_COLUMNS, QUANTILE_LEVELS, REALIZED_SCHEMA, REVISION_SCHEMA
+from pipeline.errors import InputDataError
 from pipeline.frequency import season_length
 from pipeline.publish import DATA_FILE
+from pipeline.sources.database import time_limit
 from pipeline.tables import parquet_options
 
-__all__ = ["MOST_REVISED", "MonitorInputs", "MonitorSummary", "monitor_job",
-           "published_partitions"]
+__all__ = [
+    "MOST_REVISED",
+    "MonitorInputs",
+    "MonitorSummary",
+    "MonitoringTimeout",
+    "monitor_job",
+    "published_partitions",
+]
 
 MOST_REVISED = 10  # series listed in the summary
 _BATCH_ROWS = 1_000_000
 _AS_OF = re.compile(r"^as_of=(\d{4}-\d{2}-\d{2})$")
+
+
+class MonitoringTimeout(RuntimeError):
+    """Monitoring ran longer than its time limit (``monitor.max_seconds``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +64,7 @@ class MonitorInputs:
     staging: Path
     revision_threshold: float
     lookback_runs: int
+    max_seconds: float = 600.0
 
 
 class MonitorSummary(BaseModel):
@@ -102,17 +115,26 @@ def monitor_job(inputs: MonitorInputs) -> MonitorSummary:
     """Stages ``revisions.parquet`` and ``realized_accuracy.parquet`` for this run; returns what they hold.
 
     A table with nothing to say (no previous run; nothing left to score) is not staged, so a run publishes
-    no empty partition, and a re-run that finds nothing leaves no stale one behind only if the caller
-    removes it (see ``tables``).
+    no empty partition; ``tables`` lists the staged ones, and the caller withdraws the others' partitions of
+    this ``as_of`` (an earlier run's of the same day).
+
+    Raises:
+        MonitoringTimeout: the queries ran longer than ``max_seconds``.
     """
     earlier = [(day, path) for day, path in published_partitions(inputs.output_root, "forecasts", inputs.job)
                if day < inputs.as_of][-inputs.lookback_runs:]
     with duckdb.connect() as con:
-        _seasons(con, inputs.status)
-        _scales(con, inputs.actuals)
-        summary = _revisions(con, inputs, earlier[-1] if earlier else None)
-        scored = _realized(con, inputs, earlier)
-        trailing = _latest(con, inputs.staging / "realized_accuracy.parquet") if scored[1] else {}
+        try:
+            with time_limit(con, inputs.max_seconds):
+                _seasons(con, inputs.status)
+                _scales(con, inputs.actuals)
+                summary = _revisions(con, inputs, earlier[-1] if earlier else None)
+                scored = _realized(con, inputs, earlier)
+                trailing = _latest(con, inputs.staging / "realized_accuracy.parquet") if scored[1] else {}
+        except InputDataError as exc:  # time_limit's: its fix names the source query's setting, not ours
+            raise MonitoringTimeout(
+                f"Monitoring ran longer than monitor.max_seconds ({inputs.max_seconds:g} s) and was stopped. Fix: "
+                "lower monitor.lookback_runs (fewer earlier runs to read) or raise monitor.max_seconds.") from exc
     tables = [*(["revisions"] if summary.previous_as_of else []), *(["realized_accuracy"] if scored[1] else [])]
     return summary.model_copy(update={"forecast_runs_scored": scored[0], "points_scored": scored[1],
                                       "trailing": trailing, "tables": tables})

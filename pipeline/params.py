@@ -117,6 +117,9 @@ class MonitorParams(BaseModel):
     lookback_runs: int = Field(60, ge=1, le=1000,
                                description="Earlier forecast runs of the job (latest as_of first) whose forecasts "
                                            "are scored against this run's actuals.")
+    max_seconds: float = Field(600.0, gt=0, le=86_400,
+                               description="Stop monitoring (a warning; the forecasts are published) when it takes "
+                                           "longer than this.")
 
 
 def engine_config(model: ModelParams, settings: Settings) -> EngineConfig:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import pipeline.monitoring
 from pipeline.contracts import FORECAST_SCHEMA, INPUT_SCHEMA, QUANTILE_COLUMNS, STATUS_SCHEMA
-from pipeline.monitoring import MonitorInputs, monitor_job, published_partitions
+from pipeline.monitoring import MonitoringTimeout, MonitorInputs, monitor_job, published_partitions
 from pipeline.publish import partition_dir
 
 DAILY = pd.date_range("2026-01-01", periods=30, freq="D")
@@ -158,3 +161,15 @@ def test_published_partitions_only_dates(tmp_path: Path) -> None:
         (tmp_path / "forecasts" / "job=j" / name / "data.parquet").write_bytes(b"")
     assert [day for day, _ in published_partitions(tmp_path, "forecasts", "j")] == [date(2026, 1, 1),
                                                                                       date(2026, 1, 2)]
+
+
+def test_monitoring_that_runs_too_long_is_stopped(job: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
+    inputs = job["inputs"]
+    assert isinstance(inputs, MonitorInputs)
+
+    def endless(con: duckdb.DuckDBPyConnection, actuals: list[Path]) -> None:  # minutes of work, at least
+        con.execute("SELECT sum(a.range * b.range) FROM range(1000000000) a, range(100000) b").fetchall()
+
+    monkeypatch.setattr(pipeline.monitoring, "_scales", endless)
+    with pytest.raises(MonitoringTimeout, match=r"longer than monitor.max_seconds \(0.5 s\).*lookback_runs"):
+        monitor_job(dataclasses.replace(inputs, max_seconds=0.5))
