@@ -212,6 +212,7 @@ def test_consecutive_runs_score_and_compare_what_was_published(workspace: Path, 
         assert latest == [(as_of(3),)]
 
 
+@pytest.mark.slow  # four to six flow runs: 10-22 s here
 def test_rerun_of_an_old_as_of_replaces_its_scores(workspace: Path, tiny_checkpoint: ResolvedCheckpoint,
                                                    known: None) -> None:
     for run in (1, 2, 3):
@@ -226,6 +227,7 @@ def test_rerun_of_an_old_as_of_replaces_its_scores(workspace: Path, tiny_checkpo
     assert again.monitoring["points_scored"] == 1 and again.monitoring["previous_as_of"] == as_of(1).isoformat()
 
 
+@pytest.mark.slow  # four to six flow runs: 10-22 s here
 def test_sharded_runs_publish_the_same_monitoring_tables(workspace: Path, tiny_checkpoint: ResolvedCheckpoint,
                                                          known: None) -> None:
     for run in (1, 2, 3):
