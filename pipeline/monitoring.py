@@ -79,7 +79,7 @@ class MonitorSummary(BaseModel):
     series_gone: int = 0
     forecast_runs_scored: int = 0
     points_scored: int = 0
-    trailing: dict[str, float] = Field(default_factory=dict)  # mase, coverage_80, ... of the points scored
+    accuracy: dict[str, float] = Field(default_factory=dict)  # mase, coverage_80, ... of the points scored
     most_revised: list[dict[str, Any]] = Field(default_factory=list)
     tables: list[str] = Field(default_factory=list)  # the staged tables to publish
 
@@ -90,7 +90,7 @@ class MonitorSummary(BaseModel):
                    "realized_points_scored": float(self.points_scored)}
         if self.series_compared:
             figures["series_revised_share"] = self.series_revised / self.series_compared
-        figures.update({f"realized_{name}": value for name, value in self.trailing.items()})
+        figures.update({f"realized_{name}": value for name, value in self.accuracy.items()})
         return figures
 
     def record(self) -> dict[str, Any]:
@@ -130,14 +130,14 @@ def monitor_job(inputs: MonitorInputs) -> MonitorSummary:
                 _scales(con, inputs.actuals)
                 summary = _revisions(con, inputs, earlier[-1] if earlier else None)
                 scored = _realized(con, inputs, earlier)
-                trailing = _latest(con, inputs.staging / "realized_accuracy.parquet") if scored[1] else {}
+                accuracy = _latest(con, inputs.staging / "realized_accuracy.parquet") if scored[1] else {}
         except InputDataError as exc:  # time_limit's: its fix names the source query's setting, not ours
             raise MonitoringTimeout(
                 f"Monitoring ran longer than monitor.max_seconds ({inputs.max_seconds:g} s) and was stopped. Fix: "
                 "lower monitor.lookback_runs (fewer earlier runs to read) or raise monitor.max_seconds.") from exc
     tables = [*(["revisions"] if summary.previous_as_of else []), *(["realized_accuracy"] if scored[1] else [])]
     return summary.model_copy(update={"forecast_runs_scored": scored[0], "points_scored": scored[1],
-                                      "trailing": trailing, "tables": tables})
+                                      "accuracy": accuracy, "tables": tables})
 
 
 def _files(paths: list[Path]) -> str:

@@ -114,12 +114,12 @@ def monitoring_markdown(job: str, as_of: str, summary: dict[str, Any], threshold
                   f"{summary['series_new']} new, {summary['series_gone']} gone.", ""]
     else:
         lines += ["No earlier run of this job: nothing to compare.", ""]
-    trailing = summary.get("trailing") or {}
+    accuracy = summary.get("accuracy") or {}
     lines += [f"**{summary['points_scored']} points scored** of {summary['forecast_runs_scored']} earlier forecast "
               "run(s) against this run's actuals.", ""]
-    if trailing:
+    if accuracy:
         lines += ["| accuracy of these points | value |", "|---|---|",
-                  *[f"| {name} | {value:.4g} |" for name, value in trailing.items()], ""]
+                  *[f"| {name} | {value:.4g} |" for name, value in accuracy.items()], ""]
     if summary.get("most_revised"):
         lines += ["| most revised series | scaled revision | largest change | at |", "|---|---|---|---|",
                   *[f"| {_code(str(r['unique_id']), 80)} | {r['scaled_revision']} | {r['largest_revision']} | "
