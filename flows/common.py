@@ -41,7 +41,7 @@ from tasks.validate import ValidationOutcome, validate_series
 __all__ = ["MONITOR_TABLES", "Monitoring", "Published", "RunContext", "forecast_metrics", "logical_date",
            "monitor_run", "outcome", "prepare_load_validate", "publish_run", "staged", "start_run"]
 
-MONITOR_TABLES = ("revisions", "realized_accuracy")
+MONITOR_TABLES = ("revisions", "realized_accuracy", "monitor_pending")
 
 
 @dataclasses.dataclass(frozen=True)

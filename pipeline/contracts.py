@@ -21,6 +21,7 @@ __all__ = [
     "INPUT_SCHEMA",
     "MAX_CONTEXT",
     "MAX_HORIZON",
+    "PENDING_SCHEMA",
     "QUANTILE_COLUMNS",
     "REALIZED_SCHEMA",
     "REVISION_SCHEMA",
@@ -196,5 +197,20 @@ REALIZED_SCHEMA = pa.schema(
         ("season_length", pa.int32()),
         ("forecast_run_id", pa.string()),
         ("run_id", pa.string()),
+    ]
+)
+
+# Monitoring's own state (not a BI table): the forecast points a run could not score yet (their actual missing,
+# or their series not in its input), so that the next run reads them instead of every earlier forecast again.
+PENDING_SCHEMA = pa.schema(
+    [
+        (ID, pa.string()),
+        ("forecast_as_of", pa.date32()),
+        ("step", pa.int32()),
+        (DS, pa.timestamp("us")),
+        ("cutoff", pa.timestamp("us")),
+        ("forecast", pa.float64()),
+        *[(name, pa.float64()) for name in QUANTILE_COLUMNS],
+        ("forecast_run_id", pa.string()),
     ]
 )

@@ -15,6 +15,7 @@ series: a positional join of the input with itself shifted by ``m`` rows, not a 
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from datetime import date, datetime
 from pathlib import Path
@@ -25,10 +26,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.contracts import DS, QUANTILE_COLUMNS, QUANTILE_LEVELS, REALIZED_SCHEMA, REVISION_SCHEMA
+from pipeline.contracts import (
+    DS,
+    PENDING_SCHEMA,
+    QUANTILE_COLUMNS,
+    QUANTILE_LEVELS,
+    REALIZED_SCHEMA,
+    REVISION_SCHEMA,
+)
 from pipeline.errors import InputDataError
 from pipeline.frequency import season_length
-from pipeline.publish import DATA_FILE
+from pipeline.publish import DATA_FILE, partition_dir
 from pipeline.sources.database import time_limit
 from pipeline.tables import parquet_options
 
@@ -79,6 +87,7 @@ class MonitorSummary(BaseModel):
     series_gone: int = 0
     forecast_runs_scored: int = 0
     points_scored: int = 0
+    actuals_through: datetime | None = None  # the input's last timestamp: the next run's state starts there
     accuracy: dict[str, float] = Field(default_factory=dict)  # mase, coverage_80, ... of the points scored
     most_revised: list[dict[str, Any]] = Field(default_factory=list)
     tables: list[str] = Field(default_factory=list)  # the staged tables to publish
@@ -135,9 +144,12 @@ def monitor_job(inputs: MonitorInputs) -> MonitorSummary:
             raise MonitoringTimeout(
                 f"Monitoring ran longer than monitor.max_seconds ({inputs.max_seconds:g} s) and was stopped. Fix: "
                 "lower monitor.lookback_runs (fewer earlier runs to read) or raise monitor.max_seconds.") from exc
-    tables = [*(["revisions"] if summary.previous_as_of else []), *(["realized_accuracy"] if scored[1] else [])]
+    tables = [*(["revisions"] if summary.previous_as_of else []), *(["realized_accuracy"] if scored[1] else []),
+              *(["monitor_pending"] if (inputs.staging / "monitor_pending.parquet").is_file() else [])]
+    span = _span(inputs.actuals)
     return summary.model_copy(update={"forecast_runs_scored": scored[0], "points_scored": scored[1],
-                                      "accuracy": accuracy, "tables": tables})
+                                      "accuracy": accuracy, "tables": tables,
+                                      "actuals_through": span[1] if span else None})
 
 
 def _files(paths: list[Path]) -> str:
@@ -218,31 +230,38 @@ def _revisions(con: duckdb.DuckDBPyConnection, inputs: MonitorInputs,
                           series_gone=gone, most_revised=[dict(zip(names, row, strict=True)) for row in top.fetchall()])
 
 
+@dataclasses.dataclass(frozen=True)
+class _State:
+    """What the job's latest earlier run with monitoring left: its as_of, when it was published, how far its
+    actuals reached, and its pending points (None: it had none)."""
+
+    as_of: date
+    created_at: float  # Unix time of its manifest
+    actuals_through: datetime
+    pending: Path | None
+
+
 def _realized(con: duckdb.DuckDBPyConnection, inputs: MonitorInputs,
               earlier: list[tuple[date, Path]]) -> tuple[int, int]:
     """Stages ``realized_accuracy.parquet``: every point of the ``earlier`` forecasts this run has an actual for
-    and no other run of the job scored; returns (forecast runs, points) scored."""
+    and no other run of the job scored, and ``monitor_pending.parquet``: those it could not score yet; returns
+    (forecast runs, points) scored."""
     span = _span(inputs.actuals)
     if not earlier or span is None:
         return 0, 0
-    others = [path for day, path in published_partitions(inputs.output_root, "realized_accuracy", inputs.job)
-              if day != inputs.as_of and day > earlier[0][0]]
-    done = (f"ANTI JOIN (SELECT unique_id, forecast_as_of, ds FROM read_parquet({_files(others)})) "
-            "USING (unique_id, forecast_as_of, ds)") if others else ""
-    # Only points inside the input's time span can have an actual; the series must be in this run's input.
-    con.execute(f"""
-        CREATE TEMP TABLE todo AS SELECT f.* FROM (
-            SELECT unique_id, CAST(as_of AS DATE) AS forecast_as_of, step, ds, cutoff, forecast,
-                   {", ".join(QUANTILE_COLUMNS)}, run_id AS forecast_run_id, s.m
-            FROM read_parquet({_files([path for _, path in earlier])}, hive_partitioning = true)
-            JOIN seasons s USING (unique_id) WHERE ds BETWEEN ? AND ?) f {done}""", list(span))
+    state = _state(inputs, first=earlier[0][0])
+    con.execute(f"CREATE TEMP TABLE candidates AS {_candidates(inputs, earlier, state)}", [span[1]])
+    con.execute("CREATE TEMP TABLE todo AS SELECT c.*, s.m FROM candidates c JOIN seasons s USING (unique_id) "
+                "WHERE c.ds >= ?", [span[0]])
     [(oldest,)] = con.execute(_OLDEST_NEEDED).fetchall()
-    if oldest is None:
-        return 0, 0
-    # One scan of the input, from the oldest history point a seasonal-naive value can need: target and
-    # seasonal values are then rows of this tail, found by their row number (a series lives in one file).
-    con.execute(f"""CREATE TEMP TABLE tail AS SELECT unique_id, ds, y, file_row_number AS row
-                    FROM read_parquet({_files(inputs.actuals)}, file_row_number = true) WHERE ds >= ?""", [oldest])
+    con.execute("CREATE TEMP TABLE tail (unique_id VARCHAR, ds TIMESTAMP, y DOUBLE, row BIGINT)")
+    if oldest is not None:
+        # One scan of the input, from the oldest history point a seasonal-naive value can need: target and
+        # seasonal values are then rows of this tail, found by their row number (a series lives in one file).
+        con.execute(f"""INSERT INTO tail SELECT unique_id, ds, y, file_row_number
+                        FROM read_parquet({_files(inputs.actuals)}, file_row_number = true) WHERE ds >= ?""",
+                    [oldest])
+    _pending(con, inputs.staging / "monitor_pending.parquet")
     table = con.sql(_SCORE_SQL, params=[inputs.run_id])
     path = inputs.staging / "realized_accuracy.parquet"
     if _write(table, REALIZED_SCHEMA, path) == 0:
@@ -251,6 +270,85 @@ def _realized(con: duckdb.DuckDBPyConnection, inputs: MonitorInputs,
     [(runs, points)] = con.execute("SELECT count(DISTINCT forecast_as_of), count(*) FROM read_parquet(?)",
                                    [str(path)]).fetchall()
     return runs, points
+
+
+def _candidates(inputs: MonitorInputs, earlier: list[tuple[date, Path]], state: _State | None) -> str:
+    """The query of the points that may be scored now (``?``: the input's last timestamp).
+
+    Without a state, every point of the ``earlier`` forecasts up to now, less those other runs scored. With
+    the state of the latest earlier run: the forecasts since that run whole, the earlier ones only past the
+    actuals it had, and its pending points; less what runs after it, or published after it, scored (a re-run
+    of another day). Either way the same points, the second without reading settled forecasts again.
+    """
+    columns = (f"unique_id, CAST(as_of AS DATE) AS forecast_as_of, step, ds, cutoff, forecast, "
+               f"{', '.join(QUANTILE_COLUMNS)}, run_id AS forecast_run_id")
+    partitions = published_partitions(inputs.output_root, "realized_accuracy", inputs.job)
+    if state is None:
+        parts = [f"SELECT {columns} FROM read_parquet({_files([p for _, p in earlier])}, hive_partitioning = true) "
+                 "WHERE ds <= $1"]
+        others = [path for day, path in partitions if day != inputs.as_of and day > earlier[0][0]]
+    else:
+        since = [path for day, path in earlier if day >= state.as_of]
+        before = [path for day, path in earlier if day < state.as_of and _last_ds(path) > state.actuals_through]
+        through = f"TIMESTAMP '{state.actuals_through.isoformat(sep=' ')}'"
+        parts = [*([f"SELECT {columns} FROM read_parquet({_files(since)}, hive_partitioning = true) "
+                    "WHERE ds <= $1"] if since else []),
+                 *([f"SELECT {columns} FROM read_parquet({_files(before)}, hive_partitioning = true) "
+                    f"WHERE ds > {through} AND ds <= $1"] if before else []),
+                 *([f"SELECT {', '.join(PENDING_SCHEMA.names)} FROM read_parquet({_files([state.pending])}, "
+                    f"hive_partitioning = false) WHERE forecast_as_of >= "
+                    f"DATE '{earlier[0][0].isoformat()}'"] if state.pending else [])]
+        others = [path for day, path in partitions if day != inputs.as_of
+                  and (day > state.as_of or path.stat().st_mtime > state.created_at)]
+    union = " UNION ALL ".join(parts) if parts else _NO_CANDIDATES
+    if not others:
+        return f"SELECT * FROM ({union})"
+    return (f"SELECT * FROM ({union}) ANTI JOIN (SELECT unique_id, forecast_as_of, ds FROM "
+            f"read_parquet({_files(others)})) USING (unique_id, forecast_as_of, ds)")
+
+
+def _pending(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Stages the candidates not scored (yet): their actual missing, or their series not in this input."""
+    query = con.sql(f"""
+        SELECT {', '.join(PENDING_SCHEMA.names)} FROM candidates c
+        ANTI JOIN (SELECT t.unique_id, t.forecast_as_of, t.ds FROM todo t JOIN tail a USING (unique_id, ds)
+                   WHERE a.y IS NOT NULL) USING (unique_id, forecast_as_of, ds)""")
+    if _write(query, PENDING_SCHEMA, path) == 0:
+        path.unlink()
+
+
+def _state(inputs: MonitorInputs, *, first: date) -> _State | None:
+    """The monitoring state of the job's latest earlier run, if it left one within the lookback (a run whose
+    monitoring failed or was off leaves none, and the run before it counts)."""
+    manifests = sorted((inputs.output_root / "runs" / f"job={inputs.job}").glob("as_of=*/*.parquet"), reverse=True)
+    for path in manifests:
+        match = _AS_OF.match(path.parent.name)
+        if not match or not first <= date.fromisoformat(match.group(1)) < inputs.as_of:
+            continue
+        table = pq.read_table(path)
+        if "monitoring" not in table.column_names or table.num_rows != 1:
+            continue
+        record = json.loads(table.column("monitoring")[0].as_py() or "{}")
+        if not record.get("actuals_through"):
+            continue
+        day = date.fromisoformat(match.group(1))
+        pending = partition_dir(inputs.output_root, "monitor_pending", inputs.job, day.isoformat()) / DATA_FILE
+        return _State(as_of=day, created_at=table.column("created_at")[0].as_py().timestamp(),
+                      actuals_through=datetime.fromisoformat(record["actuals_through"]),
+                      pending=pending if pending.is_file() else None)
+    return None
+
+
+_DUCK = {pa.string(): "VARCHAR", pa.date32(): "DATE", pa.int32(): "INTEGER", pa.timestamp("us"): "TIMESTAMP",
+         pa.float64(): "DOUBLE"}
+_NO_CANDIDATES = "SELECT " + ", ".join(f"CAST(NULL AS {_DUCK[f.type]}) AS {f.name}" for f in PENDING_SCHEMA) + \
+    " WHERE false"
+
+
+def _last_ds(path: Path) -> datetime:
+    """The last target date of a forecasts file, from its footer (the end of time when it has no statistics)."""
+    span = _span([path])
+    return span[1] if span else datetime.max
 
 
 def _span(paths: list[Path]) -> tuple[datetime, datetime] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import date
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import pipeline.monitoring
-from pipeline.contracts import FORECAST_SCHEMA, INPUT_SCHEMA, QUANTILE_COLUMNS, STATUS_SCHEMA
+from pipeline.contracts import FORECAST_SCHEMA, INPUT_SCHEMA, PENDING_SCHEMA, QUANTILE_COLUMNS, STATUS_SCHEMA
 from pipeline.monitoring import MonitoringTimeout, MonitorInputs, monitor_job, published_partitions
 from pipeline.publish import partition_dir
 
@@ -173,3 +174,29 @@ def test_monitoring_that_runs_too_long_is_stopped(job: dict[str, object], monkey
     monkeypatch.setattr(pipeline.monitoring, "_scales", endless)
     with pytest.raises(MonitoringTimeout, match=r"longer than monitor.max_seconds \(0.5 s\).*lookback_runs"):
         monitor_job(dataclasses.replace(inputs, max_seconds=0.5))
+
+
+def test_with_the_previous_runs_state_settled_forecasts_are_not_read(job: dict[str, object]) -> None:
+    inputs = job["inputs"]
+    assert isinstance(inputs, MonitorInputs)
+    root, daily, quarterly = inputs.output_root, np.asarray(job["daily"]), np.asarray(job["quarterly"])
+    # The run of 21 January: its forecast of d, its actuals up to day 29, and q's step-9 point still pending.
+    write(forecasts("d", DAILY[22:25], [1.0, 2.0, 3.0], DAILY[21], "p"), FORECAST_SCHEMA,
+          partition_dir(root, "forecasts", "j", "2026-01-21") / "data.parquet")
+    pending = forecasts("q", QUARTERS[18:19], [50.0], QUARTERS[9], "early")
+    pending = pending.rename(columns={"run_id": "forecast_run_id"})
+    pending["forecast_as_of"], pending["step"] = date(2026, 1, 20), np.int32(9)
+    write(pending, PENDING_SCHEMA, partition_dir(root, "monitor_pending", "j", "2026-01-21") / "data.parquet")
+    manifest = partition_dir(root, "runs", "j", "2026-01-21") / "batch-forecast.parquet"
+    write(pd.DataFrame({"monitoring": [json.dumps({"actuals_through": str(DAILY[29]), "points_scored": 0})],
+                        "created_at": [pd.Timestamp("2026-01-21", tz="UTC")]}),
+          pa.schema([("monitoring", pa.string()), ("created_at", pa.timestamp("us", tz="UTC"))]), manifest)
+    # The forecast of 20 January ends before day 29, and its points are not pending: settled, not read again.
+    summary = monitor_job(inputs)
+    scored = pd.read_parquet(inputs.staging / "realized_accuracy.parquet").set_index(["unique_id", "ds"])
+    assert sorted(scored.index) == [("d", DAILY[22]), ("d", DAILY[23]), ("d", DAILY[24]), ("q", QUARTERS[18])]
+    assert scored.loc[("q", QUARTERS[18])].y == pytest.approx(quarterly[18]), "the pending point, scored"
+    assert scored.loc[("d", DAILY[24])].abs_error == pytest.approx(abs(daily[24] - 3.0))
+    assert summary.points_scored == 4 and "monitor_pending" not in summary.tables, "nothing left pending"
+    manifest.unlink()  # without the state, every point of the lookback not in another run's partition
+    assert monitor_job(inputs).points_scored == 3 + 9 + 3, "20 January's d and q points, and 21 January's d"
