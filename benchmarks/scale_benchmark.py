@@ -4,6 +4,13 @@
     python benchmarks/scale_benchmark.py memory --series 1000000 --local-concurrency 2   # two at a time
     python benchmarks/scale_benchmark.py memory --series 100000         # the CI-sized variant
     python benchmarks/scale_benchmark.py workers --series 8000 --shards 8   # 1 vs 2 Prefect process workers
+    python benchmarks/scale_benchmark.py monitor --series 1000000 --local-concurrency 2   # #21's overhead
+
+``monitor`` runs the job on consecutive nights (``--nights``, default 2), each night's input one day longer
+(the panel cut at its last day minus ``nights - k``), all in one child process and one output root, so from
+the second night on each run compares with the one before and scores its earlier forecasts. It reports,
+per night, the ``monitor`` stage's seconds and its share of the rest of the run (the manifest's timings),
+and with ``--baseline`` re-runs the last night with ``monitor.enabled = false`` for the same job.
 
 ``memory`` runs the whole flow (plan, read each shard through DuckDB, validate, forecast, combine, publish,
 MLflow) in one child process on the embedded defaults and reports its peak RSS (``ru_maxrss``) and that of
@@ -79,6 +86,58 @@ def run_flow(panel: str, series_per_shard: int, concurrency: int, as_of: str) ->
                       "largest_child_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 
 
+def run_nights(panel: str, series_per_shard: int, concurrency: int, nights: int, baseline: bool) -> None:
+    """Child process: the sharded flow on ``nights`` consecutive as_of days (inputs cut from ``panel``), then,
+    with ``baseline``, the last night again without monitoring; one JSON line of timings per run."""
+    import duckdb
+    import pandas as pd
+
+    from flows.sharded_forecast import sharded_forecast
+    from pipeline.params import MonitorParams, Sharding
+    from pipeline.sources import FileSource
+
+    source = Path(panel)
+    [(end,)] = duckdb.sql(f"SELECT max(ds) FROM read_parquet('{source}')").fetchall()
+    plan = [(night, True) for night in range(1, nights + 1)] + ([(nights, False)] if baseline else [])
+    for night, enabled in plan:
+        cut = end - pd.Timedelta(days=nights - night)
+        path = source.with_name(f"night-{night}.parquet")
+        if not path.is_file():
+            duckdb.sql(f"COPY (SELECT * FROM read_parquet('{source}') WHERE ds <= TIMESTAMP '{cut}') TO '{path}' "
+                       "(FORMAT parquet)")
+        started = time.perf_counter()
+        summary = sharded_forecast(source=FileSource(path=str(path)), horizon=HORIZON, job="scale",
+                                   as_of=(cut + pd.Timedelta(days=1)).date(), monitor=MonitorParams(enabled=enabled),
+                                   sharding=Sharding(series_per_shard=series_per_shard, local_concurrency=concurrency))
+        seconds = time.perf_counter() - started
+        [(timings,)] = duckdb.sql(f"SELECT timings FROM read_parquet('{summary.outputs['runs']}')").fetchall()
+        print(json.dumps({"night": night, "monitor": enabled, "seconds": seconds, "timings": json.loads(timings),
+                          "monitoring": summary.monitoring,
+                          "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
+
+
+def monitor(args: argparse.Namespace) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="monitor-", dir=args.workdir)).resolve()
+    checkpoint, panel = _setup(workdir, args.series, args.length, args.panel)
+    command = [sys.executable, __file__, "_nights", str(panel), str(args.series_per_shard),
+               str(args.local_concurrency), str(args.nights), str(int(args.baseline))]
+    done = subprocess.run(command, env=_env(workdir, checkpoint, panel), capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"flow failed: {done.stdout[-3000:]}{done.stderr[-3000:]}")
+    runs = [json.loads(line) for line in done.stdout.splitlines() if line.startswith('{"night"')]
+    for run in runs:
+        timings = run["timings"]
+        spent = timings.get("monitor", 0.0)
+        rest = timings["total"] - spent
+        print(f"night {run['night']} ({'monitor' if run['monitor'] else 'no monitor'}): total {timings['total']:.1f} s"
+              f" in the flow, monitor {spent:.2f} s = {100 * spent / max(rest, 1e-9):.1f}% of the rest; "
+              f"{run['monitoring'].get('points_scored', 0):,} points scored, "
+              f"{run['monitoring'].get('series_compared', 0):,} series compared; peak RSS {run['peak_rss_mb']:,.0f} MB")
+    return {"series": args.series, "length": args.length, "nights": args.nights, "horizon": HORIZON,
+            "series_per_shard": args.series_per_shard, "local_concurrency": args.local_concurrency, "runs": runs,
+            "workdir": str(workdir)}
+
+
 def memory(args: argparse.Namespace) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="scale-", dir=args.workdir)).resolve()
     checkpoint, panel = _setup(workdir, args.series, args.length, args.panel)
@@ -139,19 +198,25 @@ def main() -> None:
     if sys.argv[1:2] == ["_run"]:
         run_flow(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
         return
+    if sys.argv[1:2] == ["_nights"]:
+        run_nights(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6] == "1")
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["memory", "workers"])
+    parser.add_argument("mode", choices=["memory", "workers", "monitor"])
     parser.add_argument("--series", type=int, default=100_000)
     parser.add_argument("--length", type=int, default=200)
     parser.add_argument("--series-per-shard", type=int, default=20_000)
     parser.add_argument("--local-concurrency", type=int, default=1, help="memory mode: shards at once")
     parser.add_argument("--shards", type=int, default=8, help="workers mode: shards of the job")
+    parser.add_argument("--nights", type=int, default=2, help="monitor mode: consecutive as_of runs of the job")
+    parser.add_argument("--baseline", action="store_true",
+                        help="monitor mode: re-run the last night without monitoring, for comparison")
     parser.add_argument("--panel", type=Path, help="reuse a panel written by an earlier run")
     parser.add_argument("--workdir", type=Path, default=None, help="parent of the temporary working directory")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     print(f"host: {platform.node()} ({os.cpu_count()} cores), python {platform.python_version()}")
-    result = memory(args) if args.mode == "memory" else workers(args)
+    result = {"memory": memory, "workers": workers, "monitor": monitor}[args.mode](args)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 

@@ -22,7 +22,7 @@ from typing import Any
 # None of these import Prefect, which must see the environment defaults below before it loads.
 from forecast_model.errors import MAX_MESSAGE_CHARS, ConfigurationError
 from pipeline.canonical import ColumnMapping
-from pipeline.params import AnomalySummary, BacktestSummary, ModelParams, RunSummary
+from pipeline.params import AnomalySummary, BacktestSummary, ModelParams, MonitorParams, RunSummary
 from pipeline.series_checks import SeriesChecks
 from pipeline.sources import DuckDBSource, FileSource, UrlSource
 from pipeline.sources.files import base_directory
@@ -81,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", parents=[common], help="Forecast a source and publish Parquet results.")
     _common_arguments(run)
     run.add_argument("--horizon", type=int, help="Steps to forecast (default TIMESFM20_DEFAULT_HORIZON_LEN).")
+    run.add_argument("--revision-threshold", type=float,
+                     help="A series is revised when its scaled change since the previous run exceeds this (0.5).")
+    run.add_argument("--lookback-runs", type=int,
+                     help="Earlier runs of the job whose forecasts are scored against this run's actuals (60).")
+    run.add_argument("--no-monitor", action="store_true",
+                     help="Skip revisions and realized accuracy (tables revisions, realized_accuracy).")
     backtest = commands.add_parser("backtest", parents=[common],
                                    help="Score TimesFM against naive baselines on a source.")
     _common_arguments(backtest)
@@ -181,6 +187,12 @@ def _run_options(args: argparse.Namespace) -> dict[str, Any]:
             "tracking_required": args.tracking_required}
 
 
+def _monitor(args: argparse.Namespace) -> MonitorParams:
+    given = {k: v for k, v in (("revision_threshold", args.revision_threshold),
+                               ("lookback_runs", args.lookback_runs)) if v is not None}
+    return MonitorParams(enabled=not args.no_monitor, **given)
+
+
 def _allow_source_directory(source: FileSource | UrlSource | DuckDBSource) -> None:
     """Adds the directory of the file or database the user typed to FORECAST_DATA_ROOTS for this process.
 
@@ -227,7 +239,7 @@ class _RunFailed(Exception):
 def _run(args: argparse.Namespace) -> int:
     from flows.batch_forecast import batch_forecast
 
-    summary = _call(batch_forecast, {"horizon": args.horizon, **_run_options(args)})
+    summary = _call(batch_forecast, {"horizon": args.horizon, "monitor": _monitor(args), **_run_options(args)})
     return _report(summary, f"Forecast {summary.series_ok} of {summary.series_in} series ({summary.forecast_rows} "
                             f"rows; {summary.series_rejected} rejected, {summary.series_failed} failed) for job "
                             f"{summary.job!r}, as_of {summary.as_of}.")

@@ -21,8 +21,9 @@ from pipeline.catalog import CATALOG_FILE
 from pipeline.errors import OutputSpaceError
 from pipeline.logfile import bind_run, register_run
 from pipeline.manifest import ModelInfo, RunManifest, StageTimer, write_manifest
-from pipeline.params import ModelParams
-from pipeline.publish import DATA_FILE, discard_staging, publish_tables, staging_dir
+from pipeline.monitoring import MonitorInputs, MonitorSummary
+from pipeline.params import ModelParams, MonitorParams
+from pipeline.publish import DATA_FILE, discard_staging, publish_tables, staging_dir, withdraw_partitions
 from pipeline.report import artifact_key, dataset_uri, mlflow_run_url, run_name, run_summary, series_count_rows
 from pipeline.run import ResolvedRun, resolve_run, scheduled_date
 from pipeline.series_checks import SeriesChecks
@@ -31,13 +32,16 @@ from pipeline.sources import DuckDBSource, FileSource, UrlSource, redact_url
 from tasks.catalog import refresh_catalog
 from tasks.forecast import prepare_model
 from tasks.load import LoadResult, load_series
+from tasks.monitor import monitor_forecasts
 from tasks.publish import publish_outputs
 from tasks.report import report_run
 from tasks.tracking import InputDataset, TrackedRun, TrackingError, track_run
 from tasks.validate import ValidationOutcome, validate_series
 
-__all__ = ["Published", "RunContext", "forecast_metrics", "logical_date", "outcome", "prepare_load_validate",
-           "publish_run", "staged", "start_run"]
+__all__ = ["MONITOR_TABLES", "Monitoring", "Published", "RunContext", "forecast_metrics", "logical_date",
+           "monitor_run", "outcome", "prepare_load_validate", "publish_run", "staged", "start_run"]
+
+MONITOR_TABLES = ("revisions", "realized_accuracy", "monitor_pending")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +69,21 @@ class Published:
     mlflow_run_id: str | None
     tracking_status: str
     warnings: list[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class Monitoring:
+    """What monitoring staged for the run, or why it could not (a warning, never the run's failure)."""
+
+    summary: MonitorSummary
+    warning: str | None = None
+    enabled: bool = True
+
+    def record(self) -> dict[str, Any]:
+        """The manifest's and the run summary's ``monitoring`` entry."""
+        if not self.enabled:
+            return {"enabled": False}
+        return {**self.summary.record(), **({"warning": self.warning} if self.warning else {})}
 
 
 def start_run(source: FileSource | UrlSource | DuckDBSource, model: ModelParams, checks: SeriesChecks, *,
@@ -116,6 +135,31 @@ def prepare_load_validate(ctx: RunContext, source: FileSource | UrlSource | Duck
     return info, loaded, validation
 
 
+def monitor_run(ctx: RunContext, params: MonitorParams, timer: StageTimer, *, forecasts: Path, status: Path,
+                actuals: list[Path]) -> Monitoring:
+    """Revisions since the job's previous run and realized accuracy of its earlier forecasts, staged beside the
+    run's forecasts so that they are published with them. A failure is a warning: the forecasts go out anyway,
+    without this run's monitoring tables (the next run scores what this one could not)."""
+    if not params.enabled:
+        return Monitoring(MonitorSummary(), enabled=False)
+    inputs = MonitorInputs(output_root=ctx.run.output_root, job=ctx.run.job, as_of=ctx.run.as_of,
+                           run_id=ctx.run.run_id, forecasts=forecasts, status=status,
+                           actuals=[path for path in actuals if path.is_file()], staging=ctx.staging,
+                           revision_threshold=params.revision_threshold, lookback_runs=params.lookback_runs,
+                           max_seconds=params.max_seconds)
+    with timer("monitor"):
+        state = monitor_forecasts(inputs, key_prefix=artifact_key(ctx.flow_name, ctx.run.job), return_state=True)
+    if state.is_completed():
+        return Monitoring(state.result())
+    for table in MONITOR_TABLES:
+        (ctx.staging / f"{table}.parquet").unlink(missing_ok=True)
+    warning = (f"Monitoring (revisions, realized accuracy) failed: {shorten(str(state.message), 500)}. The forecasts "
+               "are published; this run's revisions and realized_accuracy partitions are not, and the next run "
+               "scores what this one could not. Fix: see the log's traceback; monitor.enabled = false skips it.")
+    get_run_logger().warning(warning)
+    return Monitoring(MonitorSummary(), warning)
+
+
 def logical_date() -> date:
     """The run's scheduled date (UTC): a scheduled run, and any retry of it, keeps the date it was
     scheduled for; an ad-hoc run is scheduled when it is created, i.e. today."""
@@ -123,7 +167,8 @@ def logical_date() -> date:
 
 
 def publish_run(ctx: RunContext, manifest: RunManifest, timer: StageTimer, *, tables: list[str],
-                metrics: dict[str, float], artifacts: list[Path], tracking_required: bool) -> Published:
+                metrics: dict[str, float], artifacts: list[Path], tracking_required: bool,
+                monitoring: Monitoring | None = None) -> Published:
     """Tracks the run in MLflow, then publishes its tables, its manifest (last) and refreshes the catalog.
 
     An unreachable tracking server does not stop the publish unless ``tracking_required``; the failure is
@@ -133,20 +178,30 @@ def publish_run(ctx: RunContext, manifest: RunManifest, timer: StageTimer, *, ta
     ``timer`` times tracking, publish and catalog, and the manifest records them with ``total``: the
     manifest is published right after the tables, then once more (one rename of a one-row file) with the
     catalog's time, so a reader sees a whole manifest either way.
+
+    ``monitoring``, when given, adds its staged tables, its metrics and its warning; its tables it did not
+    stage are withdrawn from this ``as_of`` (a re-run replaces them, or leaves none).
     """
+    if monitoring is not None:
+        tables = [*tables, *monitoring.summary.tables]
+        metrics = {**metrics, **monitoring.summary.metrics()}
     with timer("tracking"):
         tracked, error = _track(ctx, manifest, metrics, artifacts, tracking_required)
     mlflow_run_id = tracked.run_id if tracked else None
     with timer("publish"):
         outputs = publish_outputs(ctx.staging, ctx.run.output_root, ctx.run.job, ctx.run.as_of.isoformat(),
                                   dict.fromkeys(tables, DATA_FILE))
+        if monitoring is not None:
+            withdraw_partitions(ctx.run.output_root, ctx.run.job, ctx.run.as_of.isoformat(),
+                                [table for table in MONITOR_TABLES if table not in tables])
     timer.record_total()
     manifest = manifest.model_copy(update={"mlflow_run_id": mlflow_run_id, "tracking_error": error,
                                            "tracking_status": "failed" if error else "ok",
                                            "timings": dict(timer.seconds)})
     outputs["runs"] = _publish_manifest(ctx, manifest)
     with timer("catalog"):
-        warnings = [*([error] if error else []), *refresh_catalog(ctx.run.output_root)]
+        warnings = [*([error] if error else []), *([monitoring.warning] if monitoring and monitoring.warning else []),
+                    *refresh_catalog(ctx.run.output_root)]
     manifest = manifest.model_copy(update={"timings": dict(timer.seconds)})
     _publish_manifest(ctx, manifest)
     tracking_uri = ctx.settings.resolved_tracking_uri()

@@ -22,9 +22,12 @@ from tasks.forecast import forecast_series, prepare_model, render_sample
 from tasks.shards import load_shard
 from tasks.validate import validate_series
 
-__all__ = ["forecast_shard"]
+__all__ = ["SHARD_ACTUALS", "forecast_shard"]
 
-_SCRATCH = ("input.parquet", "regular.parquet")
+# The shard's validated, regular series: kept (in the run's staging, removed with it) as the actuals the
+# parent's monitoring reads.
+SHARD_ACTUALS = "regular.parquet"
+_SCRATCH = ("input.parquet",)
 
 
 @flow(name="forecast-shard")

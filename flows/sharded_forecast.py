@@ -9,13 +9,13 @@ from typing import Any
 from prefect import flow
 from pydantic import BaseModel
 
-from flows.common import RunContext, forecast_metrics, outcome, publish_run, staged, start_run
+from flows.common import RunContext, forecast_metrics, monitor_run, outcome, publish_run, staged, start_run
 from flows.fanout import run_local, run_remote
-from flows.forecast_shard import forecast_shard
+from flows.forecast_shard import SHARD_ACTUALS, forecast_shard
 from pipeline.accounting import SeriesCounts, check_rejected_fraction, check_something_forecast
 from pipeline.contracts import FORECAST_SCHEMA, STATUS_SCHEMA, Horizon
 from pipeline.manifest import StageTimer, build_manifest
-from pipeline.params import FreqAlias, JobName, ModelParams, OutputRoot, ShardedRunSummary, Sharding
+from pipeline.params import FreqAlias, JobName, ModelParams, MonitorParams, OutputRoot, ShardedRunSummary, Sharding
 from pipeline.run import run_parameters
 from pipeline.series_checks import SeriesChecks
 from pipeline.sharding import ShardPlan, ShardRecord, attempt_path, job_fingerprint, job_model
@@ -32,6 +32,7 @@ def sharded_forecast(
     model: ModelParams = ModelParams(),  # noqa: B008 - frozen, so one shared default is safe
     checks: SeriesChecks = SeriesChecks(),  # noqa: B008
     sharding: Sharding = Sharding(),  # noqa: B008
+    monitor: MonitorParams = MonitorParams(),  # noqa: B008
     freq: FreqAlias | None = None,
     job: JobName | None = None,
     as_of: date | None = None,
@@ -45,7 +46,8 @@ def sharded_forecast(
     `sharding.deployment` set, every shard is a flow run of that `forecast-shard` deployment, taken by
     whichever worker of its pool is free (the workers must share `output_root`); crashed or failed shards
     are retried. Only when every shard has succeeded are the tables combined and published, with one
-    manifest, exactly as `batch-forecast` publishes them; otherwise nothing is.
+    manifest, exactly as `batch-forecast` publishes them (with the same `revisions` and `realized_accuracy`);
+    otherwise nothing is.
 
     Args:
         source: Long-format Parquet/CSV file or glob, or DuckDB table/query.
@@ -53,6 +55,7 @@ def sharded_forecast(
         model: Checkpoint (and optional SHA-256 pin), device, context length and batch size.
         checks: Which series are fit to forecast; `max_rejected_fraction` applies to the whole job.
         sharding: Series per shard (or a fixed number of shards), the shard deployment, attempts per shard.
+        monitor: Revisions since the previous run and realized accuracy of earlier forecasts (on by default).
         freq: Pandas frequency alias of the series; inferred per series if empty.
         job: Name of the forecast job; partitions outputs (default: derived from the source's name).
         as_of: Logical date of the run (default: the scheduled date, UTC).
@@ -71,14 +74,18 @@ def sharded_forecast(
         check_rejected_fraction(counts, checks.max_rejected_fraction)
         check_something_forecast(counts)
         with timer("combine"):
-            combine_shards(ctx.staging, records, "forecasts", FORECAST_SCHEMA)
+            forecasts_path = combine_shards(ctx.staging, records, "forecasts", FORECAST_SCHEMA)
             status_path = combine_shards(ctx.staging, records, "series_status", STATUS_SCHEMA)
+        monitoring = monitor_run(ctx, monitor, timer, forecasts=forecasts_path, status=status_path,
+                                 actuals=[attempt_path(ctx.staging, r.shard, r.attempt) / SHARD_ACTUALS
+                                          for r in records])
         manifest = build_manifest(
             ctx.run, flow_name=ctx.flow_name, deployment=ctx.deployment, source=source.describe(),
             input_fingerprint=job_fingerprint(records), counts=counts, output_rows=sum(r.output_rows for r in records),
             model=info, timings=timer.seconds, shards=[_shard_entry(r) for r in records],
             parameters=run_parameters(ctx.run, source, sharding=sharding.model_dump(),
-                                      tracking_required=tracking_required))
+                                      tracking_required=tracking_required, monitor=monitor.model_dump()),
+            monitoring=monitoring.record())
         sample = attempt_path(ctx.staging, records[0].shard, records[0].attempt) / "sample.png"
         inference, throughput = sum(r.inference_seconds for r in records), _throughput(records, timer)
         metrics = forecast_metrics(counts, manifest.output_rows, shards=len(records),
@@ -86,10 +93,11 @@ def sharded_forecast(
                                    series_per_second=throughput, batch_size=records[0].batch_size)
         published = publish_run(ctx, manifest, timer, tables=["forecasts", "series_status"], metrics=metrics,
                                 artifacts=[status_path, *([sample] if sample.is_file() else [])],
-                                tracking_required=tracking_required)
+                                tracking_required=tracking_required, monitoring=monitoring)
     return ShardedRunSummary(
         **outcome(manifest, published), forecast_rows=manifest.output_rows,
-        checkpoint=ctx.run.engine.checkpoint, inference_seconds=round(inference, 4), series_per_second=throughput,
+        checkpoint=ctx.run.engine.checkpoint, monitoring=monitoring.record(), inference_seconds=round(inference, 4),
+        series_per_second=throughput,
         device=info.device, precision=info.precision,
         batch_size=records[0].batch_size, shards=len(records),
         shard_workers=dict(Counter(record.worker for record in records)))

@@ -21,7 +21,10 @@ __all__ = [
     "INPUT_SCHEMA",
     "MAX_CONTEXT",
     "MAX_HORIZON",
+    "PENDING_SCHEMA",
     "QUANTILE_COLUMNS",
+    "REALIZED_SCHEMA",
+    "REVISION_SCHEMA",
     "RUNS_SCHEMA",
     "STATUS_SCHEMA",
     "ContextLength",
@@ -107,6 +110,7 @@ RUNS_SCHEMA = pa.schema(
         ("mlflow_run_id", pa.string()),
         ("tracking_status", pa.string()),
         ("tracking_error", pa.string()),
+        ("monitoring", pa.string()),
         ("created_at", pa.timestamp("us", tz="UTC")),
     ]
 )
@@ -145,5 +149,68 @@ ANOMALY_SCHEMA = pa.schema(
         ("cutoff", pa.timestamp("us")),  # the last point of the history the forecast came from
         ("model", pa.string()),
         ("run_id", pa.string()),
+    ]
+)
+
+# One row per series of a forecast run or of the job's previous run: how this run's forecast moved since then.
+REVISION_SCHEMA = pa.schema(
+    [
+        (ID, pa.string()),
+        ("change", pa.string()),  # compared, new (not in the previous run), gone (not in this one), no_overlap
+        ("n_dates", pa.int64()),  # target dates both runs forecast
+        ("mean_abs_revision", pa.float64()),
+        ("scaled_revision", pa.float64()),  # mean_abs_revision / scale
+        ("largest_revision", pa.float64()),  # signed: this run's forecast minus the previous one's
+        ("largest_revision_ds", pa.timestamp("us")),
+        ("mean_width_change", pa.float64()),  # of the q10-q90 width, this run minus the previous one
+        ("scale", pa.float64()),  # mean absolute seasonal difference of the series' history (the MASE scale)
+        ("revised", pa.bool_()),
+        ("threshold", pa.float64()),
+        ("previous_as_of", pa.date32()),
+        ("previous_run_id", pa.string()),
+        ("run_id", pa.string()),
+    ]
+)
+
+# One row per scored point: an earlier published forecast of the job at a target date this run has an actual for.
+REALIZED_SCHEMA = pa.schema(
+    [
+        (ID, pa.string()),
+        ("forecast_as_of", pa.date32()),
+        ("step", pa.int32()),
+        (DS, pa.timestamp("us")),
+        ("cutoff", pa.timestamp("us")),
+        (Y, pa.float64()),
+        ("forecast", pa.float64()),
+        ("seasonal_naive", pa.float64()),  # empty where that history point is missing
+        ("abs_error", pa.float64()),
+        ("squared_error", pa.float64()),
+        ("smape", pa.float64()),
+        ("scaled_error", pa.float64()),  # abs_error / scale: its mean is the MASE
+        ("quantile_loss", pa.float64()),  # mean pinball loss over q10..q90
+        ("covered", pa.bool_()),  # q10 <= y <= q90
+        ("sn_abs_error", pa.float64()),
+        ("sn_squared_error", pa.float64()),
+        ("sn_smape", pa.float64()),
+        ("sn_scaled_error", pa.float64()),
+        ("scale", pa.float64()),
+        ("season_length", pa.int32()),
+        ("forecast_run_id", pa.string()),
+        ("run_id", pa.string()),
+    ]
+)
+
+# Monitoring's own state (not a BI table): the forecast points a run could not score yet (their actual missing,
+# or their series not in its input), so that the next run reads them instead of every earlier forecast again.
+PENDING_SCHEMA = pa.schema(
+    [
+        (ID, pa.string()),
+        ("forecast_as_of", pa.date32()),
+        ("step", pa.int32()),
+        (DS, pa.timestamp("us")),
+        ("cutoff", pa.timestamp("us")),
+        ("forecast", pa.float64()),
+        *[(name, pa.float64()) for name in QUANTILE_COLUMNS],
+        ("forecast_run_id", pa.string()),
     ]
 )

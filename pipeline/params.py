@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
@@ -23,6 +23,7 @@ __all__ = [
     "FreqAlias",
     "JobName",
     "ModelParams",
+    "MonitorParams",
     "OutputRoot",
     "RunSummary",
     "ShardedRunSummary",
@@ -102,6 +103,25 @@ class Sharding(BaseModel):
     poll_seconds: float = Field(2.0, gt=0, le=60, description="How often the parent checks its shard runs.")
 
 
+class MonitorParams(BaseModel):
+    """What a forecast run measures about its job's published forecasts: revisions and realized accuracy."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = Field(True, description="Compare with the job's previous run and score its earlier forecasts "
+                                            "(tables revisions and realized_accuracy); never fails the run.")
+    revision_threshold: float = Field(0.5, gt=0, le=1000,
+                                      description="A series is revised when its mean absolute change since the "
+                                                  "previous run, in units of its scale (the MASE scale), exceeds "
+                                                  "this.")
+    lookback_runs: int = Field(60, ge=1, le=1000,
+                               description="Earlier forecast runs of the job (latest as_of first) whose forecasts "
+                                           "are scored against this run's actuals.")
+    max_seconds: float = Field(600.0, gt=0, le=86_400,
+                               description="Stop monitoring (a warning; the forecasts are published) when it takes "
+                                           "longer than this.")
+
+
 def engine_config(model: ModelParams, settings: Settings) -> EngineConfig:
     """The engine a run uses: its model parameters, empty ones filled from the settings."""
     return EngineConfig(checkpoint=model.checkpoint or settings.checkpoint, device=model.device or settings.backend,
@@ -141,7 +161,8 @@ class _RunOutcome(BaseModel):
     mlflow_run_id: str | None
     tracking_status: str
     warnings: list[str] = Field(default_factory=list,
-                                description="What went wrong after the outputs were published (tracking, catalog).")
+                                description="What went wrong after the outputs were published (tracking, catalog, "
+                                            "monitoring).")
 
     @field_validator("job")
     @classmethod
@@ -159,6 +180,7 @@ class RunSummary(_RunOutcome):
     precision: str
     batch_size: int
     checkpoint: str
+    monitoring: dict[str, Any] = Field(default_factory=dict)  # revisions and realized accuracy of the run
 
 
 class BacktestSummary(_RunOutcome):

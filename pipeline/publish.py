@@ -12,7 +12,7 @@ from pipeline.errors import OutputRootError
 from pipeline.tables import forget_handed_over
 
 __all__ = ["DATA_FILE", "check_output_root", "discard_staging", "fresh_dir", "partition_dir", "publish_tables",
-           "staging_dir"]
+           "staging_dir", "withdraw_partitions"]
 
 DATA_FILE = "data.parquet"
 
@@ -84,3 +84,18 @@ def discard_staging(staging: Path) -> None:
     """Removes a run's staging directory, whatever it holds (called on success and on failure)."""
     forget_handed_over(staging)
     shutil.rmtree(staging, ignore_errors=True)
+
+
+def withdraw_partitions(output_root: Path, job: str, as_of: str, tables: list[str]) -> list[Path]:
+    """Removes the job's ``as_of`` partition file of each of ``tables``, where one exists; returns those removed.
+
+    For a table a run may have nothing to publish to (monitoring): a re-run for the same job and ``as_of``
+    that stages none of it must not leave the earlier run's partition standing as if it were its own.
+    """
+    removed = []
+    for table in tables:
+        target = partition_dir(output_root, table, job, as_of) / DATA_FILE
+        if target.is_file():
+            target.unlink()
+            removed.append(target)
+    return removed

@@ -17,7 +17,8 @@ from pipeline.manifest import RunManifest
 from pipeline.series_checks import FAILED_REASON
 from pipeline.sources import DuckDBSource, FileSource, UrlSource, redact_url
 
-__all__ = ["artifact_key", "dataset_uri", "mlflow_run_url", "plot_title", "run_name", "run_summary",
+__all__ = ["artifact_key", "dataset_uri", "mlflow_run_url", "monitoring_markdown", "plot_title", "run_name",
+           "run_summary",
            "series_count_rows", "validation_html"]
 
 _METRICS = (("device", "device"), ("precision", "precision"), ("batch_size", "batch size"),
@@ -100,6 +101,29 @@ def run_summary(manifest: RunManifest, *, outputs: dict[str, str], catalog: Path
               "ORDER BY unique_id, ds LIMIT 20;", "```", ""]
     if warnings:
         lines += ["## Warnings", ""] + [f"- {_cut(w, 500)}" for w in warnings] + [""]
+    return "\n".join(lines)
+
+
+def monitoring_markdown(job: str, as_of: str, summary: dict[str, Any], threshold: float) -> str:
+    """The run's monitoring artifact: revisions since the previous run, realized accuracy, most revised series."""
+    lines = [f"# Monitoring of {_cut(job, 64)} as of {as_of}", ""]
+    if summary.get("previous_as_of"):
+        share = summary["series_revised"] / max(summary["series_compared"], 1)
+        lines += [f"**{summary['series_revised']} of {summary['series_compared']} series revised** ({share:.1%}) "
+                  f"since the run of {summary['previous_as_of']} (scaled revision above {threshold:g}); "
+                  f"{summary['series_new']} new, {summary['series_gone']} gone.", ""]
+    else:
+        lines += ["No earlier run of this job: nothing to compare.", ""]
+    accuracy = summary.get("accuracy") or {}
+    lines += [f"**{summary['points_scored']} points scored** of {summary['forecast_runs_scored']} earlier forecast "
+              "run(s) against this run's actuals.", ""]
+    if accuracy:
+        lines += ["| accuracy of these points | value |", "|---|---|",
+                  *[f"| {name} | {value:.4g} |" for name, value in accuracy.items()], ""]
+    if summary.get("most_revised"):
+        lines += ["| most revised series | scaled revision | largest change | at |", "|---|---|---|---|",
+                  *[f"| {_code(str(r['unique_id']), 80)} | {r['scaled_revision']} | {r['largest_revision']} | "
+                    f"{r['largest_revision_ds']} |" for r in summary["most_revised"]]]
     return "\n".join(lines)
 
 

@@ -98,7 +98,8 @@ def test_run_is_recorded_in_mlflow(workspace: Path, tiny_checkpoint: ResolvedChe
     url = f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs/{summary.mlflow_run_id}"
     key = "batch-forecast-us-macro-quarterly-"  # per flow and job: each job's latest summary, earlier ones versions
     found = prefect_artifacts(summary.run_id)
-    assert set(found) == {key + "summary", key + "series-counts", key + "mlflow-run"}
+    assert set(found) == {key + "summary", key + "series-counts", key + "mlflow-run", key + "monitoring"}
+    assert "No earlier run of this job" in found[key + "monitoring"].data, "a job's first run has nothing to compare"
     text = found[key + "summary"].data
     assert "**12 of 12 series forecast**" in text and summary.checkpoint_sha256 in text and f"({url})" in text
     assert f"| device | {summary.device}, {summary.precision} |" in text

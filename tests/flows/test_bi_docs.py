@@ -4,12 +4,15 @@ the DuckDB 1.x that BI tools bundle."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pytest
 
 from flows.batch_backtest import batch_backtest
@@ -31,13 +34,20 @@ def statements() -> list[str]:
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: ResolvedCheckpoint) -> Path:
-    """The catalog after `./setup.sh run` and a backtest of the sample, as docs/BI.md assumes."""
+    """The catalog after `./setup.sh run` (the day before on the sample cut two quarters short, then on the
+    whole sample) and a backtest of the sample, as docs/BI.md assumes."""
     root = tmp_path_factory.mktemp("bi") / "outputs"
     model = ModelParams(checkpoint=str(tiny_checkpoint.weights.parent))
+    sample = pd.read_csv(SAMPLE)
+    cut = root.parent / "us_macro_quarterly_cut.csv"
+    sample[sample["ds"] < sorted(sample["ds"].unique())[-2]].to_csv(cut, index=False)
+    yesterday = datetime.now(timezone.utc).date() - timedelta(days=1)
     with pytest.MonkeyPatch.context() as env:
         env.setenv("FORECAST_DATA_DIR", str(root.parent))
-        env.setenv("FORECAST_DATA_ROOTS", str(SAMPLE.parent))
+        env.setenv("FORECAST_DATA_ROOTS", os.pathsep.join([str(SAMPLE.parent), str(root.parent)]))
         env.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root.parent / 'mlflow.db'}")
+        batch_forecast(source=FileSource(path=str(cut)), horizon=8, model=model, output_root=str(root),
+                       job="us_macro_quarterly", as_of=yesterday)
         batch_forecast(source=FileSource(path=str(SAMPLE)), horizon=8, model=model, output_root=str(root))
         batch_backtest(source=FileSource(path=str(SAMPLE)), h=4, n_windows=2, model=model, output_root=str(root))
     return root / "catalog.duckdb"

@@ -16,8 +16,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-from flows.cli import _allow_source_directory, _parser, _source
+from flows.cli import _allow_source_directory, _monitor, _parser, _source
 from forecast_model import ResolvedCheckpoint
+from pipeline.params import MonitorParams
 from pipeline.sources import DuckDBSource, FileSource, UrlSource
 from tests.conftest import REPO, SAMPLE
 
@@ -198,6 +199,15 @@ def test_usage_error_exits_2(tmp_path: Path) -> None:
 )
 def test_source_forms(args: list[str], expected: object) -> None:
     assert _source(_parser().parse_args(["run", *args])) == expected
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    ([], MonitorParams()),
+    (["--revision-threshold", "0.8", "--lookback-runs", "7"], MonitorParams(revision_threshold=0.8, lookback_runs=7)),
+    (["--no-monitor"], MonitorParams(enabled=False)),
+])
+def test_monitor_options(args: list[str], expected: MonitorParams) -> None:
+    assert _monitor(_parser().parse_args(["run", "--source", "x.csv", *args])) == expected
 
 
 def test_duckdb_source_from_the_command_line(tmp_path: Path, tiny_checkpoint: ResolvedCheckpoint, api: str) -> None:

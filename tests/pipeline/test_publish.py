@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import OutputRootError
-from pipeline.publish import check_output_root, discard_staging, partition_dir, publish_tables, staging_dir
+from pipeline.publish import (
+    check_output_root,
+    discard_staging,
+    partition_dir,
+    publish_tables,
+    staging_dir,
+    withdraw_partitions,
+)
 
 TABLES = {"forecasts": "data.parquet", "runs": "batch-forecast.parquet"}
 
@@ -28,6 +35,15 @@ def test_rerun_replaces_the_partition_file(tmp_path: Path) -> None:
         files = list(partition_dir(tmp_path, table, "job", "2026-01-01").iterdir())
         assert files == [published[table]] and files[0].name == TABLES[table], f"{table}: one file per partition"
         assert files[0].read_bytes() == b"second"
+
+
+def test_withdraw_removes_only_that_partition(tmp_path: Path) -> None:
+    publish_tables(stage(tmp_path, "r1", b"first"), tmp_path, "job", "2026-01-01", {"forecasts": "data.parquet"})
+    publish_tables(stage(tmp_path, "r2", b"other"), tmp_path, "job", "2026-01-02", {"forecasts": "data.parquet"})
+    removed = withdraw_partitions(tmp_path, "job", "2026-01-01", ["forecasts", "revisions"])
+    assert removed == [partition_dir(tmp_path, "forecasts", "job", "2026-01-01") / "data.parquet"]
+    assert not removed[0].exists(), "the partition's file is gone"
+    assert (partition_dir(tmp_path, "forecasts", "job", "2026-01-02") / "data.parquet").read_bytes() == b"other"
 
 
 def test_missing_staged_table_publishes_nothing(tmp_path: Path) -> None:
