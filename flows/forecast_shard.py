@@ -66,6 +66,8 @@ def _forecast(source: Source, shard: int, staging: Path, run: ResolvedRun, direc
     if shard == 0 and stats.counts.ok:
         render_sample(validation.regular_path, stats.forecasts_path, directory,
                       title=plot_title(run.job, run.as_of.isoformat(), run.engine.checkpoint, info.checkpoint_sha256))
+    if validation.regular_path != directory / SHARD_ACTUALS:  # a regular input is not copied: it is the actuals
+        validation.regular_path.replace(directory / SHARD_ACTUALS)
     for name in _SCRATCH:
         (directory / name).unlink(missing_ok=True)
     worker, host, pid = worker_identity()
