@@ -135,8 +135,9 @@ def monitor_job(inputs: MonitorInputs) -> MonitorSummary:
     with duckdb.connect() as con:
         try:
             with time_limit(con, inputs.max_seconds):
-                _seasons(con, inputs.status)
-                _scales(con, inputs.actuals)
+                if earlier:  # a job's first run has nothing to compare or score: no pass over its input
+                    _seasons(con, inputs.status)
+                    _scales(con, inputs.actuals)
                 summary = _revisions(con, inputs, earlier[-1] if earlier else None)
                 scored = _realized(con, inputs, earlier)
                 accuracy = _latest(con, inputs.staging / "realized_accuracy.parquet") if scored[1] else {}
