@@ -26,7 +26,8 @@ from forecast_model.errors import shorten, shorten_names
 from pipeline.contracts import DS, ID, Y
 from pipeline.errors import InputDataError
 
-__all__ = ["HEADER_LIMIT", "ColumnMapping", "FileKind", "Layout", "csv_header", "parse_bytes", "to_canonical"]
+__all__ = ["HEADER_LIMIT", "ColumnMapping", "FileKind", "Layout", "csv_header", "empty_canonical", "parse_bytes",
+           "to_canonical"]
 
 Layout = Literal["long", "wide"]
 FileKind = Literal["csv", "parquet"]
@@ -293,6 +294,12 @@ def to_canonical(frame: pd.DataFrame, layout: Layout = "long", columns: ColumnMa
         Y: _parse_values(frame, columns.target_col if layout == "long" else "series values"),
     }, copy=False)  # the columns are new already (or the caller's, whom copy-on-write protects): no copy of 20M rows
     return sort_canonical(canonical)
+
+
+def empty_canonical() -> pd.DataFrame:
+    """The canonical frame without a row, with its columns' types (a shard the hash gave no series)."""
+    return pd.DataFrame({ID: pd.Series(dtype="str"), DS: pd.Series(dtype="datetime64[us]"),
+                         Y: pd.Series(dtype="float64")})
 
 
 def sort_canonical(frame: pd.DataFrame) -> pd.DataFrame:

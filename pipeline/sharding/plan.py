@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
 from forecast_model.errors import shorten, shorten_names
-from pipeline.canonical import HEADER_LIMIT, ColumnMapping, csv_header, to_canonical
+from pipeline.canonical import HEADER_LIMIT, ColumnMapping, csv_header, empty_canonical, to_canonical
 from pipeline.contracts import ID
 from pipeline.errors import InputDataError
 from pipeline.sources import DuckDBSource, FileSource, SourcePolicy, UrlSource
@@ -113,8 +113,8 @@ def read_shard(source: FileSource | UrlSource | DuckDBSource, policy: SourcePoli
             con.register("shard_ids", ids)
             frame = con.execute(f"SELECT * FROM {reader.relation} WHERE CAST({ident} AS VARCHAR) IN "
                                 f"(SELECT {ID} FROM shard_ids)", _params(source)).df()
-    if frame.empty:
-        return pd.DataFrame({ID: pd.Series(dtype=object)})
+    if frame.empty:  # a shard the hash gave no id (more shards than series, or bad luck): nothing to forecast
+        return empty_canonical()
     return to_canonical(frame, "long", source.columns)
 
 

@@ -115,3 +115,20 @@ def test_a_failing_shard_is_retried_then_fails_the_run_cleanly(workspace: Path, 
 def test_unshardable_source_fails_before_any_work(workspace: Path, tiny_checkpoint: ResolvedCheckpoint) -> None:
     with pytest.raises(InputDataError, match="Sharded runs read long-format .* Fix: use the batch-forecast flow"):
         sharded_forecast(source=FileSource(path=str(SAMPLE), format="wide"), model=model(tiny_checkpoint))
+
+
+def test_a_shard_the_hash_gave_no_series_forecasts_nothing_and_the_run_goes_on(
+        workspace: Path, tiny_checkpoint: ResolvedCheckpoint) -> None:
+    """More shards than the hash fills: the empty ones are recorded with no series, not a crash of the run."""
+    from pipeline.sharding import shard_of
+
+    source = FileSource(path=str(panel(workspace)))
+    ids = sorted(pd.read_csv(SAMPLE)["unique_id"].unique())
+    shards = next(k for k in range(2, 40) if len(set(shard_of(ids, k))) < k)  # the first count with an empty shard
+    summary = sharded_forecast(source=source, horizon=8, model=model(tiny_checkpoint), as_of=AS_OF, job="gaps",
+                               sharding=Sharding(shards=shards), output_root=str(workspace / "sharded"))
+    assert (summary.shards, summary.series_in, summary.series_ok) == (shards, 12, 12)
+    got = table(workspace / "sharded", "forecasts")
+    assert sorted(got["unique_id"].unique()) == ids and len(got) == 96, "every series once, none lost"
+    runs = table(workspace / "sharded", "runs")
+    assert sorted(s["series_in"] for s in json.loads(runs.loc[0, "shards"]))[0] == 0, "the empty shard is recorded"
