@@ -275,7 +275,56 @@ def test_sorted_check_compares_every_adjacent_pair() -> None:
     assert not sorted_by_series_and_time(repeated), "a repeated stamp is not strictly increasing"
 
 
-def test_stamps_by_group_sorts_codes_that_are_not_in_order() -> None:
-    stamps = np.array(["2024-01-01", "2024-01-03", "2024-01-02", "2024-01-04"], dtype="datetime64[us]")
-    lookup = series_checks._stamps_by_group(np.array([0, 2, 1, 1]), stamps, 3)  # the first code is the smallest
-    assert [list(lookup(group)) for group in range(3)] == [[stamps[0]], [stamps[2], stamps[3]], [stamps[1]]]
+def test_segments_reduce_each_series_whatever_the_row_order() -> None:
+    codes = np.array([0, 2, 1, 1, 0])  # the first code is the smallest, the rest out of order
+    segments = series_checks._Segments(codes, 3)
+    values = segments.arranged(np.array([1.0, 5.0, 2.0, 3.0, 4.0]))
+    assert segments.reduce(np.add, values).tolist() == [5.0, 5.0, 5.0]
+    assert [segments.rows(g, values).tolist() for g in range(3)] == [[1.0, 4.0], [2.0, 3.0], [5.0]], "stable"
+    nothing = series_checks._Segments(np.zeros(0, dtype=np.intp), 0).reduce(np.maximum, np.zeros(0))
+    assert nothing.tolist() == [] and nothing.dtype == np.float64, "no series: an empty result of the right type"
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_series_stats_equal_a_group_by_with_missing_values_and_timestamps(shuffled: bool) -> None:
+    """The reduceat statistics against pandas' group-by on a panel with NaN, NaT, one-row and all-missing series."""
+    rng = np.random.default_rng(7)
+    parts = []
+    for k in range(60):
+        days = pd.date_range("2024-01-01", periods=int(rng.integers(1, 9)), freq="D")
+        stamps = pd.Series(days.astype("datetime64[us]"))
+        values = rng.normal(size=len(stamps)).round(1) * 10 ** float(rng.integers(0, 18))
+        if k % 5 == 0:
+            values[:] = 2.5
+        if k % 7 == 0:
+            values[rng.integers(len(values))] = np.nan
+        if k % 11 == 0:
+            values[:] = np.nan
+        if k % 13 == 0:
+            stamps.iloc[-1] = pd.NaT
+        parts.append(pd.DataFrame({"unique_id": f"s{k:02d}", "ds": stamps, "y": values}))
+    frame = pd.concat(parts, ignore_index=True)
+    if shuffled:
+        frame = frame.sample(frac=1.0, random_state=2).reset_index(drop=True)
+    codes, series = series_checks.series_codes(frame["unique_id"])
+    got = pd.DataFrame(series_checks._series_stats(series_checks._Segments(codes, len(series)),
+                                                   frame["y"].to_numpy(), frame["ds"].to_numpy()), index=series)
+    grouped = frame.groupby("unique_id")
+    expected = pd.DataFrame({"n_obs": grouped["y"].count(), "first_ds": grouped["ds"].min(),
+                             "last_ds": grouped["ds"].max(), "constant": grouped["y"].std(ddof=0) == 0,
+                             "max_abs": grouped["y"].apply(lambda y: y.abs().max())})
+    pd.testing.assert_frame_equal(got, expected, check_names=False)
+    assert got["constant"].any() and got["n_obs"].eq(0).any() and frame["ds"].isna().any(), "every case is there"
+
+
+def test_timestamp_hashes_are_splitmix64_in_any_block_size() -> None:
+    def splitmix64_finaliser(x: int) -> int:  # the reference, in Python integers
+        mask = (1 << 64) - 1
+        x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9 & mask
+        x = (x ^ (x >> 27)) * 0x94D049BB133111EB & mask
+        return x ^ (x >> 31)
+
+    ticks = np.array([0, 1, 86_400_000_000, -1, np.iinfo(np.int64).min, 1_700_000_000_000_000], dtype=np.int64)
+    expected = [splitmix64_finaliser(int(t) & ((1 << 64) - 1)) for t in ticks]
+    for block in (1, 4, 1 << 16):
+        assert series_checks._mixed(ticks, block).tolist() == expected, f"block {block}"

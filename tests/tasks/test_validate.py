@@ -48,11 +48,11 @@ def test_clean_input_stages_status_regular_series_report_and_docs(tmp_path: Path
     outcome = validate(canonical, tmp_path)
     staging = tmp_path / "staging"
     assert outcome.counts == SeriesCounts(ok=12)
-    assert sorted(p.name for p in staging.iterdir()) == ["data_docs", "regular.parquet", "series_status.parquet",
-                                                         "validation.html", "validation.json"]
+    assert sorted(p.name for p in staging.iterdir()) == ["data_docs", "series_status.parquet", "validation.html",
+                                                         "validation.json"], "a regular input is not copied"
     assert (outcome.regular_path, outcome.status_path, outcome.report_path, outcome.docs_path) == \
-        (staging / "regular.parquet", staging / "series_status.parquet", staging / "validation.json",
-         staging / "data_docs")
+        (tmp_path / "input.parquet", staging / "series_status.parquet", staging / "validation.json",
+         staging / "data_docs"), "the forecast reads the staged input itself"
     assert json.loads(outcome.report_path.read_text())["success"] is True
     assert outcome.summary_path == staging / "validation.html"
     assert "The suite passed" in outcome.summary_path.read_text(), "a page MLflow shows as it is, beside the JSON"
