@@ -15,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.accounting import SeriesCounts, check_rejected_fraction, rejection_report
+from pipeline.allocator import release_freed_memory
 from pipeline.canonical import sorted_by_series_and_time
 from pipeline.contracts import INPUT_SCHEMA, STATUS_SCHEMA
 from pipeline.errors import DataValidationError
@@ -59,6 +60,7 @@ def validate_series(input_path: Path, staging: Path, run: ResolvedRun, *, whole_
     ordered = sorted_by_series_and_time(frame)  # one pass over 20M rows, asked by two steps
     status = check_series(frame, row_rejections(result, duplicate_series(frame, ordered=ordered)), run.checks,
                           run.freq, run.as_of)
+    release_freed_memory()  # the checks' shard-sized temporaries: see pipeline.allocator
     counts = SeriesCounts.from_status(status)
     rows = rejection_report(status)
     if whole_job:
