@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from typing import Literal
 
@@ -56,21 +57,36 @@ def _no_such_gpu(index: int, count: int) -> str:
             "set, renumbers the GPUs this process sees from 0.")
 
 
+_THREADS_LOCK = threading.Lock()
+_threads_users = 0  # cpu_threads blocks running now, in any thread of the process
+_threads_before = 0  # torch's count before the first of them
+
+
 @contextlib.contextmanager
 def cpu_threads(count: int | None) -> Iterator[int]:
     """Runs the block with ``count`` torch threads for CPU work (None: as they are); yields the count in force.
 
-    torch's thread count belongs to the process, so the previous one is restored afterwards.
+    torch's thread count belongs to the process: blocks that overlap (two shards at a time, in threads) share
+    the first one's count, and the count before it comes back when the last one ends, so no block sees it
+    change under it (a forecast's last bits may depend on it).
     """
-    before = torch.get_num_threads()
-    if count is None or count == before:
-        yield before
+    global _threads_users, _threads_before
+    if count is None:
+        yield torch.get_num_threads()
         return
-    torch.set_num_threads(count)
+    with _THREADS_LOCK:
+        if _threads_users == 0:
+            _threads_before = torch.get_num_threads()
+            torch.set_num_threads(count)
+        _threads_users += 1
+        in_force = torch.get_num_threads()
     try:
-        yield count
+        yield in_force
     finally:
-        torch.set_num_threads(before)
+        with _THREADS_LOCK:
+            _threads_users -= 1
+            if _threads_users == 0:
+                torch.set_num_threads(_threads_before)
 
 
 def torch_threads() -> int:

@@ -90,3 +90,38 @@ def test_cpu_threads_apply_to_the_block_and_are_restored() -> None:
     with pytest.raises(RuntimeError, match="inside"), cpu_threads(other):
         raise RuntimeError("inside")
     assert torch.get_num_threads() == before, "restored after an error too"
+
+
+def test_overlapping_cpu_thread_blocks_share_one_count_until_the_last_ends() -> None:
+    """Two shards at a time run their forecast stages in threads: the first one's exit must not change the
+    count under the second (forecasts' last bits may depend on it)."""
+    import threading
+
+    import torch
+
+    from forecast_model import cpu_threads
+
+    before = torch.get_num_threads()
+    other = 1 if before > 1 else 2
+    first_in, second_in, first_out, seen = threading.Event(), threading.Event(), threading.Event(), []
+
+    def first() -> None:
+        with cpu_threads(other):
+            first_in.set()
+            second_in.wait(10)
+        first_out.set()
+
+    def second() -> None:
+        first_in.wait(10)
+        with cpu_threads(other) as count:
+            second_in.set()
+            first_out.wait(10)
+            seen.extend([count, torch.get_num_threads()])
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert seen == [other, other], "the second block kept the count after the first ended"
+    assert torch.get_num_threads() == before, "restored once both ended"
