@@ -109,8 +109,8 @@ def test_requests_without_the_api_password_are_refused(drill: Drill) -> None:
 
 
 def in_inference(drill: Drill, run_id: str) -> bool:
-    staging = drill.root / "_staging" / run_id
-    return (staging / "regular.parquet").is_file() and not (staging / "forecasts.parquet").exists()
+    """The forecast stage is writing its table (renamed to forecasts.parquet once every series is done)."""
+    return (drill.root / "_staging" / run_id / "forecasts.parquet.partial").is_file()
 
 
 def test_worker_killed_during_inference_then_retried(drill: Drill) -> None:
