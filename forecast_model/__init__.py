@@ -6,7 +6,7 @@ Contract: resolve a checkpoint, load it once (:func:`load_engine`), then call
 
 from forecast_model.checkpoint import ResolvedCheckpoint, make_tiny_checkpoint, resolve_checkpoint
 from forecast_model.config import DEFAULT_CHECKPOINT, DEFAULT_QUANTILES, ModelHparams
-from forecast_model.device import DeviceName, cpu_threads, resolve_device, torch_threads
+from forecast_model.device import DeviceName, cpu_threads, reproducible_cpu_math, resolve_device, torch_threads
 from forecast_model.engine import ForecastResult, TimesFmEngine
 from forecast_model.errors import CheckpointError, ConfigurationError, DeviceError, ForecastModelError
 from forecast_model.registry import (
@@ -38,6 +38,7 @@ __all__ = [
     "loaded_checkpoint",
     "make_tiny_checkpoint",
     "model_status",
+    "reproducible_cpu_math",
     "resolve_checkpoint",
     "resolve_device",
     "torch_threads",

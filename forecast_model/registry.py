@@ -14,7 +14,7 @@ import torch
 from forecast_model.checkpoint import ResolvedCheckpoint, load_decoder, resolve_checkpoint, verify_sha256
 from forecast_model.config import DEFAULT_CHECKPOINT
 from forecast_model.decoder import Precision
-from forecast_model.device import resolve_device
+from forecast_model.device import reproducible_cpu_math, resolve_device
 from forecast_model.engine import TimesFmEngine, choose_batch_size
 from forecast_model.errors import ConfigurationError, ForecastModelError
 
@@ -76,6 +76,7 @@ def load_engine(config: EngineConfig) -> TimesFmEngine:
         started = time.perf_counter()
         try:
             device = resolve_device(config.device, config.device_index)
+            reproducible_cpu_math()
             checkpoint = resolve_checkpoint(config.checkpoint)
             sha256 = verify_sha256(checkpoint, config.expected_sha256)
             module = load_decoder(checkpoint, device)

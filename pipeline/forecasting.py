@@ -124,9 +124,9 @@ def engine_threads(configured: int | None, *, available: int) -> int:
     The free core is for the threads that read and write beside the engine, and whatever else the host runs
     (a Prefect server, other workers): torch's threads wait for each other at every operation, so one of them
     pre-empted stalls all. Measured on 2 cores beside other work, 100,000 series on the tiny model, the
-    overlapped stage: 2 threads 38-63 s, 1 thread 9.5-10 s; on a quiet machine 1 thread was as fast. The rule
-    does not depend on FORECAST_OVERLAP: float32 sums can round differently with another thread count, and the
-    overlap must not change a forecast by a bit.
+    overlapped stage: 2 threads 38-63 s, 1 thread 9.5-10 s; on a quiet machine 1 thread was as fast. No
+    forecast depends on the count: the engine's load puts MKL in its thread-count-reproducible mode
+    (``forecast_model.reproducible_cpu_math``).
     """
     return configured if configured is not None else max(1, available - 1)
 

@@ -22,8 +22,11 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from forecast_model import EngineConfig, ResolvedCheckpoint, make_tiny_checkpoint
+from forecast_model import EngineConfig, ResolvedCheckpoint, make_tiny_checkpoint, reproducible_cpu_math
 from pipeline.run import ResolvedRun
+
+# As a worker's engine load does, but before any test multiplies a matrix: MKL fixes its mode at the first one.
+reproducible_cpu_math()
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "samples" / "us_macro_quarterly.csv"

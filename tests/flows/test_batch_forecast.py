@@ -211,23 +211,29 @@ def mixed_panel(workspace: Path) -> Path:
     return path
 
 
-@pytest.mark.slow  # two whole runs of many small chunks; the fast tier has the unit-level equality tests
+@pytest.mark.slow  # three whole runs of many small chunks; the fast tier has the unit-level equality tests
 def test_overlapped_forecast_stage_publishes_the_same_tables_as_one_after_the_other(
         workspace: Path, tiny_checkpoint: ResolvedCheckpoint, monkeypatch: pytest.MonkeyPatch) -> None:
-    """FORECAST_OVERLAP=0 runs reading, inference and writing one after the other: the tables must not
-    change by a bit, on a panel of good and bad series spread over several chunks (batch 2: chunks of 32)."""
+    """FORECAST_OVERLAP=0 runs reading, inference and writing one after the other, and FORECAST_CPU_THREADS=2
+    gives the engine both cores: the tables must not change by a bit, on a panel of good and bad series
+    spread over several small batches (batch 2: chunks of 32), where thread counts matter most to MKL."""
     source, root = FileSource(path=str(mixed_panel(workspace))), workspace / "data" / "outputs"
     model = ModelParams(checkpoint=str(tiny_checkpoint.weights.parent), device="cpu", batch_size=2)
+    variants = {"1": {"FORECAST_OVERLAP": "1"}, "0": {"FORECAST_OVERLAP": "0"},
+                "threads": {"FORECAST_OVERLAP": "1", "FORECAST_CPU_THREADS": "2"}}
     tables = {}
-    for overlap in ("1", "0"):
-        monkeypatch.setenv("FORECAST_OVERLAP", overlap)
-        summary = run(tiny_checkpoint, source=source, model=model, job=f"overlap{overlap}")
+    for name, env in variants.items():
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        summary = run(tiny_checkpoint, source=source, model=model, job=f"overlap{name}")
         assert summary.series_ok >= 41 and summary.series_rejected >= 3, summary
-        tables[overlap] = {
-            name: pd.read_parquet(root / name / f"job=overlap{overlap}" / f"as_of={AS_OF}").drop(
+        tables[name] = {
+            table: pd.read_parquet(root / table / f"job=overlap{name}" / f"as_of={AS_OF}").drop(
                 columns=["run_id", "created_at", "job", "as_of"], errors="ignore")
-            for name in ("forecasts", "series_status")}
-    for name in ("forecasts", "series_status"):
-        pd.testing.assert_frame_equal(tables["1"][name], tables["0"][name], check_exact=True)
+            for table in ("forecasts", "series_status")}
+    for name in ("0", "threads"):
+        for table in ("forecasts", "series_status"):
+            pd.testing.assert_frame_equal(tables["1"][table], tables[name][table], check_exact=True,
+                                          obj=f"{table} of variant {name}")
     assert len(tables["1"]["forecasts"]) == summary.series_ok * 8
     assert tables["1"]["forecasts"]["unique_id"].is_monotonic_increasing, "sorted as before: by series, then step"

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -125,3 +131,63 @@ def test_overlapping_cpu_thread_blocks_share_one_count_until_the_last_ends() -> 
         thread.join(10)
     assert seen == [other, other], "the second block kept the count after the first ended"
     assert torch.get_num_threads() == before, "restored once both ended"
+
+
+_THREADS_COMPARED = """
+import json, sys, tempfile
+import numpy as np, torch
+{before}
+from forecast_model import EngineConfig, load_engine, make_tiny_checkpoint, reproducible_cpu_math
+folder = tempfile.mkdtemp()
+make_tiny_checkpoint(folder)
+engine = load_engine(EngineConfig(checkpoint=folder, device="cpu"))
+rng = np.random.default_rng(0)
+series = [rng.normal(size=rng.integers(20, 400)).cumsum() for _ in range(7)]
+out = {{}}
+for threads in (1, 2):
+    torch.set_num_threads(threads)
+    out[threads] = engine.forecast(series, 28).quantiles
+print(json.dumps({{"on": reproducible_cpu_math(), "differ": float((out[1] != out[2]).mean())}}))
+"""
+
+
+def _threads_compared(before: str = "") -> dict[str, float]:
+    env = {name: value for name, value in os.environ.items() if name != "MKL_CBWR"}
+    done = subprocess.run([sys.executable, "-c", _THREADS_COMPARED.format(before=before)], capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif("USE_MKL=ON" not in torch.__config__.show(), reason="MKL is torch's CPU BLAS on x86 builds")
+def test_a_loaded_engine_gives_the_same_bits_with_one_thread_or_two() -> None:
+    """A small batch (7 short series) is where MKL's default mode splits products by thread count; the engine's
+    load switches MKL to its strict reproducible mode, so the count the stage picks changes no forecast."""
+    seen = _threads_compared()
+    assert seen == {"on": True, "differ": 0.0}, seen
+
+
+@pytest.mark.skipif("USE_MKL=ON" not in torch.__config__.show(), reason="MKL is torch's CPU BLAS on x86 builds")
+def test_mkl_used_before_the_engine_loads_keeps_its_mode_and_says_so() -> None:
+    seen = _threads_compared(before="torch.ones(4, 4) @ torch.ones(4, 4)")
+    assert seen["on"] is False, "too late to switch: reported, not claimed"
+    assert seen["differ"] > 0, "MKL's default mode: the panel above is one the thread count changes"
+
+
+@pytest.mark.parametrize(("configured", "expected"), [("AUTO,STRICT", True), ("avx2,strict", True), ("AUTO", False)])
+def test_mkl_cbwr_in_the_environment_wins(monkeypatch: pytest.MonkeyPatch, configured: str, expected: bool) -> None:
+    from forecast_model.device import reproducible_cpu_math
+
+    monkeypatch.setenv("MKL_CBWR", configured)
+    assert reproducible_cpu_math.__wrapped__() is expected
+
+
+def test_a_late_switch_is_logged_with_the_fix(monkeypatch: pytest.MonkeyPatch,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    from forecast_model import device
+
+    monkeypatch.delenv("MKL_CBWR", raising=False)
+    monkeypatch.setattr(device, "_mkl_cbwr_set", lambda: lambda settings: device._CBWR_MODE_CHANGE_FAILURE)
+    with caplog.at_level(logging.WARNING, logger="forecast_model.device"):
+        assert device.reproducible_cpu_math.__wrapped__() is False
+    assert "Fix: set MKL_CBWR=AUTO,STRICT" in caplog.text
