@@ -70,8 +70,10 @@ def test_engine_runs_in_chunks_when_progress_is_asked_with_the_same_forecasts(
     reports: list[tuple[int, int]] = []
     chunked = forecasting.run_engine(model, frame, accepted, 6, 512, lambda done, total: reports.append((done, total)))
     assert reports == [(2, 5), (4, 5), (5, 5)]
+    # Chunks sort their own series by length, so s0 and s4 share a batch with other series than in one call:
+    # float32 rounding may differ by an ulp of values up to ~30 (3.6e-6), not more.
     for name in ("point", "mean", "quantiles"):
-        np.testing.assert_allclose(getattr(chunked, name), getattr(whole, name), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(getattr(chunked, name), getattr(whole, name), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("dtype", [object, "str"])
