@@ -92,11 +92,12 @@ class TimesFmEngine:
         """:meth:`forecast`, plus the model's forecasts of the context itself (its first decoding step).
 
         The second result is what the ``timesfm`` API's ``return_forecast_on_context`` gives before the
-        horizon: each patch's output forecasts the ``input_patch_len`` points after it. It covers the last
-        ``context_len - input_patch_len`` points of the context window (``context_len`` as resolved here),
-        right-aligned with the end of each series' context, and is NaN where a series has no such forecast
-        (its first patch and anything before it). The forecasts after the context are exactly
-        :meth:`forecast`'s.
+        horizon: each patch's output forecasts the ``input_patch_len`` points after it. Its steps are the last
+        points of the contexts, right-aligned with the end of each series' context: as many as the longest
+        context used in the call, less one patch (the API: ``context_len - input_patch_len``, whatever the
+        series). It is NaN where a series has no such forecast (its first patch and anything before it). The
+        forecasts after the context equal :meth:`forecast`'s, up to float32 rounding (the output head then
+        runs on every patch, a matrix product of another shape).
         """
         full, lengths = self._run(series, horizon, freq, context_len, on_context=True)
         width = full.shape[1] - horizon
@@ -116,7 +117,8 @@ class TimesFmEngine:
         codes = np.zeros(len(contexts), dtype=np.int64) if freq is None else np.asarray(freq, dtype=np.int64)
         if codes.shape != (len(contexts),) or not np.isin(codes, (0, 1, 2)).all():
             raise ValueError("freq must hold one code in {0, 1, 2} per series.")
-        width = max(context_len - self.hparams.input_patch_len, 0) if on_context else 0
+        longest = max((c.size for c in contexts), default=0)
+        width = max(longest - self.hparams.input_patch_len, 0) if on_context else 0
         full = np.empty((len(contexts), width + horizon, 1 + len(DEFAULT_QUANTILES)), dtype=np.float32)
         pending = []  # device results are copied back once, at the end, so batches queue without a sync
         for members in self._batches(contexts):
