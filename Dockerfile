@@ -5,7 +5,8 @@
 #   GPU:                  docker build -t timesfm-forecast:gpu --target gpu --build-arg TORCH_INDEX_URL= .
 # The GPU image is the same plain Python base with the CUDA build of the pinned torch, whose wheels carry the
 # CUDA libraries: the host (NVIDIA container toolkit) supplies only the driver. Both install with
-# scripts/install.sh, which CI runs through ./setup.sh. BASE_IMAGE=python:3.12-slim works too (README).
+# scripts/install.sh, which CI runs through ./setup.sh, without the dev extra (no test tools, no JAX).
+# BASE_IMAGE=python:3.12-slim works too (README).
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE} AS app
 # The torch build: the CPU index by default (the CUDA build on PyPI is several GB); empty takes PyPI's CUDA
@@ -34,7 +35,8 @@ COPY --chown=forecast:forecast flows ./flows
 COPY --chown=forecast:forecast deployments ./deployments
 COPY --chown=forecast:forecast data/samples ./data/samples
 RUN python3 -m venv .venv \
-    && TORCH_INDEX_URL="$TORCH_INDEX_URL" PIP_FIND_LINKS="$PIP_FIND_LINKS" VENV=.venv bash scripts/install.sh
+    && FORECAST_INSTALL_EXTRAS='' TORCH_INDEX_URL="$TORCH_INDEX_URL" PIP_FIND_LINKS="$PIP_FIND_LINKS" VENV=.venv \
+       bash scripts/install.sh
 VOLUME ["/data", "/home/forecast/.cache/huggingface"]
 ENTRYPOINT ["forecast", "worker"]
 

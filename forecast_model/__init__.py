@@ -1,11 +1,13 @@
 """TimesFM-2.0 batch inference as a plain library: no orchestration, tracking or database imports.
 
 Contract: resolve a checkpoint, load it once (:func:`load_engine`), then call
-:meth:`TimesFmEngine.forecast` on as many series as you like.
+:meth:`TimesFmEngine.forecast` on as many series as you like (:func:`forecast_with_covariates` for forecasts
+with covariates).
 """
 
 from forecast_model.checkpoint import ResolvedCheckpoint, make_tiny_checkpoint, resolve_checkpoint
 from forecast_model.config import DEFAULT_CHECKPOINT, DEFAULT_QUANTILES, ModelHparams
+from forecast_model.covariates import INTERCEPT, CovariateForecast, Covariates, XRegMode, forecast_with_covariates
 from forecast_model.device import DeviceName, cpu_threads, reproducible_cpu_math, resolve_device, torch_threads
 from forecast_model.engine import ForecastResult, TimesFmEngine
 from forecast_model.errors import CheckpointError, ConfigurationError, DeviceError, ForecastModelError
@@ -21,8 +23,11 @@ from forecast_model.registry import (
 __all__ = [
     "DEFAULT_CHECKPOINT",
     "DEFAULT_QUANTILES",
+    "INTERCEPT",
     "CheckpointError",
     "ConfigurationError",
+    "CovariateForecast",
+    "Covariates",
     "DeviceError",
     "DeviceName",
     "EngineConfig",
@@ -33,7 +38,9 @@ __all__ = [
     "ModelStatus",
     "ResolvedCheckpoint",
     "TimesFmEngine",
+    "XRegMode",
     "cpu_threads",
+    "forecast_with_covariates",
     "load_engine",
     "loaded_checkpoint",
     "make_tiny_checkpoint",

@@ -63,6 +63,9 @@ class _Padded:
     def last(self, hidden: torch.Tensor) -> torch.Tensor:
         return hidden[:, -1, :]
 
+    def every(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden
+
 
 class _Packed:
     """Only the real patches, all series' rows stacked into one ``[tokens, dims]`` matrix.
@@ -108,6 +111,12 @@ class _Packed:
     def last(self, hidden: torch.Tensor) -> torch.Tensor:
         return hidden.index_select(0, self.lasts)
 
+    def every(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Back to ``[B, N, dims]``, zeros where a patch had no row."""
+        full = hidden.new_zeros((*self.real.shape, hidden.shape[-1]))
+        full[self.real] = hidden
+        return full
+
 
 def _attention_mask(real: torch.Tensor) -> torch.Tensor:
     """Boolean [B, 1, N, N] from ``real`` [B, N]: causal, real keys only; every row may see itself so no
@@ -141,10 +150,14 @@ def _layer(layer: Any, hidden: torch.Tensor, layout: _Padded | _Packed) -> torch
 
 
 def last_patch_forecast(module: Any, input_ts: torch.Tensor, input_padding: torch.Tensor,
-                        freq: torch.Tensor, precision: Precision = "fp32", packed: bool = False) -> torch.Tensor:
+                        freq: torch.Tensor, precision: Precision = "fp32", packed: bool = False,
+                        all_patches: bool = False) -> torch.Tensor:
     """The decoder's output for the last patch: ``[B, output_patch_len, 1 + quantiles]`` in fp32.
 
     ``packed`` runs the transformer on the real patches only (:class:`_Packed`); the result is the same.
+    ``all_patches`` returns the output of every patch instead, ``[B, N, output_patch_len, 1 + quantiles]``:
+    patch ``i``'s output forecasts the points after it, as the API's ``return_forecast_on_context`` uses
+    (the outputs of fully padded patches mean nothing).
     """
     with torch.autocast(device_type=input_ts.device.type, enabled=False):
         model_input, patched_padding, stats, _ = module._preprocess_input(input_ts.float(), input_padding.float())
@@ -154,7 +167,10 @@ def last_patch_forecast(module: Any, input_ts: torch.Tensor, input_padding: torc
         hidden = layout.pack(model_input)
         for layer in module.stacked_transformer.layers:
             hidden = _layer(layer, hidden, layout)
-        head = module.horizon_ff_layer(layout.last(hidden))
+        head = module.horizon_ff_layer(layout.every(hidden) if all_patches else layout.last(hidden))
     mu, sigma = stats
+    if all_patches:
+        out = head.float().view(*head.shape[:2], module.config.horizon_len, -1)
+        return out * sigma[:, None, None, None] + mu[:, None, None, None]
     out = head.float().view(head.shape[0], module.config.horizon_len, -1)
     return out * sigma[:, None, None] + mu[:, None, None]

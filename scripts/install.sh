@@ -13,8 +13,12 @@ if [ -n "${TORCH_INDEX_URL:-}" ]; then
 else
   "$VENV/bin/python" -m pip install --quiet "torch==2.13.0"
 fi
-echo "==> the package, its dependencies and dev tools (Prefect, MLflow, timesfm, great-expectations, ...)"
-"$VENV/bin/python" -m pip install --quiet -e ".[dev]"
+# FORECAST_INSTALL_EXTRAS: the package's optional dependencies to add; default dev (test tools, and JAX and
+# scikit-learn for the covariate reference test). The worker image passes none (FORECAST_INSTALL_EXTRAS=''), so it
+# has no test tools and no JAX (scikit-learn comes with MLflow and timesfm anyway).
+EXTRAS=${FORECAST_INSTALL_EXTRAS-dev}
+echo "==> the package and its dependencies (Prefect, MLflow, timesfm, great-expectations, ...)${EXTRAS:+, extras [$EXTRAS]}"
+"$VENV/bin/python" -m pip install --quiet -e ".${EXTRAS:+[$EXTRAS]}"
 if "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info[:2] < (3, 12))'; then
   # timesfm 1.3.0 declares Python <3.12 but is pure Python; pyproject.toml declares the dependencies its code
   # uses (einshape, utilsforecast, huggingface_hub), so only the package itself is installed here.

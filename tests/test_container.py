@@ -72,6 +72,21 @@ def test_compose_registers_deployments_once_before_any_worker_starts() -> None:
     assert "bash scripts/deploy.sh" in (REPO / "setup.sh").read_text(), "serve registers the same way"
 
 
+def test_the_image_installs_no_extra_so_no_jax() -> None:
+    """JAX is in the dev extra only (the covariate reference test); the worker image takes no extra."""
+    dockerfile = (REPO / "Dockerfile").read_text()
+    install = (REPO / "scripts" / "install.sh").read_text()
+    assert re.search(r"FORECAST_INSTALL_EXTRAS='' .*\\\n\s*bash scripts/install\.sh", dockerfile), \
+        "the image must run install.sh with FORECAST_INSTALL_EXTRAS empty"
+    assert "EXTRAS=${FORECAST_INSTALL_EXTRAS-dev}" in install and '-e ".${EXTRAS:+[$EXTRAS]}"' in install, \
+        "install.sh must install the extras FORECAST_INSTALL_EXTRAS names, dev when unset, none when empty"
+    pyproject = (REPO / "pyproject.toml").read_text()
+    dependencies = re.search(r"^dependencies = \[(.*?)^\]", pyproject, re.M | re.S)
+    dev = re.search(r"^dev = \[(.*?)\]$", pyproject, re.M | re.S)
+    assert dependencies and dev, "pyproject.toml has its dependencies and a dev extra"
+    assert "jax" not in dependencies.group(1) and "jax[cpu]" in dev.group(1), "JAX belongs to the dev extra only"
+
+
 def test_the_image_copies_every_package_the_project_installs() -> None:
     include = re.search(r"^include = \[(.*)\]$", (REPO / "pyproject.toml").read_text(), re.M)  # no tomllib on 3.10
     assert include, "pyproject.toml lists its packages in [tool.setuptools.packages.find] include"

@@ -20,7 +20,8 @@ def test_each_kind_of_breach_is_reported_with_its_line(tmp_path: Path) -> None:
         "pipeline/a.py": "import os\n\ndef f():\n    from prefect import task\n",  # lazy imports count too
         "pipeline/b.py": "from tasks.load import load_series\n",
         "tasks/c.py": "import flows.common\n",
-        "forecast_model/d.py": "import duckdb\nfrom pipeline import contracts\n",
+        "forecast_model/d.py": ("import duckdb\nfrom pipeline import contracts\nimport jax.numpy\n"
+                                "from sklearn import svm\n"),
         "flows/e.py": "import tasks, pipeline, forecast_model, prefect, mlflow\nfrom . import sibling\n",
     }
     for name, code in files.items():
@@ -33,6 +34,8 @@ def test_each_kind_of_breach_is_reported_with_its_line(tmp_path: Path) -> None:
         ("tasks/c.py", 1, "tasks may import only ['forecast_model'"),
         ("forecast_model/d.py", 1, "forecast_model must not import duckdb"),
         ("forecast_model/d.py", 2, "forecast_model must not import pipeline"),
+        ("forecast_model/d.py", 3, "forecast_model must not import jax"),
+        ("forecast_model/d.py", 4, "forecast_model must not import sklearn"),
     }, found
 
 
@@ -40,7 +43,7 @@ def test_the_core_runs_without_orchestration_or_tracking() -> None:
     modules = sorted(".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
                      for p in (REPO / "pipeline").rglob("*.py"))
     code = (f"import importlib, sys\nfor m in {modules!r}: importlib.import_module(m)\n"
-            "print([m for m in ('prefect', 'mlflow') if m in sys.modules])\n")
+            "print([m for m in ('prefect', 'mlflow', 'jax', 'sklearn') if m in sys.modules])\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True,
                           cwd=REPO)
     assert done.stdout.strip() == "[]", f"importing pipeline pulled in {done.stdout.strip()}"

@@ -72,6 +72,33 @@ def test_engine_equals_timesfm_api_in_fp32(engine: TimesFmEngine, tiny_checkpoin
 
 
 @pytest.mark.parametrize("packed", [True, False], ids=["packed", "padded"])
+def test_forecasts_on_the_context_equal_the_apis(engine: TimesFmEngine, tiny_checkpoint: ResolvedCheckpoint,
+                                                 packed: bool) -> None:
+    """What the API's return_forecast_on_context gives before the horizon, for the points that have one."""
+    lengths = [10, 33, 64, 100, 300]  # the longest within the context: the width is that less one patch
+    rng = np.random.default_rng(8)
+    series = [rng.normal(size=n).cumsum() + 5 for n in lengths]
+    api = timesfm_api(tiny_checkpoint, 40)
+    api_point, api_full = api.forecast([s.copy() for s in series], return_forecast_on_context=True)
+    ahead, on_context = with_layout(engine, packed).forecast_on_context(series, 40)
+    plain = with_layout(engine, packed).forecast(series, 40)
+    # The same arithmetic but the output head on every patch: a matrix product of another shape, so the last
+    # float32 bits may differ.
+    assert_close_per_series(ahead.quantiles, plain.quantiles, rel=1e-6)
+    width = max(lengths) - engine.hparams.input_patch_len  # the API's: context_len - input_patch_len
+    api_width = engine.hparams.context_len - engine.hparams.input_patch_len
+    assert on_context.quantiles.shape == (len(series), width, 9) and api_point.shape[1] == api_width + 40
+    for index, length in enumerate(lengths):
+        known = max(length - engine.hparams.input_patch_len, 0)
+        assert np.isnan(on_context.point[index, :width - known]).all(), f"series {index}: no forecast there"
+        if known:
+            assert_close_per_series(on_context.point[index:index + 1, width - known:],
+                                    api_point[index:index + 1, api_width - known:api_width])
+            assert_close_per_series(on_context.mean[index:index + 1, width - known:],
+                                    api_full[index:index + 1, api_width - known:api_width, 0])
+
+
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "padded"])
 def test_a_series_alone_equals_the_same_series_in_a_batch(engine: TimesFmEngine, packed: bool) -> None:
     series = make_series(seed=1)
     engine = with_layout(engine, packed, batch_size=32)
@@ -304,7 +331,7 @@ def test_out_of_memory_on_cuda_frees_the_cache_and_says_so(engine: TimesFmEngine
     freed: list[bool] = []
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: freed.append(True))
 
-    def decode(contexts, codes, horizon):
+    def decode(contexts, codes, horizon, context_width=0):
         if len(contexts) > 1:
             raise torch.OutOfMemoryError("simulated")
         return torch.zeros(1, horizon, 10)
