@@ -92,6 +92,7 @@ observations = st.lists(st.tuples(st.sampled_from(["s1", "s2", "s3"]), st.intege
                                             st.just(1.0))), min_size=1, max_size=80)
 
 
+@pytest.mark.slow  # ~45 s with its Prefect API: a fifth of the fast tier; the full suite runs it
 @pytest.mark.usefixtures("prefect_api")
 @settings(max_examples=max(10, EXAMPLES // 12), deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
