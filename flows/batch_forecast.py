@@ -17,7 +17,15 @@ from flows.common import (
 )
 from pipeline.contracts import Horizon
 from pipeline.manifest import StageTimer, build_manifest
-from pipeline.params import FreqAlias, JobName, ModelParams, MonitorParams, OutputRoot, RunSummary
+from pipeline.params import (
+    CovariateParams,
+    FreqAlias,
+    JobName,
+    ModelParams,
+    MonitorParams,
+    OutputRoot,
+    RunSummary,
+)
 from pipeline.report import plot_title
 from pipeline.run import run_parameters
 from pipeline.series_checks import SeriesChecks
@@ -34,6 +42,7 @@ def batch_forecast(
     model: ModelParams = ModelParams(),  # noqa: B008 - frozen, so one shared default is safe
     checks: SeriesChecks = SeriesChecks(),  # noqa: B008
     monitor: MonitorParams = MonitorParams(),  # noqa: B008
+    covariates: CovariateParams = CovariateParams(),  # noqa: B008
     freq: FreqAlias | None = None,
     job: JobName | None = None,
     as_of: date | None = None,
@@ -57,19 +66,23 @@ def batch_forecast(
         model: Checkpoint (and optional SHA-256 pin), device, context length and batch size.
         checks: Which series are fit to forecast, and how many rejections the run tolerates.
         monitor: Revisions since the previous run and realized accuracy of earlier forecasts (on by default).
+        covariates: Input columns (dynamic: known for the history and the forecast steps; static: one value per
+            series) and calendar features the forecast regresses on; empty: a plain forecast. See
+            docs/DATA_FORMAT.md, "Covariates".
         freq: Pandas frequency alias of the series (e.g. h, D, W, MS, QS); inferred per series if empty.
         job: Name of the forecast job; partitions outputs (default: derived from the source's name).
         as_of: Logical date of the run (default: today, UTC).
         output_root: Output directory (default: FORECAST_OUTPUT_ROOT or data/outputs).
         tracking_required: Fail, publishing nothing, when the run cannot be recorded in MLflow.
     """
-    ctx = start_run(source, model, checks, horizon=horizon, freq=freq, job=job, as_of=as_of, output_root=output_root)
+    ctx = start_run(source, model, checks, horizon=horizon, freq=freq, job=job, as_of=as_of, output_root=output_root,
+                    covariates=covariates)
     timer = StageTimer()
     with staged(ctx):
         info, loaded, validation = prepare_load_validate(ctx, source, timer)
         with timer("forecast"):
             stats = forecast_series(validation.regular_path, validation.status_path, ctx.staging, ctx.run,
-                                    created_at=datetime.now(timezone.utc))
+                                    created_at=datetime.now(timezone.utc), covariates_path=validation.covariates_path)
         timer.seconds.update(stats.split())
         plot = render_sample(validation.regular_path, stats.forecasts_path, ctx.staging,
                              title=plot_title(ctx.run.job, ctx.run.as_of.isoformat(), ctx.run.engine.checkpoint,
@@ -80,14 +93,17 @@ def batch_forecast(
                                   source=source.describe(), input_fingerprint=loaded.fingerprint, counts=stats.counts,
                                   output_rows=stats.output_rows, model=info, timings=timer.seconds,
                                   parameters=run_parameters(ctx.run, source, tracking_required=tracking_required,
-                                                            monitor=monitor.model_dump()),
-                                  monitoring=monitoring.record())
-        published = publish_run(ctx, manifest, timer, tables=["forecasts", "series_status"], metrics=forecast_metrics(
+                                                            monitor=monitor.model_dump(),
+                                                            covariates=covariates.describe()),
+                                  monitoring=monitoring.record(), covariates=covariates.describe())
+        tables = ["forecasts", "series_status", *(["covariate_effects"] if stats.effects_path else [])]
+        published = publish_run(ctx, manifest, timer, tables=tables, metrics=forecast_metrics(
                                     stats.counts, stats.output_rows, inference_seconds=stats.inference_seconds,
                                     series_per_second=stats.series_per_second, batch_size=stats.batch_size),
                                 artifacts=[stats.status_path, validation.report_path, validation.summary_path, plot,
                                            *([validation.docs_path] if validation.docs_path else [])],
-                                tracking_required=tracking_required, monitoring=monitoring)
+                                tracking_required=tracking_required, monitoring=monitoring,
+                                optional=("covariate_effects",))
     return RunSummary(**outcome(manifest, published), forecast_rows=stats.output_rows,
                       checkpoint=ctx.run.engine.checkpoint, monitoring=monitoring.record(),
                       **stats.model_dump(include={"inference_seconds", "series_per_second", "device", "precision",

@@ -22,7 +22,14 @@ from typing import Any
 # None of these import Prefect, which must see the environment defaults below before it loads.
 from forecast_model.errors import MAX_MESSAGE_CHARS, ConfigurationError
 from pipeline.canonical import ColumnMapping
-from pipeline.params import AnomalySummary, BacktestSummary, ModelParams, MonitorParams, RunSummary
+from pipeline.params import (
+    AnomalySummary,
+    BacktestSummary,
+    CovariateParams,
+    ModelParams,
+    MonitorParams,
+    RunSummary,
+)
 from pipeline.series_checks import SeriesChecks
 from pipeline.sources import DuckDBSource, FileSource, UrlSource
 from pipeline.sources.files import base_directory
@@ -87,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="Earlier runs of the job whose forecasts are scored against this run's actuals (60).")
     run.add_argument("--no-monitor", action="store_true",
                      help="Skip revisions and realized accuracy (tables revisions, realized_accuracy).")
+    _covariate_arguments(run)
     backtest = commands.add_parser("backtest", parents=[common],
                                    help="Score TimesFM against naive baselines on a source.")
     _common_arguments(backtest)
@@ -151,22 +159,55 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _source(args: argparse.Namespace) -> FileSource | UrlSource | DuckDBSource:
+def _covariate_arguments(command: argparse.ArgumentParser) -> None:
+    group = command.add_argument_group("covariates", "What the forecast regresses on (docs/DATA_FORMAT.md, "
+                                                     "Covariates); names are comma-separated input columns.")
+    for kind, example in (("dynamic-numerical", "price,temperature"), ("dynamic-categorical", "promo"),
+                          ("static-numerical", "store_size"), ("static-categorical", "region")):
+        group.add_argument(f"--{kind}", type=_names, default=(), metavar="COLUMNS", help=f"e.g. {example}")
+    group.add_argument("--calendar", type=_names, default=(), metavar="FEATURES",
+                       help="Calendar features from ds, e.g. day_of_week,month,holiday:US.")
+    group.add_argument("--future-source", metavar="PATH_OR_URL",
+                       help="File or URL with future values of the dynamic covariates (unique_id, ds, columns; "
+                            "the same column names as --source), instead of future rows in the input.")
+    group.add_argument("--xreg-mode", choices=["xreg + timesfm", "timesfm + xreg"], default="xreg + timesfm")
+    group.add_argument("--ridge", type=float, default=0.0, help="Ridge penalty of the regression (default 0).")
+    group.add_argument("--no-normalize", action="store_true", help="Do not standardise series before regressing.")
+    group.add_argument("--no-effects", action="store_true", help="Do not publish the covariate_effects table.")
+
+
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in value.split(",") if name.strip())
+
+
+def _covariates(args: argparse.Namespace) -> CovariateParams:
+    future = _source(args, args.future_source) if args.future_source else None
+    if isinstance(future, DuckDBSource):
+        raise ConfigurationError("--future-source takes a file or an http(s) URL; a DuckDB future source is given as "
+                                 "the covariates.future_source parameter of a deployment run.")
+    return CovariateParams(dynamic_numerical=args.dynamic_numerical, dynamic_categorical=args.dynamic_categorical,
+                           static_numerical=args.static_numerical, static_categorical=args.static_categorical,
+                           calendar=args.calendar, xreg_mode=args.xreg_mode, ridge=args.ridge,
+                           normalize=not args.no_normalize, future_source=future, effects=not args.no_effects)
+
+
+def _source(args: argparse.Namespace, given: str | None = None) -> FileSource | UrlSource | DuckDBSource:
     columns = ColumnMapping(id_col=args.id_col, time_col=args.time_col, target_col=args.target_col)
     common = {"format": args.format, "columns": columns}
-    scheme = _scheme(args.source)
-    if scheme in ("http", "https") or args.source.startswith("secret:"):
-        address = ({"url_secret": args.source.removeprefix("secret:")} if args.source.startswith("secret:")
-                   else {"url": args.source})
+    given = args.source if given is None else given
+    scheme = _scheme(given)
+    if scheme in ("http", "https") or given.startswith("secret:"):
+        address = ({"url_secret": given.removeprefix("secret:")} if given.startswith("secret:")
+                   else {"url": given})
         return UrlSource(**address, headers_secret=args.headers_secret, content=args.content, **common)
     if scheme == "duckdb":
-        return DuckDBSource(database=args.source[len("duckdb://"):], table=args.table, query=args.query,
+        return DuckDBSource(database=given[len("duckdb://"):], table=args.table, query=args.query,
                             params=args.query_param, **common)
     if scheme is not None:
         raise ConfigurationError(
             f"--source uses the scheme {scheme[:20]}://, which is not supported. Fix: give a local path "
             "or glob (without file://), an http(s):// URL, secret:NAME, or duckdb:///path/to.db.")
-    return FileSource(path=args.source, **common)
+    return FileSource(path=given, **common)
 
 
 def _scheme(source: str) -> str | None:
@@ -239,7 +280,11 @@ class _RunFailed(Exception):
 def _run(args: argparse.Namespace) -> int:
     from flows.batch_forecast import batch_forecast
 
-    summary = _call(batch_forecast, {"horizon": args.horizon, "monitor": _monitor(args), **_run_options(args)})
+    covariates = _covariates(args)
+    if covariates.future_source is not None:
+        _allow_source_directory(covariates.future_source)
+    summary = _call(batch_forecast, {"horizon": args.horizon, "monitor": _monitor(args), "covariates": covariates,
+                                     **_run_options(args)})
     return _report(summary, f"Forecast {summary.series_ok} of {summary.series_in} series ({summary.forecast_rows} "
                             f"rows; {summary.series_rejected} rejected, {summary.series_failed} failed) for job "
                             f"{summary.job!r}, as_of {summary.as_of}.")

@@ -22,7 +22,7 @@ from pipeline.errors import OutputSpaceError
 from pipeline.logfile import bind_run, register_run
 from pipeline.manifest import ModelInfo, RunManifest, StageTimer, write_manifest
 from pipeline.monitoring import MonitorInputs, MonitorSummary
-from pipeline.params import ModelParams, MonitorParams
+from pipeline.params import CovariateParams, ModelParams, MonitorParams
 from pipeline.publish import DATA_FILE, discard_staging, publish_tables, staging_dir, withdraw_partitions
 from pipeline.report import artifact_key, dataset_uri, mlflow_run_url, run_name, run_summary, series_count_rows
 from pipeline.run import ResolvedRun, resolve_run, scheduled_date
@@ -88,11 +88,12 @@ class Monitoring:
 
 def start_run(source: FileSource | UrlSource | DuckDBSource, model: ModelParams, checks: SeriesChecks, *,
               horizon: int | None = None, freq: str | None, job: str | None, as_of: date | None,
-              output_root: str | None) -> RunContext:
+              output_root: str | None, covariates: CovariateParams | None = None) -> RunContext:
     """Reads the settings, resolves the run's parameters once and creates its staging directory."""
     settings = load_settings()
     run = resolve_run(settings, source, run_id=str(flow_run.id or uuid.uuid4()), as_of=as_of or logical_date(),
-                      model=model, checks=checks, freq=freq, horizon=horizon, job=job, output_root=output_root)
+                      model=model, checks=checks, freq=freq, horizon=horizon, job=job, output_root=output_root,
+                      covariates=covariates)
     register_run(run.run_id, run.job, run.as_of.isoformat())  # the log file tags the run's lines from here on
     return RunContext(settings=settings, run=run, flow_name=str(flow_run.flow_name or "batch"),
                       deployment=deployment.name, staging=staging_dir(run.output_root, run.run_id),
@@ -129,9 +130,9 @@ def prepare_load_validate(ctx: RunContext, source: FileSource | UrlSource | Duck
     with timer("prepare_model"):
         info = prepare_model(ctx.run.engine)
     with timer("load"):
-        loaded = load_series(source, ctx.settings.source_policy(), ctx.staging)
+        loaded = load_series(source, ctx.settings.source_policy(), ctx.staging, ctx.run.covariates)
     with timer("validate"):
-        validation = validate_series(loaded.path, ctx.staging, ctx.run)
+        validation = validate_series(loaded.path, ctx.staging, ctx.run, covariates_path=loaded.covariates_path)
     return info, loaded, validation
 
 
@@ -168,7 +169,7 @@ def logical_date() -> date:
 
 def publish_run(ctx: RunContext, manifest: RunManifest, timer: StageTimer, *, tables: list[str],
                 metrics: dict[str, float], artifacts: list[Path], tracking_required: bool,
-                monitoring: Monitoring | None = None) -> Published:
+                monitoring: Monitoring | None = None, optional: tuple[str, ...] = ()) -> Published:
     """Tracks the run in MLflow, then publishes its tables, its manifest (last) and refreshes the catalog.
 
     An unreachable tracking server does not stop the publish unless ``tracking_required``; the failure is
@@ -180,7 +181,8 @@ def publish_run(ctx: RunContext, manifest: RunManifest, timer: StageTimer, *, ta
     catalog's time, so a reader sees a whole manifest either way.
 
     ``monitoring``, when given, adds its staged tables, its metrics and its warning; its tables it did not
-    stage are withdrawn from this ``as_of`` (a re-run replaces them, or leaves none).
+    stage are withdrawn from this ``as_of`` (a re-run replaces them, or leaves none), as are the ``optional``
+    tables not in ``tables`` (``covariate_effects`` of a run that had covariates before a re-run without).
     """
     if monitoring is not None:
         tables = [*tables, *monitoring.summary.tables]
@@ -191,9 +193,9 @@ def publish_run(ctx: RunContext, manifest: RunManifest, timer: StageTimer, *, ta
     with timer("publish"):
         outputs = publish_outputs(ctx.staging, ctx.run.output_root, ctx.run.job, ctx.run.as_of.isoformat(),
                                   dict.fromkeys(tables, DATA_FILE))
-        if monitoring is not None:
-            withdraw_partitions(ctx.run.output_root, ctx.run.job, ctx.run.as_of.isoformat(),
-                                [table for table in MONITOR_TABLES if table not in tables])
+        optional = (*optional, *(MONITOR_TABLES if monitoring is not None else ()))
+        withdraw_partitions(ctx.run.output_root, ctx.run.job, ctx.run.as_of.isoformat(),
+                            [table for table in optional if table not in tables])
     timer.record_total()
     manifest = manifest.model_copy(update={"mlflow_run_id": mlflow_run_id, "tracking_error": error,
                                            "tracking_status": "failed" if error else "ok",

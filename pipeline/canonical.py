@@ -11,7 +11,7 @@ import contextlib
 import csv
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 import numpy as np
@@ -266,13 +266,19 @@ def _looks_like_html(data: bytes) -> bool:
     return head.startswith((b"<!doctype html", b"<html", b"<head", b"<body"))
 
 
-def to_canonical(frame: pd.DataFrame, layout: Layout = "long", columns: ColumnMapping | None = None) -> pd.DataFrame:
+def to_canonical(frame: pd.DataFrame, layout: Layout = "long", columns: ColumnMapping | None = None,
+                 covariates: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Maps a long or wide frame to the canonical (unique_id, ds, y) frame, sorted by series and time.
 
     Long: one row per series and timestamp. Wide: one time column and one value column per series,
-    the column name becoming ``unique_id``.
+    the column name becoming ``unique_id``. ``covariates`` (long only): input columns kept after the canonical
+    ones under their own names, each ``"numerical"`` (float64) or ``"categorical"`` (text levels; see
+    :func:`covariate_levels`).
     """
     columns = columns or ColumnMapping()
+    covariates = dict(covariates or {})
+    if covariates:
+        _check_covariate_columns(frame, layout, columns, covariates)
     if layout == "wide":
         _require(frame, [columns.time_col], "--time-col (parameter source.columns.time_col)")
         # Melt into private names: a series may well be called "y" or "unique_id", which melt refuses.
@@ -292,6 +298,9 @@ def to_canonical(frame: pd.DataFrame, layout: Layout = "long", columns: ColumnMa
         ID: frame[ID].astype("string").astype("str"),  # Arrow-backed where pandas has it: no Python objects
         DS: _parse_timestamps(frame, columns.time_col),
         Y: _parse_values(frame, columns.target_col if layout == "long" else "series values"),
+        **{name: _parse_values(frame, name, column=name, fix="name the right column in covariates")
+           if kind == "numerical" else covariate_levels(frame[name])
+           for name, kind in covariates.items()},
     }, copy=False)  # the columns are new already (or the caller's, whom copy-on-write protects): no copy of 20M rows
     return sort_canonical(canonical)
 
@@ -481,13 +490,42 @@ def _to_datetime(raw: pd.Series, format: str | None) -> pd.Series:
         return pd.to_datetime(raw, errors="coerce", format=format, utc=True)
 
 
-def _parse_values(frame: pd.DataFrame, original_name: str) -> pd.Series:
-    raw = frame[Y]
+def _check_covariate_columns(frame: pd.DataFrame, layout: Layout, columns: ColumnMapping,
+                             covariates: Mapping[str, str]) -> None:
+    """Refuses covariates of a wide input, covariates that are missing, and names the canonical frame uses."""
+    if layout == "wide":
+        raise InputDataError("Covariates need the long format (one row per series and timestamp, one column per "
+                             "covariate). Fix: give the input in long format, or leave the covariates out.")
+    roles = {columns.id_col, columns.time_col, columns.target_col, ID, DS, Y}
+    if clash := sorted(set(covariates) & roles):
+        raise InputDataError(f"Covariates {shorten_names(clash)} name the id, time or target column. Fix: name "
+                             "covariate columns other than those.")
+    if missing := [name for name in covariates if name not in frame.columns]:
+        raise InputDataError(f"Covariate columns {shorten_names(missing)} are not in the source, whose columns are "
+                             f"{shorten_names([str(c) for c in frame.columns])}. Fix: name columns the source has "
+                             "(names are case-sensitive).")
+
+
+def covariate_levels(raw: pd.Series) -> pd.Series:
+    """A categorical covariate's values as text levels, missing ones kept missing: whole numbers are written
+    without a decimal part, so ``1`` read from a CSV column with gaps (1.0) and ``1`` from another source are
+    the same level."""
+    if raw.dtype.kind not in "fiub":
+        return raw.astype("string")
+    values = raw.to_numpy(dtype=np.float64, na_value=np.nan)
+    whole = np.isfinite(values) & (values == np.round(values))
+    text = np.where(whole, np.where(whole, values, 0).astype(np.int64).astype(str), values.astype(str))
+    return pd.Series(text, index=raw.index, dtype="string").mask(np.isnan(values))
+
+
+def _parse_values(frame: pd.DataFrame, original_name: str, column: str = Y,
+                  fix: str = "map the right column with --target-col") -> pd.Series:
+    raw = frame[column]
     if raw.dtype.kind in "mM" or isinstance(raw.dtype, pd.DatetimeTZDtype):
         # pd.to_numeric would turn timestamps into nanoseconds since 1970, silently
         if raw.notna().any():
             raise InputDataError(f"Column {shorten(original_name)} holds timestamps, not numbers, e.g. "
-                                 f"{_examples(frame, raw.notna(), Y)}. Fix: map the value column with --target-col.")
+                                 f"{_examples(frame, raw.notna(), column)}. Fix: {fix}.")
         return pd.Series(np.nan, index=raw.index, dtype="float64")
     if raw.dtype == np.float64:  # typed already: every value is a number or missing
         return raw
@@ -496,8 +534,8 @@ def _parse_values(frame: pd.DataFrame, original_name: str) -> pd.Series:
     if bad.any():
         raise InputDataError(
             f"Column {shorten(original_name)} has {int(bad.sum())} values that are not numbers, e.g. "
-            f"{_examples(frame, bad, Y)}. "
-            "Fix: correct those values (leave missing ones empty), or map the right column with --target-col."
+            f"{_examples(frame, bad, column)}. "
+            f"Fix: correct those values (leave missing ones empty), or {fix}."
         )
     return values.astype("float64")
 

@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from pipeline.contracts import (
     ANOMALY_SCHEMA,
+    COVARIATE_EFFECTS_SCHEMA,
     EVALUATION_SCHEMA,
     FORECAST_SCHEMA,
     QUANTILE_COLUMNS,
@@ -32,7 +33,8 @@ CATALOG_FILE = "catalog.duckdb"
 STORAGE_VERSION = "v1.0.0"
 TABLES = {"forecasts": FORECAST_SCHEMA, "series_status": STATUS_SCHEMA, "runs": RUNS_SCHEMA,
           "evaluations": EVALUATION_SCHEMA, "anomalies": ANOMALY_SCHEMA, "anomaly_status": STATUS_SCHEMA,
-          "revisions": REVISION_SCHEMA, "realized_accuracy": REALIZED_SCHEMA}
+          "revisions": REVISION_SCHEMA, "realized_accuracy": REALIZED_SCHEMA,
+          "covariate_effects": COVARIATE_EFFECTS_SCHEMA}
 ACCURACY_WINDOW = 30  # accuracy_by_horizon: the latest forecast runs (as_of) of each job that have scores
 # Realized accuracy of a group of scored points, as the backtest defines each metric (pipeline/scoring.py);
 # the skill compares TimesFM and seasonal naive on the points both have.

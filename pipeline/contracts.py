@@ -14,6 +14,7 @@ from pydantic import Field
 
 __all__ = [
     "ANOMALY_SCHEMA",
+    "COVARIATE_EFFECTS_SCHEMA",
     "DS",
     "EVALUATION_SCHEMA",
     "FORECAST_SCHEMA",
@@ -81,6 +82,18 @@ STATUS_SCHEMA = pa.schema(
         ("last_ds", pa.timestamp("us")),
         ("freq", pa.string()),
         ("missing_fraction", pa.float64()),
+        # forecasts with categorical covariates: (covariate, level) pairs of the horizon its context lacks
+        ("unseen_covariate_levels", pa.int64()),
+    ]
+)
+
+# One row per series and regression effect of a forecast run with covariates (optional: covariates.effects).
+COVARIATE_EFFECTS_SCHEMA = pa.schema(
+    [
+        (ID, pa.string()),
+        ("covariate", pa.string()),  # "(intercept)", a numerical covariate's name, or "<covariate>=<level>"
+        ("coefficient", pa.float64()),  # in the series' units (per unit of a numerical covariate)
+        ("run_id", pa.string()),
     ]
 )
 
@@ -111,6 +124,7 @@ RUNS_SCHEMA = pa.schema(
         ("tracking_status", pa.string()),
         ("tracking_error", pa.string()),
         ("monitoring", pa.string()),
+        ("covariates", pa.string()),  # the run's covariate parameters (JSON); empty without covariates
         ("created_at", pa.timestamp("us", tz="UTC")),
     ]
 )

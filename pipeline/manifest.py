@@ -72,13 +72,15 @@ class RunManifest(BaseModel):
     tracking_status: str = "pending"
     tracking_error: str | None = None
     monitoring: dict[str, Any] = Field(default_factory=dict)  # revisions and realized accuracy: counts or warning
+    covariates: dict[str, Any] | None = None  # the covariate parameters of a forecast with covariates
     created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
 
 
 def build_manifest(run: ResolvedRun, *, flow_name: str, deployment: str | None, source: str, input_fingerprint: str,
                    counts: SeriesCounts, output_rows: int, model: ModelInfo, parameters: dict[str, Any],
                    timings: dict[str, float], shards: list[dict[str, Any]] | None = None,
-                   monitoring: dict[str, Any] | None = None) -> RunManifest:
+                   monitoring: dict[str, Any] | None = None,
+                   covariates: dict[str, Any] | None = None) -> RunManifest:
     """The manifest of a run about to publish; tracking fields are filled in once MLflow has answered."""
     return RunManifest(
         run_id=run.run_id, flow_name=flow_name, deployment=deployment, job=run.job, as_of=run.as_of.isoformat(),
@@ -86,7 +88,7 @@ def build_manifest(run: ResolvedRun, *, flow_name: str, deployment: str | None, 
         rejected_by_reason=counts.by_reason, checkpoint=run.engine.checkpoint,
         checkpoint_sha256=model.checkpoint_sha256, random_weights=model.random_weights, device=model.device,
         precision=model.precision, versions=package_versions(), parameters=parameters, timings=timings,
-        shards=shards or [], monitoring=monitoring or {},
+        shards=shards or [], monitoring=monitoring or {}, covariates=covariates,
     )
 
 
@@ -127,6 +129,7 @@ def write_manifest(manifest: RunManifest, staging: Path) -> Path:
     row = {name: record.get(name) for name in RUNS_SCHEMA.names}
     for name in ("rejected_by_reason", "versions", "parameters", "timings", "shards", "monitoring"):
         row[name] = json.dumps(record[name], sort_keys=True)
+    row["covariates"] = None if record["covariates"] is None else json.dumps(record["covariates"], sort_keys=True)
     row["created_at"] = manifest.created_at
     return write_table(pd.DataFrame([row]), RUNS_SCHEMA, staging / "runs.parquet")
 

@@ -7,19 +7,21 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
-from forecast_model import DeviceName, EngineConfig
-from forecast_model.errors import shorten
+from forecast_model import DeviceName, EngineConfig, XRegMode
+from forecast_model.errors import ConfigurationError, shorten, shorten_names
+from pipeline.calendar import parse_calendar
 from pipeline.contracts import ContextLength
 from pipeline.frequency import check_freq
 from pipeline.settings import Settings
-from pipeline.sources import DuckDBSource, FileSource, UrlSource
+from pipeline.sources import DuckDBSource, FileSource, Source, UrlSource
 from pipeline.sources.files import is_glob
 
 __all__ = [
     "AnomalySummary",
     "BacktestSummary",
+    "CovariateParams",
     "FreqAlias",
     "JobName",
     "ModelParams",
@@ -120,6 +122,94 @@ class MonitorParams(BaseModel):
     max_seconds: float = Field(600.0, gt=0, le=86_400,
                                description="Stop monitoring (a warning; the forecasts are published) when it takes "
                                            "longer than this.")
+
+
+CovariateName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")]
+CovariateKind = Literal["numerical", "categorical"]
+
+
+class CovariateParams(BaseModel):
+    """Covariates the forecast regresses on (TimesFM's in-context regression, one per series): input columns
+    and calendar features generated from the timestamps. All empty (the default): a plain forecast.
+
+    Dynamic covariates need a value for every context step and every horizon step: future values come as
+    rows after each series' last observation with an empty target, or from `future_source`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dynamic_numerical: tuple[CovariateName, ...] = Field(
+        (), description="Numeric input columns known for the context and the horizon (price, temperature forecast).")
+    dynamic_categorical: tuple[CovariateName, ...] = Field(
+        (), description="Categorical input columns known for the context and the horizon (promotion, event).")
+    static_numerical: tuple[CovariateName, ...] = Field(
+        (), description="Numeric input columns constant within each series (store size).")
+    static_categorical: tuple[CovariateName, ...] = Field(
+        (), description="Categorical input columns constant within each series (region).")
+    calendar: tuple[str, ...] = Field(
+        (), description="Calendar features generated from ds, no data needed: day_of_week, day_of_month, "
+                        "day_of_year, week_of_year, month, quarter, hour, holiday:<CC> or holiday:<CC>/<SUB> "
+                        "(e.g. holiday:US); each is categorical.")
+    xreg_mode: XRegMode = Field("xreg + timesfm", description="'xreg + timesfm': regress the history on the "
+                                                               "covariates, TimesFM forecasts what they leave; "
+                                                               "'timesfm + xreg': TimesFM first, the regression "
+                                                               "explains what it misses.")
+    ridge: float = Field(0.0, ge=0, le=1e6, description="Ridge penalty of the regression (0: least squares).")
+    normalize: bool = Field(True, description="Standardise each series before its regression.")
+    future_source: Source | None = Field(None, description="Where future covariate values come from instead of "
+                                                           "rows in the input: unique_id, ds and the dynamic "
+                                                           "covariate columns, no target values.")
+    effects: bool = Field(True, description="Publish the regression coefficients per series (table "
+                                            "covariate_effects).")
+
+    @field_validator("calendar")
+    @classmethod
+    def _calendar(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(feature.name for feature in parse_calendar(list(value)))
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CovariateParams:
+        """Refuses a name used twice and a future source without dynamic columns to give."""
+        names = [*self.dynamic(), *self.static(), *self.calendar]
+        if repeated := sorted({name for name in names if names.count(name) > 1}):
+            raise ConfigurationError(f"Covariates {shorten_names(repeated)} are named more than once (covariate "
+                                     "names are unique across kinds and the calendar); name each once.")
+        dynamic = self.dynamic_numerical or self.dynamic_categorical
+        if self.future_source is not None and not dynamic:
+            raise ConfigurationError("covariates.future_source gives future values of dynamic covariates, but none "
+                                     "is named. Fix: name its columns in covariates.dynamic_numerical or "
+                                     "dynamic_categorical, or leave future_source empty.")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the forecast uses any covariate."""
+        return bool(self.columns() or self.calendar)
+
+    def columns(self) -> dict[str, CovariateKind]:
+        """The input columns the covariates read, each with how it is parsed."""
+        kinds: dict[str, CovariateKind] = {}
+        for name in (*self.dynamic_numerical, *self.static_numerical):
+            kinds.setdefault(name, "numerical")
+        for name in (*self.dynamic_categorical, *self.static_categorical):
+            kinds.setdefault(name, "categorical")
+        return kinds
+
+    def dynamic(self) -> tuple[str, ...]:
+        """The dynamic input columns: each needs a value at every context and horizon step."""
+        return (*self.dynamic_numerical, *self.dynamic_categorical)
+
+    def static(self) -> tuple[str, ...]:
+        """The static input columns: one value per series."""
+        return (*self.static_numerical, *self.static_categorical)
+
+    def describe(self) -> dict[str, Any] | None:
+        """The manifest's ``covariates`` entry (None without covariates)."""
+        if not self.enabled:
+            return None
+        record = self.model_dump(mode="json", exclude={"future_source"})
+        record["future_source"] = self.future_source.describe() if self.future_source else None
+        return record
 
 
 def engine_config(model: ModelParams, settings: Settings) -> EngineConfig:

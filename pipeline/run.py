@@ -15,7 +15,15 @@ from pydantic import BaseModel, ConfigDict
 
 from forecast_model import EngineConfig
 from pipeline.contracts import ContextLength, Horizon
-from pipeline.params import FreqAlias, JobName, ModelParams, default_job_name, engine_config, validate_job_name
+from pipeline.params import (
+    CovariateParams,
+    FreqAlias,
+    JobName,
+    ModelParams,
+    default_job_name,
+    engine_config,
+    validate_job_name,
+)
 from pipeline.publish import check_output_root
 from pipeline.series_checks import SeriesChecks
 from pipeline.settings import Settings
@@ -40,11 +48,13 @@ class ResolvedRun(BaseModel):
     freq: FreqAlias | None = None
     overlap: bool = True  # FORECAST_OVERLAP: read and write beside the engine's work, not between its chunks
     cpu_threads: int | None = None  # FORECAST_CPU_THREADS; None: the worker decides (engine_threads)
+    covariates: CovariateParams = CovariateParams()
 
 
 def resolve_run(settings: Settings, source: FileSource | UrlSource | DuckDBSource, *, run_id: str, as_of: date,
                 model: ModelParams, checks: SeriesChecks, freq: str | None = None, horizon: int | None = None,
-                job: str | None = None, output_root: str | None = None) -> ResolvedRun:
+                job: str | None = None, output_root: str | None = None,
+                covariates: CovariateParams | None = None) -> ResolvedRun:
     """The run's parameters with every empty one taken from ``settings``; the output root is checked here, so a
     wrong one fails before any work."""
     root = check_output_root(Path(output_root).resolve() if output_root is not None else
@@ -54,7 +64,7 @@ def resolve_run(settings: Settings, source: FileSource | UrlSource | DuckDBSourc
                        horizon=settings.horizon_len if horizon is None else horizon,
                        context_len=model.context_len or settings.context_len, engine=engine_config(model, settings),
                        checks=checks, freq=freq, overlap=settings.overlap,
-                       cpu_threads=settings.cpu_threads)
+                       cpu_threads=settings.cpu_threads, covariates=covariates or CovariateParams())
 
 
 def resolve_job(source: FileSource | UrlSource | DuckDBSource, job: str | None) -> str:

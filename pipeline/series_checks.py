@@ -37,6 +37,12 @@ REASONS = {
                      "`max_missing_fraction`",
     "constant": "every value is the same (and `reject_constant` is on)",
     "stale": "the last value is more than `max_staleness` periods before `as_of`",
+    "missing_covariates": "a dynamic covariate is missing or not finite at a context step the model uses, or a "
+                          "static covariate has no value (forecasts with covariates)",
+    "missing_future_covariates": "a dynamic covariate has no value at a forecast step: no future row, or an empty "
+                                 "value there (forecasts with covariates)",
+    "static_covariate_varies": "a static covariate has more than one value within the series (forecasts with "
+                               "covariates)",
     "non_finite_forecast": "the model returned a non-finite forecast (status `failed`; beyond 128 steps the model "
                            "feeds back its own forecasts, so a shorter horizon may help)",
     "too_short_for_backtest": "too few points for the backtest's windows plus a season of history (backtest only)",
@@ -92,6 +98,7 @@ def check_series(frame: pd.DataFrame, rejected: dict[str, str], checks: SeriesCh
         _flag(summary, _periods_since(summary, as_of) > checks.max_staleness, "stale")
     summary["status"] = np.where(summary["reason"].isna(), SeriesStatus.OK.value, SeriesStatus.REJECTED.value)
     summary["reason"] = summary["reason"].astype(object).where(summary["reason"].notna(), None)
+    summary["unseen_covariate_levels"] = pd.Series(pd.NA, index=summary.index, dtype="Int64")  # set by a forecast
     return summary.drop(columns=["constant", "max_abs"]).rename_axis(ID).reset_index()
 
 

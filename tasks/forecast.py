@@ -17,12 +17,14 @@ from forecast_model import (
     ForecastResult,
     TimesFmEngine,
     cpu_threads,
+    forecast_with_covariates,
     load_engine,
     loaded_checkpoint,
     torch_threads,
 )
 from pipeline.accounting import SeriesCounts, check_rejected_fraction, check_something_forecast, reason_examples
-from pipeline.contracts import ID, STATUS_SCHEMA, SeriesStatus
+from pipeline.contracts import COVARIATE_EFFECTS_SCHEMA, ID, STATUS_SCHEMA, SeriesStatus
+from pipeline.covariate_data import AlignedCovariates, effects_frame
 from pipeline.forecasting import Chunk, ForecastSink, chunk_size, engine_threads, mark_series_failed, read_chunks
 from pipeline.manifest import ModelInfo
 from pipeline.overlap import pipelined
@@ -49,6 +51,7 @@ class ForecastStats(BaseModel):
     overlap_seconds: float = 0.0  # of the engine's and the host's seconds, how many ran at the same time
     forecasts_path: Path
     status_path: Path
+    effects_path: Path | None = None  # with covariates (and covariates.effects): the covariate_effects table
 
     def split(self) -> dict[str, float]:
         """The forecast stage's seconds by kind, for the manifest's ``timings``: the engine's, the host's
@@ -78,7 +81,7 @@ def prepare_model(engine: EngineConfig) -> ModelInfo:
 
 @task(name="forecast-series", cache_policy=NO_CACHE)
 def forecast_series(regular_path: Path, status_path: Path, staging: Path, run: ResolvedRun, *, created_at: datetime,
-                    whole_job: bool = True) -> ForecastStats:
+                    whole_job: bool = True, covariates_path: Path | None = None) -> ForecastStats:
     """Forecasts every accepted series and stages the forecast and final series-status tables.
 
     Reading and preparing the next chunk of series, and building and writing the last chunk's forecasts,
@@ -86,6 +89,11 @@ def forecast_series(regular_path: Path, status_path: Path, staging: Path, run: R
     Series whose forecast is not finite become ``failed``. For a whole job the run fails when rejected and
     failed series together pass ``max_rejected_fraction``, or when nothing could be forecast; a shard
     (``whole_job=False``) records its counts and leaves those rules to its parent.
+
+    With ``covariates_path`` (validation's aligned covariates), every series is forecast with its in-context
+    regression on them (``forecast_model.forecast_with_covariates``); the regression's effects are staged as the
+    ``covariate_effects`` table (unless ``covariates.effects`` is off) and the unseen categorical levels are
+    counted in the status table.
     """
     status = pd.read_parquet(status_path)
     accepted = status[status["status"] == SeriesStatus.OK.value].reset_index(drop=True)
@@ -93,8 +101,13 @@ def forecast_series(regular_path: Path, status_path: Path, staging: Path, run: R
     progress = ProgressReporter("forecast", "series", get_run_logger().info)
     done = [0]
 
+    regression = _Regression(covariates_path, run) if covariates_path is not None else None
+
     def infer(chunk: Chunk) -> ForecastResult:
-        result = model.forecast(chunk.values, run.horizon, chunk.codes, run.context_len)
+        if regression is not None:
+            result = regression(model, chunk)
+        else:
+            result = model.forecast(chunk.values, run.horizon, chunk.codes, run.context_len)
         done[0] += len(chunk.values)
         progress(done[0], len(accepted))
         return result
@@ -106,6 +119,10 @@ def forecast_series(regular_path: Path, status_path: Path, staging: Path, run: R
                 seconds = pipelined(read_chunks(regular_path, accepted, chunk_size(model)), infer, sink,
                                     overlap=run.overlap)
         status = mark_series_failed(status, sink.failed)
+        effects_path = None
+        if regression is not None:
+            status = regression.count_unseen(status)
+            effects_path = regression.stage_effects(staging, sink.failed) if run.covariates.effects else None
         counts = SeriesCounts.from_status(status)
         if whole_job:
             examples = reason_examples(status)
@@ -124,8 +141,44 @@ def forecast_series(regular_path: Path, status_path: Path, staging: Path, run: R
         precision=model.precision, batch_size=model.batch_size,
         host_seconds=round(seconds.produce + seconds.consume, 4), overlap_seconds=seconds.hidden,
         forecasts_path=partial.replace(staging / "forecasts.parquet"),
-        status_path=write_table(status, STATUS_SCHEMA, staging / "series_status.parquet"),
+        status_path=write_table(status, STATUS_SCHEMA, staging / "series_status.parquet"), effects_path=effects_path,
     )
+
+
+class _Regression:
+    """Forecasts chunks with their covariates, and keeps what the regression found for the tables."""
+
+    def __init__(self, covariates_path: Path, run: ResolvedRun) -> None:
+        self.run = run
+        self.aligned = AlignedCovariates(pd.read_parquet(covariates_path), run.covariates)
+        self.effects: list[pd.DataFrame] = []
+        self.unseen: list[pd.Series] = []
+
+    def __call__(self, model: TimesFmEngine, chunk: Chunk) -> ForecastResult:
+        ids, params = chunk.accepted[ID].tolist(), self.run.covariates
+        forecast = forecast_with_covariates(
+            model, chunk.values, self.run.horizon,
+            self.aligned.for_series(ids, [len(v) for v in chunk.values], self.run.horizon), freq=chunk.codes,
+            context_len=self.run.context_len, xreg_mode=params.xreg_mode, normalize=params.normalize,
+            ridge=params.ridge)
+        self.effects.append(effects_frame(ids, forecast))
+        self.unseen.append(pd.Series(forecast.unseen_levels, index=ids))
+        return forecast.result
+
+    def count_unseen(self, status: pd.DataFrame) -> pd.DataFrame:
+        """``status`` with each forecast series' count of unseen categorical levels."""
+        counts = pd.concat(self.unseen) if self.unseen else pd.Series(dtype="int64")
+        status = status.copy()
+        status["unseen_covariate_levels"] = status[ID].map(counts).astype("Int64")
+        return status
+
+    def stage_effects(self, staging: Path, failed: set[str]) -> Path:
+        """Stages the ``covariate_effects`` table of the series forecast (not of those that ``failed``)."""
+        frame = pd.concat(self.effects, ignore_index=True) if self.effects else pd.DataFrame(
+            {ID: [], "covariate": [], "coefficient": []})
+        frame = frame[~frame[ID].isin(failed)] if failed else frame
+        return write_table(frame.assign(run_id=self.run.run_id), COVARIATE_EFFECTS_SCHEMA,
+                           staging / "covariate_effects.parquet")
 
 
 def _engine_threads(model: TimesFmEngine, run: ResolvedRun) -> contextlib.AbstractContextManager[int]:

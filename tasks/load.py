@@ -14,7 +14,9 @@ from pydantic import BaseModel, ConfigDict
 
 from pipeline.canonical import to_canonical
 from pipeline.contracts import INPUT_SCHEMA
+from pipeline.covariate_data import covariate_fingerprint, future_covariates, split_future
 from pipeline.manifest import input_fingerprint
+from pipeline.params import CovariateParams
 from pipeline.sources import DuckDBSource, FileSource, SourcePolicy, TransientSourceError, UrlSource, read_source
 from pipeline.tables import write_table
 from tasks.secrets import with_secret_blocks
@@ -30,6 +32,7 @@ class LoadResult(BaseModel):
     path: Path
     fingerprint: str
     rows: int
+    covariates_path: Path | None = None  # with covariates: their values, history and future rows
 
 
 def _is_transient(task: Task, task_run: TaskRun, state: State) -> bool:
@@ -39,13 +42,33 @@ def _is_transient(task: Task, task_run: TaskRun, state: State) -> bool:
 
 @task(name="load-series", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1,
       retry_condition_fn=_is_transient)
-def load_series(source: FileSource | UrlSource | DuckDBSource, policy: SourcePolicy, staging: Path) -> LoadResult:
-    """Reads the source, maps it to the canonical frame and stages it with its fingerprint."""
-    frame = to_canonical(read_source(source, with_secret_blocks(policy)), source.format, source.columns)
-    staged, fingerprint = stage_input(frame, staging)
+def load_series(source: FileSource | UrlSource | DuckDBSource, policy: SourcePolicy, staging: Path,
+                covariates: CovariateParams | None = None) -> LoadResult:
+    """Reads the source, maps it to the canonical frame and stages it with its fingerprint.
+
+    With ``covariates``, their columns are read too, the future rows (and ``covariates.future_source``) are split
+    off the target, and the covariate frame is staged beside it; the fingerprint covers both.
+    """
+    policy = with_secret_blocks(policy)
+    wanted = covariates if covariates is not None and covariates.enabled else None
+    frame = to_canonical(read_source(source, policy), source.format, source.columns,
+                         covariates=wanted.columns() if wanted else None)
+    if wanted is None:
+        staged, fingerprint = stage_input(frame, staging)
+        covariates_path = None
+    else:
+        future = None
+        if wanted.future_source is not None:
+            future = future_covariates(read_source(wanted.future_source, policy), wanted.future_source.columns,
+                                       wanted)
+        frame, values = split_future(frame, wanted, future)
+        staged, fingerprint = stage_input(frame, staging)
+        fingerprint = covariate_fingerprint(fingerprint, values)
+        covariates_path = staging / "covariates_input.parquet"
+        values.to_parquet(covariates_path, index=False)
     # The series are counted by validation, which groups them anyway: a count here costs a pass over every id.
     get_run_logger().info("Loaded %d rows from %s", len(frame), source.describe())
-    return LoadResult(path=staged, fingerprint=fingerprint, rows=len(frame))
+    return LoadResult(path=staged, fingerprint=fingerprint, rows=len(frame), covariates_path=covariates_path)
 
 
 def stage_input(frame: pd.DataFrame, directory: Path) -> tuple[Path, str]:

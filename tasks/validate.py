@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -18,6 +19,7 @@ from pipeline.accounting import SeriesCounts, check_rejected_fraction, rejection
 from pipeline.allocator import release_freed_memory
 from pipeline.canonical import sorted_by_series_and_time
 from pipeline.contracts import INPUT_SCHEMA, STATUS_SCHEMA
+from pipeline.covariate_data import check_covariates
 from pipeline.errors import DataValidationError
 from pipeline.expectations import duplicate_series, row_rejections, run_suite, schema_failures
 from pipeline.report import validation_html
@@ -39,11 +41,16 @@ class ValidationOutcome(BaseModel):
     report_path: Path
     summary_path: Path
     docs_path: Path | None
+    covariates_path: Path | None = None  # with covariates: each accepted series' values at the steps it uses
 
 
 @task(name="validate-series", cache_policy=NO_CACHE)
-def validate_series(input_path: Path, staging: Path, run: ResolvedRun, *, whole_job: bool = True) -> ValidationOutcome:
+def validate_series(input_path: Path, staging: Path, run: ResolvedRun, *, whole_job: bool = True,
+                    covariates_path: Path | None = None) -> ValidationOutcome:
     """Runs the suite and the per-series checks; stages the status table and the regularised series.
+
+    With ``covariates_path`` (the load's covariate frame), each accepted series' covariates are checked too
+    (``pipeline.covariate_data.check_covariates``) and lined up with the steps the forecast uses.
 
     Raises:
         DataValidationError: a schema problem, or (for a whole job, not a shard) more than
@@ -60,6 +67,12 @@ def validate_series(input_path: Path, staging: Path, run: ResolvedRun, *, whole_
     ordered = sorted_by_series_and_time(frame)  # one pass over 20M rows, asked by two steps
     status = check_series(frame, row_rejections(result, duplicate_series(frame, ordered=ordered)), run.checks,
                           run.freq, run.as_of)
+    aligned_path = None
+    if covariates_path is not None:
+        status, aligned = check_covariates(frame, status, pd.read_parquet(covariates_path), run.covariates,
+                                           horizon=run.horizon, context_len=run.context_len)
+        aligned_path = staging / "covariates.parquet"
+        aligned.to_parquet(aligned_path, index=False)
     release_freed_memory()  # the checks' shard-sized temporaries: see pipeline.allocator
     counts = SeriesCounts.from_status(status)
     rows = rejection_report(status)
@@ -76,4 +89,5 @@ def validate_series(input_path: Path, staging: Path, run: ResolvedRun, *, whole_
     get_run_logger().info("Validated %d series: %d rejected %s", counts.total(), counts.rejected, counts.by_reason)
     return ValidationOutcome(counts=counts, regular_path=regular_path,
                              status_path=write_table(status, STATUS_SCHEMA, staging / "series_status.parquet"),
-                             report_path=report, summary_path=summary, docs_path=docs)
+                             report_path=report, summary_path=summary, docs_path=docs,
+                             covariates_path=aligned_path)

@@ -35,7 +35,8 @@ def history(series: str, stamps: pd.DatetimeIndex, values: np.ndarray) -> pd.Dat
 
 def status(rows: list[tuple[str, str]]) -> pd.DataFrame:
     return pd.DataFrame([{"unique_id": s, "status": "ok", "reason": None, "n_obs": 1, "first_ds": pd.Timestamp(0),
-                          "last_ds": pd.Timestamp(0), "freq": f, "missing_fraction": 0.0} for s, f in rows])
+                          "last_ds": pd.Timestamp(0), "freq": f, "missing_fraction": 0.0,
+                          "unseen_covariate_levels": None} for s, f in rows])
 
 
 def forecasts(series: str, stamps: pd.DatetimeIndex, points: list[float], cutoff: pd.Timestamp, run_id: str,
