@@ -98,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     backtest = commands.add_parser("backtest", parents=[common],
                                    help="Score TimesFM against naive baselines on a source.")
     _common_arguments(backtest)
+    _covariate_arguments(backtest)
     backtest.add_argument("--h", type=int, default=12, help="Horizon of each window (default 12).")
     backtest.add_argument("--n-windows", type=int, default=3, help="Number of cutoffs (default 3).")
     backtest.add_argument("--step", type=int, help="Steps between cutoffs (default: h).")
@@ -293,12 +294,18 @@ def _run(args: argparse.Namespace) -> int:
 def _backtest(args: argparse.Namespace) -> int:
     from flows.batch_backtest import batch_backtest
 
+    covariates = _covariates(args)
+    if covariates.future_source is not None:
+        _allow_source_directory(covariates.future_source)
     summary = _call(batch_backtest, {"h": args.h, "n_windows": args.n_windows, "step": args.step,
-                                     "season_length": args.season_length, **_run_options(args)})
-    lines = [f"  {model:<14} " + "  ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+                                     "season_length": args.season_length, "covariates": covariates,
+                                     **_run_options(args)})
+    lines = [f"  {model:<18} " + "  ".join(f"{k}={v:.4g}" for k, v in metrics.items())
              for model, metrics in summary.overall.items()]
     return _report(summary, f"Backtested {summary.series_ok} of {summary.series_in} series for job {summary.job!r}; "
-                            f"TimesFM beats seasonal naive on {summary.share_beating_seasonal_naive:.0%} of them.\n"
+                            f"TimesFM beats seasonal naive on {summary.share_beating_seasonal_naive:.0%} of them"
+                            + ("" if summary.share_covariates_beating_plain is None else
+                               f"; covariates improve it on {summary.share_covariates_beating_plain:.0%}") + ".\n"
                             + "\n".join(lines))
 
 

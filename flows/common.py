@@ -123,16 +123,19 @@ def staged(ctx: RunContext) -> Iterator[None]:
         discard_staging(ctx.staging)
 
 
-def prepare_load_validate(ctx: RunContext, source: FileSource | UrlSource | DuckDBSource,
-                          timer: StageTimer) -> tuple[ModelInfo, LoadResult, ValidationOutcome]:
+def prepare_load_validate(ctx: RunContext, source: FileSource | UrlSource | DuckDBSource, timer: StageTimer, *,
+                          covariate_steps: tuple[int, int] | None = None,
+                          ) -> tuple[ModelInfo, LoadResult, ValidationOutcome]:
     """The stages every batch flow starts with: load the model (a bad checkpoint fails before any data
-    work), read the source into the canonical frame, validate it."""
+    work), read the source into the canonical frame, validate it (``covariate_steps``: see
+    :func:`tasks.validate.validate_series`)."""
     with timer("prepare_model"):
         info = prepare_model(ctx.run.engine)
     with timer("load"):
         loaded = load_series(source, ctx.settings.source_policy(), ctx.staging, ctx.run.covariates)
     with timer("validate"):
-        validation = validate_series(loaded.path, ctx.staging, ctx.run, covariates_path=loaded.covariates_path)
+        validation = validate_series(loaded.path, ctx.staging, ctx.run, covariates_path=loaded.covariates_path,
+                                     covariate_steps=covariate_steps)
     return info, loaded, validation
 
 

@@ -197,20 +197,35 @@ class AlignedCovariates:
         self._levels = {name: aligned[name].astype(str).to_numpy(dtype=object) for name in levels}
 
     def for_series(self, ids: Sequence[str], lengths: Sequence[int], horizon: int) -> Covariates:
-        """The :class:`Covariates` of ``ids``, whose values have ``lengths`` points each: the aligned steps,
-        preceded by filler for the points before the context (the engine never reads them)."""
+        """The :class:`Covariates` of ``ids``, whose values have ``lengths`` points each, for a forecast of
+        ``horizon`` steps: the aligned steps, preceded by filler for the points before the context (the engine
+        never reads them)."""
+        for name, length in zip(ids, lengths, strict=True):
+            start, end = self._rows[name]
+            used = int(self._context[start:end].sum())
+            if used > length or end - start != used + horizon:
+                raise LookupError(f"Series {name!r} has {end - start} aligned covariate steps for {length} points "
+                                  f"and horizon {horizon}.")
+        totals = [length + horizon for length in lengths]
+        return self.windows(ids, totals, totals)
+
+    def windows(self, ids: Sequence[str], totals: Sequence[int], ends: Sequence[int]) -> Covariates:
+        """The :class:`Covariates` of ``ids`` at the steps ``0 ... end - 1`` of each one's grid, whose aligned
+        steps are its last ones up to step ``total - 1``; the steps before them are filler (a backtest window
+        ending before the series does takes the first ``end`` steps)."""
         params = self.params
         dynamic_numerical: dict[str, list[np.ndarray]] = {name: [] for name in params.dynamic_numerical}
         dynamic_categorical: dict[str, list[np.ndarray]] = {name: [] for name in (*params.dynamic_categorical,
                                                                                   *params.calendar)}
         static_numerical: dict[str, list[float]] = {name: [] for name in params.static_numerical}
         static_categorical: dict[str, list[object]] = {name: [] for name in params.static_categorical}
-        for name, length in zip(ids, lengths, strict=True):
+        for name, total, stop in zip(ids, totals, ends, strict=True):
             start, end = self._rows[name]
-            pad = length - int(self._context[start:end].sum())
-            if pad < 0 or end - start != length - pad + horizon:
-                raise LookupError(f"Series {name!r} has {end - start} aligned covariate steps for {length} points "
-                                  f"and horizon {horizon}.")
+            pad = total - (end - start)
+            if pad < 0 or not pad < stop <= total:
+                raise LookupError(f"Series {name!r} has {end - start} aligned covariate steps, not the steps up to "
+                                  f"{stop} of {total}.")
+            end = start + stop - pad
             for column, values in dynamic_numerical.items():
                 values.append(np.r_[np.zeros(pad), self._numbers[column][start:end]])
             for column, levels in dynamic_categorical.items():

@@ -279,6 +279,7 @@ class BacktestSummary(_RunOutcome):
     evaluation_rows: int
     share_beating_seasonal_naive: float
     overall: dict[str, dict[str, float]]
+    share_covariates_beating_plain: float | None = None  # with covariates: series where they lower TimesFM's MASE
 
 
 class AnomalySummary(_RunOutcome):

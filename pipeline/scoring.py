@@ -21,9 +21,8 @@ from forecast_model.preprocess import fill_missing
 from pipeline.contracts import ID, SeriesStatus, Y
 from pipeline.frequency import season_length as frequency_season
 
-__all__ = ["METRICS", "QUANTILES", "BacktestSpec", "Window", "baseline_forecasts", "cut_windows", "make_windows",
-           "overall_metrics",
-           "score_windows", "summarize"]
+__all__ = ["COVARIATE_MODEL", "METRICS", "QUANTILES", "BacktestSpec", "Window", "baseline_forecasts", "cut_windows",
+           "make_windows", "overall_metrics", "score_windows", "share_beating", "summarize"]
 
 METRICS = ("mae", "rmse", "smape", "mase", "scaled_crps", "coverage_80")
 QUANTILES = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
@@ -112,8 +111,14 @@ def seasonal_scale(train: Array, season_length: int) -> float:
     return float(np.nanmean(differences)) if np.isfinite(differences).any() else np.nan
 
 
-def score_windows(windows: Sequence[Window], timesfm: ForecastResult) -> pd.DataFrame:
-    """One row per window and model with every metric; ``timesfm`` holds one forecast per window."""
+COVARIATE_MODEL = "TimesFMCovariates"  # the backtest's model name for forecasts with covariates
+
+
+def score_windows(windows: Sequence[Window], timesfm: ForecastResult,
+                  with_covariates: ForecastResult | None = None) -> pd.DataFrame:
+    """One row per window and model with every metric; ``timesfm`` holds one forecast per window, as does
+    ``with_covariates`` (scored as model ``TimesFMCovariates``) when given."""
+    forecasts = {"TimesFM": timesfm, **({COVARIATE_MODEL: with_covariates} if with_covariates is not None else {})}
     rows = []
     for index, window in enumerate(windows):
         observed = ~np.isnan(window.actual)
@@ -122,13 +127,14 @@ def score_windows(windows: Sequence[Window], timesfm: ForecastResult) -> pd.Data
         actual = window.actual[observed]
         naive, seasonal = baseline_forecasts(window.train, len(window.actual), window.season_length)
         scale = seasonal_scale(window.train, window.season_length)
-        predictions = {"TimesFM": timesfm.point[index].astype(np.float64), "SeasonalNaive": seasonal, "Naive": naive}
+        predictions = {**{model: result.point[index].astype(np.float64) for model, result in forecasts.items()},
+                       "SeasonalNaive": seasonal, "Naive": naive}
         for model, predicted in predictions.items():
             row = {"unique_id": window.unique_id, "window": window.window, "model": model,
                    "n_points": int(observed.sum()), **_point_metrics(actual, predicted[observed], scale),
                    "scaled_crps": np.nan, "coverage_80": np.nan}
-            if model == "TimesFM":
-                sorted_quantiles = np.sort(timesfm.quantiles[index], axis=-1).astype(np.float64)
+            if model in forecasts:
+                sorted_quantiles = np.sort(forecasts[model].quantiles[index], axis=-1).astype(np.float64)
                 row.update(_quantile_metrics(actual, sorted_quantiles[observed]))
             rows.append(row)
     return pd.DataFrame(rows)
@@ -154,6 +160,15 @@ def summarize(scores: pd.DataFrame, season_lengths: dict[str, int]) -> pd.DataFr
     overall["unique_id"], overall["beats_seasonal_naive"], overall["season_length"] = "__all__", None, None
     return pd.concat([per_series, overall[per_series.columns]], ignore_index=True)
 
+
+
+def share_beating(table: pd.DataFrame, model: str, other: str) -> float | None:
+    """The share of series (of those both models scored) on which ``model``'s MASE is below ``other``'s."""
+    per_series = table[table["unique_id"] != "__all__"].pivot(index="unique_id", columns="model", values="mase")
+    if model not in per_series or other not in per_series:
+        return None
+    both = per_series[[model, other]].dropna()
+    return round(float((both[model] < both[other]).mean()), 4) if len(both) else None
 
 
 def overall_metrics(table: pd.DataFrame) -> dict[str, dict[str, float]]:

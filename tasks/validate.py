@@ -46,11 +46,13 @@ class ValidationOutcome(BaseModel):
 
 @task(name="validate-series", cache_policy=NO_CACHE)
 def validate_series(input_path: Path, staging: Path, run: ResolvedRun, *, whole_job: bool = True,
-                    covariates_path: Path | None = None) -> ValidationOutcome:
+                    covariates_path: Path | None = None,
+                    covariate_steps: tuple[int, int] | None = None) -> ValidationOutcome:
     """Runs the suite and the per-series checks; stages the status table and the regularised series.
 
     With ``covariates_path`` (the load's covariate frame), each accepted series' covariates are checked too
-    (``pipeline.covariate_data.check_covariates``) and lined up with the steps the forecast uses.
+    (``pipeline.covariate_data.check_covariates``) and lined up with the steps the forecast uses:
+    ``covariate_steps`` (context, horizon), by default the run's context length and horizon.
 
     Raises:
         DataValidationError: a schema problem, or (for a whole job, not a shard) more than
@@ -69,8 +71,9 @@ def validate_series(input_path: Path, staging: Path, run: ResolvedRun, *, whole_
                           run.freq, run.as_of)
     aligned_path = None
     if covariates_path is not None:
+        context_len, horizon = covariate_steps or (run.context_len, run.horizon)
         status, aligned = check_covariates(frame, status, pd.read_parquet(covariates_path), run.covariates,
-                                           horizon=run.horizon, context_len=run.context_len)
+                                           horizon=horizon, context_len=context_len)
         aligned_path = staging / "covariates.parquet"
         aligned.to_parquet(aligned_path, index=False)
     release_freed_memory()  # the checks' shard-sized temporaries: see pipeline.allocator

@@ -129,6 +129,29 @@ def test_the_parameter_schema_makes_a_server_refuse_a_run_before_storing_it(para
              schema, raise_on_error=True, preprocess=True, ignore_required=True)
 
 
+def test_the_forecast_form_lists_the_covariate_fields() -> None:
+    """The Prefect UI form of a forecast run offers every covariate field, with choices where the set is closed,
+    and a server enforcing the schema refuses an unknown mode before storing the run."""
+    from prefect.utilities.callables import parameter_schema
+    from prefect.utilities.schema_tools import ValidationError, validate
+
+    from flows.batch_forecast import batch_forecast
+
+    schema = parameter_schema(batch_forecast)
+    assert schema.properties["covariates"].get("description")
+    fields = schema.model_dump()["definitions"]["CovariateParams"]["properties"]
+    assert set(fields) == {"dynamic_numerical", "dynamic_categorical", "static_numerical", "static_categorical",
+                           "calendar", "xreg_mode", "ridge", "normalize", "future_source", "effects"}
+    assert all(field.get("description") for field in fields.values())
+    assert fields["xreg_mode"]["enum"] == ["xreg + timesfm", "timesfm + xreg"]
+    assert fields["dynamic_numerical"]["type"] == "array" and fields["dynamic_numerical"]["items"]["type"] == "string"
+    assert {"$ref": "#/definitions/FileSource"} in fields["future_source"]["anyOf"][0]["oneOf"]
+    openapi = schema.model_dump_for_openapi()
+    with pytest.raises(ValidationError, match="covariates.xreg_mode"):
+        validate({"source": {"kind": "file", "path": "x.csv"}, "covariates": {"xreg_mode": "both"}}, openapi,
+                 raise_on_error=True, preprocess=True, ignore_required=True)
+
+
 def test_deployments_are_tagged_with_their_kind_and_pool() -> None:
     for name, deployment in DEPLOYMENTS.items():
         pool = deployment["work_pool"]["name"]

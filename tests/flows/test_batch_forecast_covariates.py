@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from flows.batch_backtest import batch_backtest
 from flows.batch_forecast import batch_forecast
 from forecast_model import Covariates, EngineConfig, ResolvedCheckpoint, forecast_with_covariates, load_engine
 from pipeline.contracts import COVARIATE_EFFECTS_SCHEMA
@@ -114,3 +115,34 @@ def test_a_rerun_without_covariates_withdraws_the_earlier_effects(workspace: Pat
     again = run(tiny_checkpoint, covariates=CovariateParams())
     assert "covariate_effects" not in again.outputs and not effects.exists()
     assert pd.read_parquet(again.outputs["runs"])["covariates"].isna().all()
+
+
+def test_a_backtest_scores_the_forecasts_with_covariates_beside_the_plain_ones(
+        workspace: Path, tiny_checkpoint: ResolvedCheckpoint) -> None:
+    """Each window is forecast with the covariates' values at its own steps (known in advance at its origin)."""
+    model = ModelParams(checkpoint=str(tiny_checkpoint.weights.parent), device="cpu")
+    summary = batch_backtest(source=FileSource(path=str(SAMPLE)), h=HORIZON, n_windows=2, model=model, as_of=AS_OF,
+                             covariates=COVARIATES, job="consumption")
+    assert summary.tracking_status == "ok"
+    evaluations = pd.read_parquet(summary.outputs["evaluations"])
+    assert set(evaluations["model"]) == {"TimesFM", "TimesFMCovariates", "SeasonalNaive", "Naive"}
+
+    sample = pd.read_csv(SAMPLE, parse_dates=["ds"])
+    history = sample[sample["y"].notna() & (sample["unique_id"] == "investment")]
+    y = history["y"].to_numpy()
+    cuts = [len(y) - 2 * HORIZON, len(y) - HORIZON]
+    engine = load_engine(EngineConfig(checkpoint=str(tiny_checkpoint.weights.parent), device="cpu"))
+    expected = forecast_with_covariates(engine, [y[:cut] for cut in cuts], HORIZON, Covariates(
+        dynamic_numerical={name: [history[name].to_numpy()[:cut + HORIZON] for cut in cuts]
+                           for name in ("income", "rate")},
+        dynamic_categorical={"quarter": [history["ds"].dt.quarter.to_numpy()[:cut + HORIZON] for cut in cuts]}),
+        freq=[2, 2])
+    mae = np.mean([np.abs(y[cut:cut + HORIZON] - expected.result.point[k]).mean() for k, cut in enumerate(cuts)])
+    row = evaluations[(evaluations["unique_id"] == "investment") & (evaluations["model"] == "TimesFMCovariates")]
+    assert row["mae"].item() == pytest.approx(mae, rel=1e-5)
+
+    mase = evaluations[evaluations["unique_id"] != "__all__"].pivot(index="unique_id", columns="model", values="mase")
+    assert summary.share_covariates_beating_plain == (mase["TimesFMCovariates"] < mase["TimesFM"]).mean()
+    recorded = MlflowClient(tracking_uri=f"sqlite:///{workspace / 'mlflow.db'}").get_run(summary.mlflow_run_id)
+    assert recorded.data.metrics["TimesFMCovariates.mae"] == pytest.approx(
+        evaluations.query("unique_id == '__all__' and model == 'TimesFMCovariates'")["mae"].item(), rel=1e-6)

@@ -16,9 +16,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-from flows.cli import _allow_source_directory, _monitor, _parser, _source
+from flows.cli import _allow_source_directory, _covariates, _monitor, _parser, _source
 from forecast_model import ResolvedCheckpoint
-from pipeline.params import MonitorParams
+from pipeline.params import CovariateParams, MonitorParams
 from pipeline.sources import DuckDBSource, FileSource, UrlSource
 from tests.conftest import REPO, SAMPLE
 
@@ -118,6 +118,9 @@ BAD_ARGUMENTS = {
                                 "headers_secret is not a valid secret reference"),
     "secret URL value for a name": (["--source", "secret:https://u:sk-live-0123456789abcdef@example.com/x.csv"],
                                     "url_secret is not a valid secret reference"),
+    "unknown calendar feature": (["--calendar", "weekday"], "Unknown calendar covariate 'weekday'"),
+    "covariate named twice": (["--dynamic-numerical", "price", "--static-numerical", "price"],
+                              "Covariates ['price'] are named more than once"),
 }
 _IN_ONE_PROCESS = """
 import contextlib, io, json, sys
@@ -208,6 +211,20 @@ def test_source_forms(args: list[str], expected: object) -> None:
 ])
 def test_monitor_options(args: list[str], expected: MonitorParams) -> None:
     assert _monitor(_parser().parse_args(["run", "--source", "x.csv", *args])) == expected
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    ([], CovariateParams()),
+    (["--dynamic-numerical", "price, temp", "--dynamic-categorical", "promo", "--static-numerical", "size",
+      "--static-categorical", "region", "--calendar", "day_of_week,holiday:us", "--xreg-mode", "timesfm + xreg",
+      "--ridge", "0.5", "--no-normalize", "--no-effects", "--future-source", "future.csv"],
+     CovariateParams(dynamic_numerical=("price", "temp"), dynamic_categorical=("promo",), static_numerical=("size",),
+                     static_categorical=("region",), calendar=("day_of_week", "holiday:US"),
+                     xreg_mode="timesfm + xreg", ridge=0.5, normalize=False, effects=False,
+                     future_source=FileSource(path="future.csv"))),
+])
+def test_covariate_options(args: list[str], expected: CovariateParams) -> None:
+    assert _covariates(_parser().parse_args(["run", "--source", "x.csv", *args])) == expected
 
 
 def test_duckdb_source_from_the_command_line(tmp_path: Path, tiny_checkpoint: ResolvedCheckpoint, api: str) -> None:

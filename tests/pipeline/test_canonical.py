@@ -274,3 +274,32 @@ def test_series_codes_number_rows_by_their_sorted_id(order: str) -> None:
     assert list(series_codes(chunked)[0]) == list(codes)
     empty_codes, empty_index = series_codes(ids.iloc[:0])
     assert len(empty_codes) == 0 and len(empty_index) == 0
+
+
+def test_covariate_columns_are_kept_parsed_after_the_canonical_ones() -> None:
+    raw = pd.DataFrame({"id": ["b", "a", "a"], "t": ["2024-01-02", "2024-01-02", "2024-01-01"], "v": [1, None, 3],
+                        "price": ["1.5", "2", None], "promo": [1.0, np.nan, 0.0], "region": ["n", "s", "s"]})
+    frame = to_canonical(raw, columns=ColumnMapping(id_col="id", time_col="t", target_col="v"),
+                         covariates={"price": "numerical", "promo": "categorical", "region": "categorical"})
+    assert frame.columns.tolist() == [ID, DS, Y, "price", "promo", "region"]
+    assert frame[ID].tolist() == ["a", "a", "b"], "sorted with their rows"
+    assert np.isnan(frame["price"].iloc[0]) and frame["price"].tolist()[1:] == [2.0, 1.5]
+    assert frame["promo"].isna().tolist() == [False, True, False]
+    assert frame["promo"].dropna().tolist() == ["0", "1"], "whole numbers are levels without a decimal part"
+    assert frame["region"].tolist() == ["s", "s", "n"]
+
+
+@pytest.mark.parametrize(("covariates", "layout", "message"), [
+    ({"price": "numerical"}, "wide", "Covariates need the long format"),
+    ({"y": "numerical"}, "long", r"Covariates \['y'\] name the id, time or target column"),
+    ({"Price": "numerical"}, "long", r"Covariate columns \['Price'\] are not in the source.*case-sensitive"),
+    ({"name": "numerical"}, "long", r"Column 'name' has 1 values that are not numbers, e\.g\. 'x'.*name the right "
+                                    "column in covariates"),
+])
+def test_bad_covariate_columns_are_refused_with_the_fix(covariates: dict[str, str], layout: str,
+                                                       message: str) -> None:
+    raw = pd.DataFrame({"unique_id": ["a"], "ds": ["2024-01-01"], "y": [1.0], "price": [2.0], "name": ["x"]})
+    if layout == "wide":
+        raw = raw[["ds", "price"]]
+    with pytest.raises(InputDataError, match=message):
+        to_canonical(raw, layout, covariates=covariates)  # type: ignore[arg-type]

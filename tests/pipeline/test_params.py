@@ -11,6 +11,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from forecast_model import DEFAULT_CHECKPOINT, EngineConfig
 from pipeline.params import (
+    CovariateParams,
     FreqAlias,
     JobName,
     ModelParams,
@@ -163,3 +164,22 @@ def test_run_summary_refuses_an_invalid_job() -> None:
 def test_engine_config_is_a_hashable_cache_key() -> None:
     config = engine_config(ModelParams(), settings())
     assert {config: 1}[dataclasses.replace(config)] == 1, "equal configs must find the same cached engine"
+
+
+def test_covariate_parameters_name_each_column_once_and_check_the_calendar() -> None:
+    params = CovariateParams(dynamic_numerical=["price"], static_categorical=["region"], calendar=["holiday:de/by"])
+    assert params.enabled and params.columns() == {"price": "numerical", "region": "categorical"}
+    assert params.calendar == ("holiday:DE/BY",) and params.dynamic() == ("price",) and params.static() == ("region",)
+    assert not CovariateParams().enabled and CovariateParams().describe() is None
+    with pytest.raises(ValidationError, match=r"Covariates \['price'\] are named more than once"):
+        CovariateParams(dynamic_numerical=["price"], dynamic_categorical=["price"])
+    with pytest.raises(ValidationError, match=r"Covariates \['month'\] are named more than once"):
+        CovariateParams(dynamic_categorical=["month"], calendar=["month"])
+    with pytest.raises(ValidationError, match="Unknown calendar covariate 'weekday'"):
+        CovariateParams(calendar=["weekday"])
+    with pytest.raises(ValidationError, match="future_source gives future values of dynamic covariates, but none"):
+        CovariateParams(static_numerical=["size"], future_source=FileSource(path="f.csv"))
+    with pytest.raises(ValidationError, match="ridge"):
+        CovariateParams(dynamic_numerical=["price"], ridge=-1)
+    record = CovariateParams(dynamic_numerical=["price"], future_source=FileSource(path="f.csv")).describe()
+    assert record is not None and record["future_source"] == FileSource(path="f.csv").describe()

@@ -98,3 +98,13 @@ def test_summary_flags_and_overall_rows() -> None:
                                                 ("QS", 4), ("YS", 1)])
 def test_season_length_from_frequency(freq: str, expected: int) -> None:
     assert season_length(freq) == expected
+
+
+def test_share_beating_counts_the_series_both_models_scored() -> None:
+    from pipeline.scoring import share_beating
+
+    table = pd.DataFrame({"unique_id": ["a", "a", "b", "b", "c", "__all__"],
+                          "model": ["TimesFM", "TimesFMCovariates"] * 2 + ["TimesFM", "TimesFM"],
+                          "mase": [1.0, 0.5, 1.0, 2.0, 1.0, 1.0]})
+    assert share_beating(table, "TimesFMCovariates", "TimesFM") == 0.5
+    assert share_beating(table, "Naive", "TimesFM") is None
