@@ -27,7 +27,7 @@ __all__ = ["SHARD_ACTUALS", "forecast_shard"]
 # The shard's validated, regular series: kept (in the run's staging, removed with it) as the actuals the
 # parent's monitoring reads.
 SHARD_ACTUALS = "regular.parquet"
-_SCRATCH = ("input.parquet",)
+_SCRATCH = ("input.parquet", "covariates_input.parquet", "covariates.parquet")
 
 
 @flow(name="forecast-shard")
@@ -55,13 +55,15 @@ def _forecast(source: Source, shard: int, staging: Path, run: ResolvedRun, direc
     with timer("prepare_model"):
         info = prepare_model(run.engine)
     with timer("load"):
-        input_path, fingerprint = load_shard(source, load_settings().source_policy(), staging / SHARD_MAP,
-                                             shard, directory)
+        loaded = load_shard(source, load_settings().source_policy(), staging / SHARD_MAP, shard, directory,
+                            run.covariates)
     with timer("validate"):
-        validation = validate_series(input_path, directory, run, whole_job=False)
+        validation = validate_series(loaded.path, directory, run, whole_job=False,
+                                     covariates_path=loaded.covariates_path)
     with timer("forecast"):
         stats = forecast_series(validation.regular_path, validation.status_path, directory, run,
-                                created_at=datetime.now(timezone.utc), whole_job=False)
+                                created_at=datetime.now(timezone.utc), whole_job=False,
+                                covariates_path=validation.covariates_path)
     timer.seconds.update(stats.split())
     if shard == 0 and stats.counts.ok:
         render_sample(validation.regular_path, stats.forecasts_path, directory,
@@ -73,7 +75,7 @@ def _forecast(source: Source, shard: int, staging: Path, run: ResolvedRun, direc
     worker, host, pid = worker_identity()
     return ShardRecord(
         shard=shard, attempt=directory.name, worker=worker, host=host, pid=pid, counts=stats.counts,
-        output_rows=stats.output_rows, input_fingerprint=fingerprint, checkpoint_sha256=info.checkpoint_sha256,
+        output_rows=stats.output_rows, input_fingerprint=loaded.fingerprint, checkpoint_sha256=info.checkpoint_sha256,
         random_weights=info.random_weights,
         device=stats.device, precision=stats.precision, batch_size=stats.batch_size,
         inference_seconds=stats.inference_seconds, timings=timer.seconds)

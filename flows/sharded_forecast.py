@@ -13,9 +13,18 @@ from flows.common import RunContext, forecast_metrics, monitor_run, outcome, pub
 from flows.fanout import run_local, run_remote
 from flows.forecast_shard import SHARD_ACTUALS, forecast_shard
 from pipeline.accounting import SeriesCounts, check_rejected_fraction, check_something_forecast
-from pipeline.contracts import FORECAST_SCHEMA, STATUS_SCHEMA, Horizon
+from pipeline.contracts import COVARIATE_EFFECTS_SCHEMA, FORECAST_SCHEMA, STATUS_SCHEMA, Horizon
 from pipeline.manifest import StageTimer, build_manifest
-from pipeline.params import FreqAlias, JobName, ModelParams, MonitorParams, OutputRoot, ShardedRunSummary, Sharding
+from pipeline.params import (
+    CovariateParams,
+    FreqAlias,
+    JobName,
+    ModelParams,
+    MonitorParams,
+    OutputRoot,
+    ShardedRunSummary,
+    Sharding,
+)
 from pipeline.run import run_parameters
 from pipeline.series_checks import SeriesChecks
 from pipeline.sharding import ShardPlan, ShardRecord, attempt_path, job_fingerprint, job_model
@@ -33,6 +42,7 @@ def sharded_forecast(
     checks: SeriesChecks = SeriesChecks(),  # noqa: B008
     sharding: Sharding = Sharding(),  # noqa: B008
     monitor: MonitorParams = MonitorParams(),  # noqa: B008
+    covariates: CovariateParams = CovariateParams(),  # noqa: B008
     freq: FreqAlias | None = None,
     job: JobName | None = None,
     as_of: date | None = None,
@@ -56,13 +66,16 @@ def sharded_forecast(
         checks: Which series are fit to forecast; `max_rejected_fraction` applies to the whole job.
         sharding: Series per shard (or a fixed number of shards), the shard deployment, attempts per shard.
         monitor: Revisions since the previous run and realized accuracy of earlier forecasts (on by default).
+        covariates: As for batch-forecast, from the source's own columns and future rows (or future_source,
+            read by every shard for its series).
         freq: Pandas frequency alias of the series; inferred per series if empty.
         job: Name of the forecast job; partitions outputs (default: derived from the source's name).
         as_of: Logical date of the run (default: the scheduled date, UTC).
         output_root: Output directory shared by all workers (default: FORECAST_OUTPUT_ROOT or data/outputs).
         tracking_required: Fail, publishing nothing, when the run cannot be recorded in MLflow.
     """
-    ctx = start_run(source, model, checks, horizon=horizon, freq=freq, job=job, as_of=as_of, output_root=output_root)
+    ctx = start_run(source, model, checks, horizon=horizon, freq=freq, job=job, as_of=as_of, output_root=output_root,
+                    covariates=covariates)
     timer = StageTimer()
     with staged(ctx):
         with timer("plan"):
@@ -76,6 +89,10 @@ def sharded_forecast(
         with timer("combine"):
             forecasts_path = combine_shards(ctx.staging, records, "forecasts", FORECAST_SCHEMA)
             status_path = combine_shards(ctx.staging, records, "series_status", STATUS_SCHEMA)
+            effects = []
+            if covariates.enabled and covariates.effects:
+                combine_shards(ctx.staging, records, "covariate_effects", COVARIATE_EFFECTS_SCHEMA)
+                effects = ["covariate_effects"]
         monitoring = monitor_run(ctx, monitor, timer, forecasts=forecasts_path, status=status_path,
                                  actuals=[attempt_path(ctx.staging, r.shard, r.attempt) / SHARD_ACTUALS
                                           for r in records])
@@ -84,16 +101,18 @@ def sharded_forecast(
             input_fingerprint=job_fingerprint(records), counts=counts, output_rows=sum(r.output_rows for r in records),
             model=info, timings=timer.seconds, shards=[_shard_entry(r) for r in records],
             parameters=run_parameters(ctx.run, source, sharding=sharding.model_dump(),
-                                      tracking_required=tracking_required, monitor=monitor.model_dump()),
-            monitoring=monitoring.record())
+                                      tracking_required=tracking_required, monitor=monitor.model_dump(),
+                                      covariates=covariates.describe()),
+            monitoring=monitoring.record(), covariates=covariates.describe())
         sample = attempt_path(ctx.staging, records[0].shard, records[0].attempt) / "sample.png"
         inference, throughput = sum(r.inference_seconds for r in records), _throughput(records, timer)
         metrics = forecast_metrics(counts, manifest.output_rows, shards=len(records),
                                    workers=len({r.worker for r in records}), inference_seconds=inference,
                                    series_per_second=throughput, batch_size=records[0].batch_size)
-        published = publish_run(ctx, manifest, timer, tables=["forecasts", "series_status"], metrics=metrics,
-                                artifacts=[status_path, *([sample] if sample.is_file() else [])],
-                                tracking_required=tracking_required, monitoring=monitoring)
+        published = publish_run(ctx, manifest, timer, tables=["forecasts", "series_status", *effects],
+                                metrics=metrics, artifacts=[status_path, *([sample] if sample.is_file() else [])],
+                                tracking_required=tracking_required, monitoring=monitoring,
+                                optional=("covariate_effects",))
     return ShardedRunSummary(
         **outcome(manifest, published), forecast_rows=manifest.output_rows,
         checkpoint=ctx.run.engine.checkpoint, monitoring=monitoring.record(), inference_seconds=round(inference, 4),

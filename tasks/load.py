@@ -21,7 +21,7 @@ from pipeline.sources import DuckDBSource, FileSource, SourcePolicy, TransientSo
 from pipeline.tables import write_table
 from tasks.secrets import with_secret_blocks
 
-__all__ = ["LoadResult", "load_series", "stage_input"]
+__all__ = ["LoadResult", "load_series", "stage_input", "stage_series"]
 
 
 class LoadResult(BaseModel):
@@ -53,22 +53,30 @@ def load_series(source: FileSource | UrlSource | DuckDBSource, policy: SourcePol
     wanted = covariates if covariates is not None and covariates.enabled else None
     frame = to_canonical(read_source(source, policy), source.format, source.columns,
                          covariates=wanted.columns() if wanted else None)
-    if wanted is None:
-        staged, fingerprint = stage_input(frame, staging)
-        covariates_path = None
-    else:
-        future = None
-        if wanted.future_source is not None:
-            future = future_covariates(read_source(wanted.future_source, policy), wanted.future_source.columns,
-                                       wanted)
-        frame, values = split_future(frame, wanted, future)
-        staged, fingerprint = stage_input(frame, staging)
-        fingerprint = covariate_fingerprint(fingerprint, values)
-        covariates_path = staging / "covariates_input.parquet"
-        values.to_parquet(covariates_path, index=False)
+    loaded = stage_series(frame, staging, wanted, policy)
     # The series are counted by validation, which groups them anyway: a count here costs a pass over every id.
     get_run_logger().info("Loaded %d rows from %s", len(frame), source.describe())
-    return LoadResult(path=staged, fingerprint=fingerprint, rows=len(frame), covariates_path=covariates_path)
+    return loaded
+
+
+def stage_series(frame: pd.DataFrame, directory: Path, covariates: CovariateParams | None,
+                 policy: SourcePolicy) -> LoadResult:
+    """Stages a canonical frame with its fingerprint. With ``covariates`` (and their columns in ``frame``), the
+    future rows and ``covariates.future_source`` (read under ``policy``, its rows for ``frame``'s series only)
+    are split off the target, and the covariate frame is staged beside it; the fingerprint covers both."""
+    if covariates is None or not covariates.enabled:
+        staged, fingerprint = stage_input(frame, directory)
+        return LoadResult(path=staged, fingerprint=fingerprint, rows=len(frame))
+    future = None
+    if covariates.future_source is not None:
+        future = future_covariates(read_source(covariates.future_source, policy), covariates.future_source.columns,
+                                   covariates)
+    target, values = split_future(frame, covariates, future)
+    staged, fingerprint = stage_input(target, directory)
+    values_path = directory / "covariates_input.parquet"
+    values.to_parquet(values_path, index=False)
+    return LoadResult(path=staged, fingerprint=covariate_fingerprint(fingerprint, values), rows=len(target),
+                      covariates_path=values_path)
 
 
 def stage_input(frame: pd.DataFrame, directory: Path) -> tuple[Path, str]:

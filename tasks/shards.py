@@ -8,10 +8,11 @@ import pyarrow as pa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from pipeline.params import CovariateParams
 from pipeline.sharding import ShardPlan, ShardRecord, combine_tables, read_shard
 from pipeline.sharding import plan_shards as plan
 from pipeline.sources import Source, SourcePolicy
-from tasks.load import stage_input
+from tasks.load import LoadResult, stage_series
 from tasks.secrets import with_secret_blocks
 
 __all__ = ["combine_shards", "load_shard", "plan_shards"]
@@ -28,9 +29,14 @@ def plan_shards(source: Source, policy: SourcePolicy, staging: Path, *, series_p
 
 
 @task(name="load-shard", cache_policy=NO_CACHE)
-def load_shard(source: Source, policy: SourcePolicy, map_path: Path, shard: int, directory: Path) -> tuple[Path, str]:
-    """Reads one shard into the canonical frame, stages it, and returns its path and fingerprint."""
-    return stage_input(read_shard(source, with_secret_blocks(policy), map_path, shard), directory)
+def load_shard(source: Source, policy: SourcePolicy, map_path: Path, shard: int, directory: Path,
+               covariates: CovariateParams | None = None) -> LoadResult:
+    """Reads one shard into the canonical frame and stages it (with ``covariates``: its covariates too, as
+    :func:`tasks.load.load_series` does for a whole job)."""
+    policy = with_secret_blocks(policy)
+    wanted = covariates if covariates is not None and covariates.enabled else None
+    frame = read_shard(source, policy, map_path, shard, covariates=wanted.columns() if wanted else None)
+    return stage_series(frame, directory, wanted, policy)
 
 
 @task(name="combine-shards", cache_policy=NO_CACHE)

@@ -16,7 +16,7 @@ import contextlib
 import dataclasses
 import hashlib
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import duckdb
@@ -99,9 +99,10 @@ def _split(reader: _Reader, ident: str, shard_map: pa.Table, parts: Path) -> Non
 
 
 def read_shard(source: FileSource | UrlSource | DuckDBSource, policy: SourcePolicy, map_path: Path,
-               shard: int) -> pd.DataFrame:
+               shard: int, covariates: Mapping[str, str] | None = None) -> pd.DataFrame:
     """The canonical frame of one shard's series: its part, when the plan split the source, else the map's
-    ids for ``shard`` joined against the source inside DuckDB."""
+    ids for ``shard`` joined against the source inside DuckDB; with ``covariates``, their columns too (see
+    :func:`pipeline.canonical.to_canonical`)."""
     reader = _reader(source, policy)  # checked here too: a worker applies its own data roots
     ident = _quote(source.columns.id_col)
     parts = map_path.parent / SHARD_PARTS
@@ -114,8 +115,10 @@ def read_shard(source: FileSource | UrlSource | DuckDBSource, policy: SourcePoli
             frame = con.execute(f"SELECT * FROM {reader.relation} WHERE CAST({ident} AS VARCHAR) IN "
                                 f"(SELECT {ID} FROM shard_ids)", _params(source)).df()
     if frame.empty:  # a shard the hash gave no id (more shards than series, or bad luck): nothing to forecast
-        return empty_canonical()
-    return to_canonical(frame, "long", source.columns)
+        empty = empty_canonical()
+        return empty.assign(**{name: pd.Series(dtype="float64" if kind == "numerical" else "string")
+                               for name, kind in (covariates or {}).items()})
+    return to_canonical(frame, "long", source.columns, covariates=covariates)
 
 
 def _read_part(part: Path, columns: ColumnMapping, timeout: float) -> pd.DataFrame:

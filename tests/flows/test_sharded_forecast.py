@@ -17,10 +17,10 @@ from flows.sharded_forecast import sharded_forecast
 from forecast_model import ResolvedCheckpoint
 from pipeline.canonical import to_canonical
 from pipeline.errors import DataValidationError, InputDataError
-from pipeline.params import ModelParams, Sharding
+from pipeline.params import CovariateParams, ModelParams, Sharding
 from pipeline.series_checks import SeriesChecks
 from pipeline.sources import FileSource
-from tests.conftest import SAMPLE
+from tests.conftest import REPO, SAMPLE
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 AS_OF = date(2026, 11, 26)
@@ -62,6 +62,35 @@ def test_sharded_run_publishes_what_one_batch_run_does(workspace: Path, tiny_che
     assert sorted(s["shard"] for s in shards) == [0, 1, 2] and all(s["worker"] == "in-process" for s in shards)
     assert sum(s["series_in"] for s in shards) == 12
     assert not any((workspace / "sharded" / "_staging").iterdir()), "staging must be cleaned up"
+
+
+@pytest.mark.slow
+def test_a_sharded_run_with_covariates_publishes_what_one_batch_run_does(
+        workspace: Path, tiny_checkpoint: ResolvedCheckpoint) -> None:
+    """The covariate sample, six series: one batch run on one file with future rows, and a sharded run whose
+    shards read the history and take the future rows from a future source."""
+    sample = pd.read_csv(REPO / "data" / "samples" / "us_consumption_income.csv")
+    six = pd.concat([sample.assign(unique_id=sample["unique_id"] + f"-{k}", y=sample["y"] * (1 + k / 10))
+                     for k in range(3)], ignore_index=True)
+    six.to_parquet(workspace / "six.parquet")
+    six[six["y"].notna()].to_parquet(workspace / "history.parquet")
+    six[six["y"].isna()].drop(columns="y").to_parquet(workspace / "future.parquet")
+    covariates = CovariateParams(dynamic_numerical=("income", "rate"), calendar=("quarter",))
+    single = batch_forecast(source=FileSource(path=str(workspace / "six.parquet")), horizon=4,
+                            model=model(tiny_checkpoint), as_of=AS_OF, job="six", covariates=covariates,
+                            output_root=str(workspace / "single"))
+    future = covariates.model_copy(update={"future_source": FileSource(path=str(workspace / "future.parquet"))})
+    summary = sharded_forecast(source=FileSource(path=str(workspace / "history.parquet")), horizon=4,
+                               model=model(tiny_checkpoint), as_of=AS_OF, job="six", covariates=future,
+                               sharding=Sharding(series_per_shard=2), output_root=str(workspace / "sharded"))
+    assert (summary.shards, summary.series_ok, single.series_ok) == (3, 6, 6)
+    for name, keys in (("forecasts", ["unique_id", "step"]), ("covariate_effects", ["unique_id", "covariate"])):
+        expected, got = (table(workspace / root, name).sort_values(keys, ignore_index=True)
+                         for root in ("single", "sharded"))
+        assert len(got) == len(expected) > 0 and got[keys].equals(expected[keys])
+        column = "forecast" if name == "forecasts" else "coefficient"
+        np.testing.assert_allclose(got[column], expected[column], rtol=1e-5, atol=1e-6)
+    assert json.loads(table(workspace / "sharded", "runs").loc[0, "covariates"])["calendar"] == ["quarter"]
 
 
 @pytest.mark.slow

@@ -72,7 +72,8 @@ def test_each_shard_stages_exactly_its_series_and_they_combine_into_the_input(
     for shard in range(result.shards):
         directory = attempt_dir(staging, shard, f"attempt-{shard}")
         with disable_run_logger():
-            path, fingerprint = load_shard.fn(source, policy, result.map_path, shard, directory)
+            loaded = load_shard.fn(source, policy, result.map_path, shard, directory)
+            path, fingerprint = loaded.path, loaded.fingerprint
         assert path == directory / "input.parquet" and pq.read_schema(path).equals(INPUT_SCHEMA)
         staged = pd.read_parquet(path)
         wanted = set(shard_map.loc[shard_map["shard"] == shard, "unique_id"])
