@@ -123,7 +123,13 @@ class PrefectStack:
                            f"{sorted(self.directory.glob('worker-*.log'))[-1].read_text()[-3000:]}")
 
     def stop(self) -> None:
-        for process in reversed(self.processes):
+        """Stops the workers (and any other process) all at once, then the server, also after
+        :meth:`restart_server` put it last: a worker whose server went first waits for it until killed."""
+        server = getattr(self, "server", None)
+        others = [process for process in reversed(self.processes) if process is not server]
+        for process in others:
+            process.terminate()
+        for process in [*others, *([server] if server else [])]:
             process.stop()
         try:
             psql(f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)")
