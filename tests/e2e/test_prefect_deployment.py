@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from forecast_model import ResolvedCheckpoint
 from tests.conftest import REPO, SAMPLE
-from tests.prefect_stack import PrefectStack, http_error
+from tests.prefect_stack import QUICK_POLLING, PrefectStack, http_error
 
 pytestmark = pytest.mark.e2e
 
@@ -31,6 +31,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: ResolvedChe
                 "TIMESFM20_DEFAULT_CHECKPOINT": str(tiny_checkpoint.weights.parent), "HF_HUB_OFFLINE": "1",
                 # as ./setup.sh serve and the images run them: server, worker and flow runs share one log file
                 "PREFECT_LOGGING_SETTINGS_PATH": str(REPO / "flows" / "logging.yml"), "LOG_FORMAT": "json"})
+    env.update(QUICK_POLLING)
     running = PrefectStack(directory, env)
     try:
         running.start_server()
