@@ -23,6 +23,11 @@ from tests.processes import Process, free_port
 
 PREFECT = str(REPO / ".venv" / "bin" / "prefect")
 
+# For the end-to-end tests' stacks (the benchmarks' keep Prefect's defaults): workers look for runs every second,
+# not every 10 s, so a run starts about when a test (or a parent flow) creates it, not up to 10 s later. Nothing a
+# test asserts depends on how often workers poll.
+QUICK_POLLING = {"PREFECT_WORKER_QUERY_SECONDS": "1"}
+
 
 def psql(sql: str) -> None:
     subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1",
@@ -118,12 +123,18 @@ class PrefectStack:
             run = self.request("GET", f"/flow_runs/{flow_run_id}")
             if run["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
                 return run
-            time.sleep(2)
+            time.sleep(0.5)
         raise TimeoutError(f"flow run {flow_run_id} did not finish; worker log: "
                            f"{sorted(self.directory.glob('worker-*.log'))[-1].read_text()[-3000:]}")
 
     def stop(self) -> None:
-        for process in reversed(self.processes):
+        """Stops the workers (and any other process) all at once, then the server, also after
+        :meth:`restart_server` put it last: a worker whose server went first waits for it until killed."""
+        server = getattr(self, "server", None)
+        others = [process for process in reversed(self.processes) if process is not server]
+        for process in others:
+            process.terminate()
+        for process in [*others, *([server] if server else [])]:
             process.stop()
         try:
             psql(f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)")

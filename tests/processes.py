@@ -22,6 +22,7 @@ class Process:
                  background_job: bool = False) -> None:
         """``background_job``: start as a shell's ``command &`` does, with SIGINT ignored."""
         self.log = log
+        self.terminated = False
         self.handle = subprocess.Popen(command, env=env, cwd=cwd, stdout=log.open("ab"), stderr=subprocess.STDOUT,
                                        start_new_session=True,
                                        preexec_fn=_ignore_sigint if background_job else None)
@@ -35,9 +36,17 @@ class Process:
             os.killpg(self.handle.pid, signal.SIGKILL)
             self.handle.wait(timeout=30)
 
-    def stop(self, grace: float = 10) -> None:
-        if self.alive():
+    def terminate(self) -> None:
+        """SIGTERM to the whole group, once, without waiting: several processes can then stop at once."""
+        if self.alive() and not self.terminated:
             os.killpg(self.handle.pid, signal.SIGTERM)
+            self.terminated = True
+
+    def stop(self, grace: float = 10) -> None:
+        """SIGTERM to the whole group (unless :meth:`terminate` sent it), up to ``grace`` seconds to exit, then
+        SIGKILL."""
+        self.terminate()
+        if self.alive():
             try:
                 self.handle.wait(timeout=grace)
             except subprocess.TimeoutExpired:

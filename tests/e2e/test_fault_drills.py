@@ -27,7 +27,7 @@ from forecast_model import ResolvedCheckpoint
 from tests.conftest import REPO, SAMPLE
 from tests.http_server import Route, http_server
 from tests.mlflow_server import MlflowServer
-from tests.prefect_stack import PrefectStack, http_error
+from tests.prefect_stack import QUICK_POLLING, PrefectStack, http_error
 from tests.processes import Process, children
 
 pytestmark = pytest.mark.e2e
@@ -73,6 +73,7 @@ def drill(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: ResolvedChe
                 "HF_TOKEN": SECRETS["hf"], "TIMESFM20_DEFAULT_CHECKPOINT": str(tiny_checkpoint.weights.parent),
                 "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
                 "PREFECT_LOGGING_SETTINGS_PATH": str(REPO / "flows" / "logging.yml")})  # the shared log file too
+    env.update(QUICK_POLLING)
     stack = PrefectStack(directory, env, database_password=SECRETS["database"])
     try:
         mlflow.start()

@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from forecast_model import ResolvedCheckpoint
 from tests.conftest import REPO, SAMPLE
-from tests.prefect_stack import PrefectStack, http_error
+from tests.prefect_stack import QUICK_POLLING, PrefectStack, http_error
 
 pytestmark = pytest.mark.e2e
 
@@ -31,12 +31,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: ResolvedChe
                 "TIMESFM20_DEFAULT_CHECKPOINT": str(tiny_checkpoint.weights.parent), "HF_HUB_OFFLINE": "1",
                 # as ./setup.sh serve and the images run them: server, worker and flow runs share one log file
                 "PREFECT_LOGGING_SETTINGS_PATH": str(REPO / "flows" / "logging.yml"), "LOG_FORMAT": "json"})
+    env.update(QUICK_POLLING)
     running = PrefectStack(directory, env)
     try:
         running.start_server()
         running.cli("work-pool", "create", "cpu", "--type", "process")
-        running.cli("--no-prompt", "deploy", "--name", "on-demand")
-        running.cli("--no-prompt", "deploy", "--name", "anomalies-nightly")
+        running.cli("--no-prompt", "deploy", "--name", "on-demand", "--name", "anomalies-nightly")
         running.python("-m", "deployments.parameters")  # as ./setup.sh serve does after deploying
         running.start_worker("cpu")
         yield running
@@ -145,7 +145,10 @@ def test_forecast_worker_checks_then_becomes_a_pinned_prefect_worker(stack: Pref
     command = Path(f"/proc/{worker.handle.pid}/cmdline").read_bytes().split(b"\0")
     assert command[1:4] == [str(REPO / ".venv" / "bin" / "prefect").encode(), b"worker", b"start"], \
         "the same process is now Prefect's worker: signals reach it, its exit status is the service's"
-    time.sleep(15)  # fully started: Prefect's own signal handlers are in place
+    # Fully started: Prefect's own signal handlers are in place (it sets them before it prints this).
+    while time.monotonic() < deadline and worker.alive() and "Worker 'pinned-0' started!" not in \
+            (stack.directory / "worker-pinned.log").read_text():
+        time.sleep(0.2)
     os.kill(worker.handle.pid, signal.SIGTERM)
     try:
         worker.handle.wait(timeout=30)

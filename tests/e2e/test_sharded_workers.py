@@ -17,7 +17,7 @@ import pytest
 from benchmarks.panel import write_panel
 from forecast_model import ResolvedCheckpoint
 from tests.conftest import REPO
-from tests.prefect_stack import PrefectStack
+from tests.prefect_stack import QUICK_POLLING, PrefectStack
 from tests.processes import Process, children
 
 pytestmark = pytest.mark.e2e
@@ -33,6 +33,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: ResolvedChe
                 "FORECAST_DATA_ROOTS": str(directory), "MLFLOW_TRACKING_URI": f"sqlite:///{directory}/mlflow.db",
                 "TIMESFM20_DEFAULT_CHECKPOINT": str(tiny_checkpoint.weights.parent), "HF_HUB_OFFLINE": "1",
                 "OMP_NUM_THREADS": "1"})
+    env.update(QUICK_POLLING)
     running = PrefectStack(directory, env)
     try:
         running.start_server()
