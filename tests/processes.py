@@ -20,12 +20,15 @@ class Process:
 
     def __init__(self, command: list[str], env: dict[str, str], log: Path, cwd: Path,
                  background_job: bool = False) -> None:
-        """``background_job``: start as a shell's ``command &`` does, with SIGINT ignored."""
+        """``background_job``: start as a shell's ``command &`` does, with SIGINT ignored. Otherwise SIGINT is
+        reset to its default, as a service manager starts a process, whatever this test process inherited: a
+        pytest started as a background job of a script ignores SIGINT, and Prefect's workers, which stop on
+        SIGTERM by raising SIGINT in themselves, would then wait out every stop's grace period."""
         self.log = log
         self.terminated = False
         self.handle = subprocess.Popen(command, env=env, cwd=cwd, stdout=log.open("ab"), stderr=subprocess.STDOUT,
                                        start_new_session=True,
-                                       preexec_fn=_ignore_sigint if background_job else None)
+                                       preexec_fn=_ignore_sigint if background_job else _default_sigint)
 
     def alive(self) -> bool:
         return self.handle.poll() is None
@@ -56,6 +59,10 @@ class Process:
 
 def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def children(pid: int) -> list[int]:
