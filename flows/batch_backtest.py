@@ -83,7 +83,9 @@ def batch_backtest(
                                          **({"share_covariates_beating_plain": stats.share_covariates_beating_plain}
                                             if stats.share_covariates_beating_plain is not None else {})},
                                 artifacts=[stats.evaluations_path, stats.status_path, validation.report_path,
-                                           validation.summary_path],
+                                           validation.summary_path,
+                                           *([validation.covariates_report_path]
+                                             if validation.covariates_report_path else [])],
                                 tracking_required=tracking_required)
     return BacktestSummary(**outcome(manifest, published), evaluation_rows=stats.output_rows,
                            **stats.model_dump(include={"share_beating_seasonal_naive", "overall",

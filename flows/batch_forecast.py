@@ -101,7 +101,9 @@ def batch_forecast(
                                     stats.counts, stats.output_rows, inference_seconds=stats.inference_seconds,
                                     series_per_second=stats.series_per_second, batch_size=stats.batch_size),
                                 artifacts=[stats.status_path, validation.report_path, validation.summary_path, plot,
-                                           *([validation.docs_path] if validation.docs_path else [])],
+                                           *([validation.docs_path] if validation.docs_path else []),
+                                           *([validation.covariates_report_path]
+                                             if validation.covariates_report_path else [])],
                                 tracking_required=tracking_required, monitoring=monitoring,
                                 optional=("covariate_effects",))
     return RunSummary(**outcome(manifest, published), forecast_rows=stats.output_rows,

@@ -24,7 +24,7 @@ from great_expectations.execution_engine import pandas_execution_engine
 from pipeline.canonical import sorted_by_series_and_time
 from pipeline.contracts import DS, ID, Y
 
-__all__ = ["build_suite", "duplicate_series", "row_rejections", "run_suite", "schema_failures"]
+__all__ = ["build_covariate_suite", "build_suite", "duplicate_series", "row_rejections", "run_suite", "schema_failures"]
 
 _LARGEST_FINITE = 1.7976931348623157e308
 # GX fingerprints every pandas batch under 1 GB (an MD5 over hash_pandas_object): 3 s of a 20M-row
@@ -56,17 +56,36 @@ def build_suite() -> gx.ExpectationSuite:
     return gx.ExpectationSuite(name="canonical_input", expectations=expectations)
 
 
-def run_suite(frame: pd.DataFrame, docs_to: Path | None = None) -> tuple[Any, Path | None]:
-    """Validates ``frame`` in an ephemeral context; returns the result and its Data Docs, copied to ``docs_to``
-    (None without it). The temporary directory the ephemeral context builds them in is removed."""
+def build_covariate_suite(numerical: Iterable[str], categorical: Iterable[str]) -> gx.ExpectationSuite:
+    """The covariate frame's schema: its columns, numbers as float64, levels as text.
+
+    Missing and infinite values are not judged here: whether a series has every value it needs is decided per
+    series, on the steps its forecast uses (``pipeline.covariate_data.check_covariates``), and a bad value
+    rejects that series, not the run.
+    """
+    numerical, categorical = list(numerical), list(categorical)
+    expectations = [
+        *[gx.expectations.ExpectColumnToExist(column=name) for name in (ID, DS, *numerical, *categorical)],
+        *[gx.expectations.ExpectColumnValuesToBeInTypeList(column=name, type_list=["float64"]) for name in numerical],
+        *[gx.expectations.ExpectColumnValuesToBeOfType(column=name, type_="str") for name in categorical],
+    ]
+    return gx.ExpectationSuite(name="covariates", expectations=expectations)
+
+
+def run_suite(frame: pd.DataFrame, docs_to: Path | None = None,
+              suite: gx.ExpectationSuite | None = None) -> tuple[Any, Path | None]:
+    """Validates ``frame`` against ``suite`` (default: the canonical frame's) in an ephemeral context; returns the
+    result and its Data Docs, copied to ``docs_to`` (None without it). The temporary directory the ephemeral
+    context builds them in is removed."""
+    suite = suite or build_suite()
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    batch = context.data_sources.add_pandas("input").add_dataframe_asset("canonical")
+    batch = context.data_sources.add_pandas("input").add_dataframe_asset(suite.name)
     validation = context.validation_definitions.add(gx.ValidationDefinition(
-        name="canonical", data=batch.add_batch_definition_whole_dataframe("all"),
-        suite=context.suites.add(build_suite())))
+        name=suite.name, data=batch.add_batch_definition_whole_dataframe("all"),
+        suite=context.suites.add(suite)))
     checkpoint = context.checkpoints.add(gx.Checkpoint(
-        name="canonical", validation_definitions=[validation], actions=[UpdateDataDocsAction(name="data_docs")],
+        name=suite.name, validation_definitions=[validation], actions=[UpdateDataDocsAction(name="data_docs")],
         result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ID]}))
     result = checkpoint.run(batch_parameters={"dataframe": frame})
     (validation_result,) = result.run_results.values()

@@ -21,7 +21,13 @@ from pipeline.canonical import sorted_by_series_and_time
 from pipeline.contracts import INPUT_SCHEMA, STATUS_SCHEMA
 from pipeline.covariate_data import check_covariates
 from pipeline.errors import DataValidationError
-from pipeline.expectations import duplicate_series, row_rejections, run_suite, schema_failures
+from pipeline.expectations import (
+    build_covariate_suite,
+    duplicate_series,
+    row_rejections,
+    run_suite,
+    schema_failures,
+)
 from pipeline.report import validation_html
 from pipeline.run import ResolvedRun
 from pipeline.series_checks import check_series, regularize
@@ -42,6 +48,7 @@ class ValidationOutcome(BaseModel):
     summary_path: Path
     docs_path: Path | None
     covariates_path: Path | None = None  # with covariates: each accepted series' values at the steps it uses
+    covariates_report_path: Path | None = None  # with covariates: their great-expectations result
 
 
 @task(name="validate-series", cache_policy=NO_CACHE)
@@ -69,11 +76,13 @@ def validate_series(input_path: Path, staging: Path, run: ResolvedRun, *, whole_
     ordered = sorted_by_series_and_time(frame)  # one pass over 20M rows, asked by two steps
     status = check_series(frame, row_rejections(result, duplicate_series(frame, ordered=ordered)), run.checks,
                           run.freq, run.as_of)
-    aligned_path = None
+    aligned_path = covariates_report = None
     if covariates_path is not None:
+        values = pd.read_parquet(covariates_path)
+        covariates_report = _check_covariate_schema(values, run, staging)
         context_len, horizon = covariate_steps or (run.context_len, run.horizon)
-        status, aligned = check_covariates(frame, status, pd.read_parquet(covariates_path), run.covariates,
-                                           horizon=horizon, context_len=context_len)
+        status, aligned = check_covariates(frame, status, values, run.covariates, horizon=horizon,
+                                           context_len=context_len)
         aligned_path = staging / "covariates.parquet"
         aligned.to_parquet(aligned_path, index=False)
     release_freed_memory()  # the checks' shard-sized temporaries: see pipeline.allocator
@@ -93,4 +102,17 @@ def validate_series(input_path: Path, staging: Path, run: ResolvedRun, *, whole_
     return ValidationOutcome(counts=counts, regular_path=regular_path,
                              status_path=write_table(status, STATUS_SCHEMA, staging / "series_status.parquet"),
                              report_path=report, summary_path=summary, docs_path=docs,
-                             covariates_path=aligned_path)
+                             covariates_path=aligned_path, covariates_report_path=covariates_report)
+
+
+def _check_covariate_schema(values: pd.DataFrame, run: ResolvedRun, staging: Path) -> Path:
+    """Runs the covariate frame's great-expectations suite; stages its result; fails on a schema problem."""
+    params = run.covariates
+    suite = build_covariate_suite((*params.dynamic_numerical, *params.static_numerical),
+                                  (*params.dynamic_categorical, *params.static_categorical))
+    result, _ = run_suite(values, suite=suite)
+    report = staging / "validation_covariates.json"
+    report.write_text(json.dumps(result.to_json_dict(), indent=2, default=str))
+    if problems := schema_failures(result):
+        raise DataValidationError("Covariates break the data contract: " + "; ".join(problems) + ".")
+    return report

@@ -74,8 +74,11 @@ def test_the_covariate_sample_is_forecast_with_its_covariates_published_and_trac
 
     manifest = pd.read_parquet(summary.outputs["runs"]).iloc[0]
     assert json.loads(manifest["covariates"])["dynamic_numerical"] == ["income", "rate"]
-    recorded = MlflowClient(tracking_uri=f"sqlite:///{workspace / 'mlflow.db'}").get_run(summary.mlflow_run_id)
+    client = MlflowClient(tracking_uri=f"sqlite:///{workspace / 'mlflow.db'}")
+    recorded = client.get_run(summary.mlflow_run_id)
     assert recorded.data.params["covariates.dynamic_numerical"] == "['income', 'rate']"
+    report = client.download_artifacts(summary.mlflow_run_id, "validation_covariates.json", str(workspace))
+    assert json.loads(Path(report).read_text())["success"] is True, "the covariates' great-expectations result"
     assert recorded.data.params["covariates.calendar"] == "['quarter']"
     catalog = duckdb.connect(str(workspace / "data" / "outputs" / "catalog.duckdb"), read_only=True)
     assert catalog.execute("SELECT count(*) FROM covariate_effects WHERE job = 'consumption'").fetchone() == (14,)

@@ -90,3 +90,18 @@ def test_the_suite_does_not_fingerprint_the_frame_a_second_time(canonical: pd.Da
     result, _ = run_suite(canonical)
     assert result.success and calls == [], "GX hashed the frame: is HASH_THRESHOLD still what GX reads?"
     assert "pandas_data_fingerprint" not in result.meta.get("batch_markers", {})
+
+
+def test_the_covariate_suite_checks_columns_and_types_and_leaves_values_to_the_series_checks() -> None:
+    from pipeline.expectations import build_covariate_suite
+
+    frame = pd.DataFrame({"unique_id": pd.Series(["a", "b"], dtype="str"),
+                          "ds": pd.to_datetime(["2024-01-01", "2024-01-01"]).astype("datetime64[us]"),
+                          "price": [np.inf, np.nan], "promo": pd.Series(["1", None], dtype="string")})
+    suite = build_covariate_suite(["price"], ["promo"])
+    result, _ = run_suite(frame, suite=suite)
+    assert result.success and schema_failures(result) == [], "missing and infinite values are judged per series"
+    result, _ = run_suite(frame.assign(promo=[1, 2]).drop(columns="price"), suite=suite)
+    assert schema_failures(result) == ["expect_column_to_exist failed on column 'price'",
+                                       "expect_column_values_to_be_in_type_list failed on column 'price'",
+                                       "expect_column_values_to_be_of_type failed on column 'promo' (observed int64)"]
