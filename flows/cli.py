@@ -182,17 +182,21 @@ def _names(value: str) -> tuple[str, ...]:
 
 
 def _covariates(args: argparse.Namespace) -> CovariateParams:
-    future = _source(args, args.future_source) if args.future_source else None
+    """The covariate parameters of the command line; a future source the user typed may be read, as ``--source``."""
+    future = _source(args, args.future_source, flag="--future-source") if args.future_source else None
     if isinstance(future, DuckDBSource):
         raise ConfigurationError("--future-source takes a file or an http(s) URL; a DuckDB future source is given as "
                                  "the covariates.future_source parameter of a deployment run.")
+    if future is not None:
+        _allow_source_directory(future)
     return CovariateParams(dynamic_numerical=args.dynamic_numerical, dynamic_categorical=args.dynamic_categorical,
                            static_numerical=args.static_numerical, static_categorical=args.static_categorical,
                            calendar=args.calendar, xreg_mode=args.xreg_mode, ridge=args.ridge,
                            normalize=not args.no_normalize, future_source=future, effects=not args.no_effects)
 
 
-def _source(args: argparse.Namespace, given: str | None = None) -> FileSource | UrlSource | DuckDBSource:
+def _source(args: argparse.Namespace, given: str | None = None,
+            flag: str = "--source") -> FileSource | UrlSource | DuckDBSource:
     columns = ColumnMapping(id_col=args.id_col, time_col=args.time_col, target_col=args.target_col)
     common = {"format": args.format, "columns": columns}
     given = args.source if given is None else given
@@ -206,7 +210,7 @@ def _source(args: argparse.Namespace, given: str | None = None) -> FileSource | 
                             params=args.query_param, **common)
     if scheme is not None:
         raise ConfigurationError(
-            f"--source uses the scheme {scheme[:20]}://, which is not supported. Fix: give a local path "
+            f"{flag} uses the scheme {scheme[:20]}://, which is not supported. Fix: give a local path "
             "or glob (without file://), an http(s):// URL, secret:NAME, or duckdb:///path/to.db.")
     return FileSource(path=given, **common)
 
@@ -282,8 +286,6 @@ def _run(args: argparse.Namespace) -> int:
     from flows.batch_forecast import batch_forecast
 
     covariates = _covariates(args)
-    if covariates.future_source is not None:
-        _allow_source_directory(covariates.future_source)
     summary = _call(batch_forecast, {"horizon": args.horizon, "monitor": _monitor(args), "covariates": covariates,
                                      **_run_options(args)})
     return _report(summary, f"Forecast {summary.series_ok} of {summary.series_in} series ({summary.forecast_rows} "
@@ -295,8 +297,6 @@ def _backtest(args: argparse.Namespace) -> int:
     from flows.batch_backtest import batch_backtest
 
     covariates = _covariates(args)
-    if covariates.future_source is not None:
-        _allow_source_directory(covariates.future_source)
     summary = _call(batch_backtest, {"h": args.h, "n_windows": args.n_windows, "step": args.step,
                                      "season_length": args.season_length, "covariates": covariates,
                                      **_run_options(args)})

@@ -203,6 +203,10 @@ class CovariateParams(BaseModel):
         """The static input columns: one value per series."""
         return (*self.static_numerical, *self.static_categorical)
 
+    def regression(self) -> dict[str, Any]:
+        """How the regression runs: the keyword arguments of ``forecast_model.forecast_with_covariates``."""
+        return {"xreg_mode": self.xreg_mode, "normalize": self.normalize, "ridge": self.ridge}
+
     def describe(self) -> dict[str, Any] | None:
         """The manifest's ``covariates`` entry (None without covariates)."""
         if not self.enabled:

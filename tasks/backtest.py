@@ -69,13 +69,11 @@ def backtest_series(regular_path: Path, status_path: Path, staging: Path, run: R
     if covariates_path is not None:
         sizes = frame.groupby(ID, sort=False).size()
         aligned = AlignedCovariates(pd.read_parquet(covariates_path), run.covariates)
-        params = run.covariates
         with_covariates = forecast_with_covariates(
             model, [w.train for w in windows], spec.h,
             aligned.windows([w.unique_id for w in windows], [int(sizes[w.unique_id]) for w in windows],
                             [len(w.train) + spec.h for w in windows]),
-            freq=codes, context_len=run.context_len, xreg_mode=params.xreg_mode, normalize=params.normalize,
-            ridge=params.ridge).result
+            freq=codes, context_len=run.context_len, **run.covariates.regression()).result
     table = summarize(score_windows(windows, result, with_covariates), {w.unique_id: w.season_length for w in windows})
     table["run_id"], table["created_at"] = run.run_id, pd.Timestamp(created_at).tz_convert("UTC")
     overall = overall_metrics(table)

@@ -155,12 +155,11 @@ class _Regression:
         self.unseen: list[pd.Series] = []
 
     def __call__(self, model: TimesFmEngine, chunk: Chunk) -> ForecastResult:
-        ids, params = chunk.accepted[ID].tolist(), self.run.covariates
+        ids = chunk.accepted[ID].tolist()
         forecast = forecast_with_covariates(
             model, chunk.values, self.run.horizon,
             self.aligned.for_series(ids, [len(v) for v in chunk.values], self.run.horizon), freq=chunk.codes,
-            context_len=self.run.context_len, xreg_mode=params.xreg_mode, normalize=params.normalize,
-            ridge=params.ridge)
+            context_len=self.run.context_len, **self.run.covariates.regression())
         self.effects.append(effects_frame(ids, forecast))
         self.unseen.append(pd.Series(forecast.unseen_levels, index=ids))
         return forecast.result
