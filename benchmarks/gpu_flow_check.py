@@ -123,7 +123,7 @@ def run_flow(name: str, path: Path, series: int, args: argparse.Namespace, preci
 def cpu_reference(run: FlowRun, panel: Path, ids: list[str], args: argparse.Namespace) -> pd.DataFrame:
     """The forecast table of ``ids`` from the engine on this machine's CPU in fp32, built as the flow builds it."""
     from forecast_model import EngineConfig, load_engine
-    from pipeline.forecasting import build_forecast_table, run_engine
+    from pipeline.forecasting import build_forecast_table, run_engine, series_values
     from pipeline.settings import load_settings
 
     status = pd.read_parquet(run.summary["outputs"]["series_status"], filters=[("unique_id", "in", ids)])
@@ -131,8 +131,8 @@ def cpu_reference(run: FlowRun, panel: Path, ids: list[str], args: argparse.Name
     frame = pd.read_parquet(panel, filters=[("unique_id", "in", ids)]).sort_values(["unique_id", "ds"])
     engine = load_engine(EngineConfig(checkpoint=str(args.checkpoint), device="cpu", precision="fp32"))
     result = run_engine(engine, frame, accepted, args.horizon, load_settings().context_len)
-    return build_forecast_table(accepted, result, model="cpu-reference", run_id="cpu-reference",
-                                created_at=datetime.now(timezone.utc))
+    return build_forecast_table(accepted, result, history=series_values(frame, accepted["unique_id"]),
+                                model="cpu-reference", run_id="cpu-reference", created_at=datetime.now(timezone.utc))
 
 
 def compare(run: FlowRun, reference: pd.DataFrame, ids: list[str]) -> dict[str, Any]:

@@ -87,7 +87,7 @@ def batch_forecast(
         plot = render_sample(validation.regular_path, stats.forecasts_path, ctx.staging,
                              title=plot_title(ctx.run.job, ctx.run.as_of.isoformat(), ctx.run.engine.checkpoint,
                                               info.checkpoint_sha256))
-        monitoring = monitor_run(ctx, monitor, timer, forecasts=stats.forecasts_path, status=stats.status_path,
+        monitoring = monitor_run(ctx, monitor, timer, forecasts=stats.forecasts_path, scales=[stats.scales_path],
                                  actuals=[validation.regular_path])
         manifest = build_manifest(ctx.run, flow_name=ctx.flow_name, deployment=ctx.deployment,
                                   source=source.describe(), input_fingerprint=loaded.fingerprint, counts=stats.counts,

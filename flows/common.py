@@ -41,7 +41,7 @@ from tasks.validate import ValidationOutcome, validate_series
 __all__ = ["MONITOR_TABLES", "Monitoring", "Published", "RunContext", "forecast_metrics", "logical_date",
            "monitor_run", "outcome", "prepare_load_validate", "publish_run", "staged", "start_run"]
 
-MONITOR_TABLES = ("revisions", "realized_accuracy", "monitor_pending")
+MONITOR_TABLES = ("revisions", "realized_accuracy", "realized_accuracy_by_series", "monitor_pending")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +139,7 @@ def prepare_load_validate(ctx: RunContext, source: FileSource | UrlSource | Duck
     return info, loaded, validation
 
 
-def monitor_run(ctx: RunContext, params: MonitorParams, timer: StageTimer, *, forecasts: Path, status: Path,
+def monitor_run(ctx: RunContext, params: MonitorParams, timer: StageTimer, *, forecasts: Path, scales: list[Path],
                 actuals: list[Path]) -> Monitoring:
     """Revisions since the job's previous run and realized accuracy of its earlier forecasts, staged beside the
     run's forecasts so that they are published with them. A failure is a warning: the forecasts go out anyway,
@@ -147,7 +147,7 @@ def monitor_run(ctx: RunContext, params: MonitorParams, timer: StageTimer, *, fo
     if not params.enabled:
         return Monitoring(MonitorSummary(), enabled=False)
     inputs = MonitorInputs(output_root=ctx.run.output_root, job=ctx.run.job, as_of=ctx.run.as_of,
-                           run_id=ctx.run.run_id, forecasts=forecasts, status=status,
+                           run_id=ctx.run.run_id, forecasts=forecasts, scales=[p for p in scales if p.is_file()],
                            actuals=[path for path in actuals if path.is_file()], staging=ctx.staging,
                            revision_threshold=params.revision_threshold, lookback_runs=params.lookback_runs,
                            max_seconds=params.max_seconds)

@@ -14,6 +14,7 @@ from flows.fanout import run_local, run_remote
 from flows.forecast_shard import SHARD_ACTUALS, forecast_shard
 from pipeline.accounting import SeriesCounts, check_rejected_fraction, check_something_forecast
 from pipeline.contracts import COVARIATE_EFFECTS_SCHEMA, FORECAST_SCHEMA, STATUS_SCHEMA, Horizon
+from pipeline.forecasting import SCALES_FILE
 from pipeline.manifest import StageTimer, build_manifest
 from pipeline.params import (
     CovariateParams,
@@ -93,9 +94,10 @@ def sharded_forecast(
             if covariates.enabled and covariates.effects:
                 combine_shards(ctx.staging, records, "covariate_effects", COVARIATE_EFFECTS_SCHEMA)
                 effects = ["covariate_effects"]
-        monitoring = monitor_run(ctx, monitor, timer, forecasts=forecasts_path, status=status_path,
-                                 actuals=[attempt_path(ctx.staging, r.shard, r.attempt) / SHARD_ACTUALS
-                                          for r in records])
+        attempts = [attempt_path(ctx.staging, r.shard, r.attempt) for r in records]
+        monitoring = monitor_run(ctx, monitor, timer, forecasts=forecasts_path,
+                                 scales=[directory / SCALES_FILE for directory in attempts],
+                                 actuals=[directory / SHARD_ACTUALS for directory in attempts])
         manifest = build_manifest(
             ctx.run, flow_name=ctx.flow_name, deployment=ctx.deployment, source=source.describe(),
             input_fingerprint=job_fingerprint(records), counts=counts, output_rows=sum(r.output_rows for r in records),

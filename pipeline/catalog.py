@@ -20,10 +20,12 @@ from pipeline.contracts import (
     FORECAST_SCHEMA,
     QUANTILE_COLUMNS,
     REALIZED_SCHEMA,
+    REALIZED_SERIES_SCHEMA,
     REVISION_SCHEMA,
     RUNS_SCHEMA,
     STATUS_SCHEMA,
 )
+from pipeline.monitoring import REALIZED_METRICS
 
 __all__ = ["ACCURACY_WINDOW", "CATALOG_FILE", "STORAGE_VERSION", "TABLES", "build_catalog"]
 
@@ -34,18 +36,9 @@ STORAGE_VERSION = "v1.0.0"
 TABLES = {"forecasts": FORECAST_SCHEMA, "series_status": STATUS_SCHEMA, "runs": RUNS_SCHEMA,
           "evaluations": EVALUATION_SCHEMA, "anomalies": ANOMALY_SCHEMA, "anomaly_status": STATUS_SCHEMA,
           "revisions": REVISION_SCHEMA, "realized_accuracy": REALIZED_SCHEMA,
+          "realized_accuracy_by_series": REALIZED_SERIES_SCHEMA,
           "covariate_effects": COVARIATE_EFFECTS_SCHEMA}
-ACCURACY_WINDOW = 30  # accuracy_by_horizon: the latest forecast runs (as_of) of each job that have scores
-# Realized accuracy of a group of scored points, as the backtest defines each metric (pipeline/scoring.py);
-# the skill compares TimesFM and seasonal naive on the points both have.
-_ACCURACY = (
-    "count(*) AS n_points, count(DISTINCT unique_id) AS n_series, avg(abs_error) AS mae, "
-    "sqrt(avg(squared_error)) AS rmse, avg(smape) AS smape, avg(scaled_error) AS mase, "
-    "2 * sum(quantile_loss) / nullif(sum(abs(y)), 0) AS scaled_crps, avg(CAST(covered AS DOUBLE)) AS coverage_80, "
-    "avg(sn_abs_error) AS seasonal_naive_mae, avg(sn_scaled_error) AS seasonal_naive_mase, "
-    "1 - sum(scaled_error) FILTER (WHERE sn_scaled_error IS NOT NULL) / nullif(sum(sn_scaled_error), 0) "
-    "AS skill_vs_seasonal_naive"
-)
+ACCURACY_WINDOW = 30  # accuracy_by_horizon, accuracy_by_series: the latest forecast (scoring) runs of each job
 _DUCK_TYPES = {pa.string(): "VARCHAR", pa.float64(): "DOUBLE", pa.int64(): "BIGINT", pa.int32(): "INTEGER",
                pa.bool_(): "BOOLEAN", pa.date32(): "DATE",
                pa.timestamp("us"): "TIMESTAMP", pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ"}
@@ -128,16 +121,23 @@ def _style_views() -> dict[str, str]:
         # Realized accuracy per job and horizon step over the job's latest ACCURACY_WINDOW forecast runs.
         "accuracy_by_horizon": (
             f"SELECT job, step, min(forecast_as_of) AS first_forecast_as_of, max(forecast_as_of) AS "
-            f"last_forecast_as_of, {_ACCURACY} FROM (SELECT *, dense_rank() OVER (PARTITION BY job ORDER BY "
-            f"forecast_as_of DESC) AS recency FROM realized_accuracy) WHERE recency <= {ACCURACY_WINDOW} "
-            "GROUP BY job, step"
+            f"last_forecast_as_of, count(DISTINCT forecast_as_of) AS n_forecast_runs, {REALIZED_METRICS} FROM "
+            f"(SELECT *, dense_rank() OVER (PARTITION BY job ORDER BY forecast_as_of DESC) AS recency FROM "
+            f"realized_accuracy) WHERE recency <= {ACCURACY_WINDOW} GROUP BY job, step"
         ),
         # Realized accuracy per job and forecast run, every step scored so far.
-        "accuracy_trend": f"SELECT job, forecast_as_of, max(step) AS max_step, {_ACCURACY} FROM realized_accuracy "
-                          "GROUP BY job, forecast_as_of",
+        "accuracy_trend": f"SELECT job, forecast_as_of, max(step) AS max_step, {REALIZED_METRICS} "
+                          "FROM realized_accuracy GROUP BY job, forecast_as_of",
+        # Realized accuracy per job and series over the points the job's latest ACCURACY_WINDOW runs scored.
+        "accuracy_by_series": (
+            f"SELECT job, unique_id, min(first_forecast_as_of) AS first_forecast_as_of, max(last_forecast_as_of) "
+            f"AS last_forecast_as_of, {REALIZED_METRICS} FROM (SELECT *, dense_rank() OVER (PARTITION BY job "
+            f"ORDER BY as_of DESC) AS recency FROM realized_accuracy_by_series) WHERE recency <= {ACCURACY_WINDOW} "
+            "GROUP BY job, unique_id"
+        ),
         # Shaped like Nixtla's libraries: one column per model and quantile.
         "forecasts_nixtla": f"SELECT f.job, f.as_of, f.unique_id, f.ds, f.cutoff, f.forecast AS \"TimesFM\", "
-                            f"{quantiles} FROM forecasts f",
+                            f"{quantiles}, f.seasonal_naive AS \"SeasonalNaive\" FROM forecasts f",
     }
 
 

@@ -25,8 +25,10 @@ __all__ = [
     "PENDING_SCHEMA",
     "QUANTILE_COLUMNS",
     "REALIZED_SCHEMA",
+    "REALIZED_SERIES_SCHEMA",
     "REVISION_SCHEMA",
     "RUNS_SCHEMA",
+    "SCALES_SCHEMA",
     "STATUS_SCHEMA",
     "ContextLength",
     "Horizon",
@@ -56,6 +58,8 @@ FORECAST_SCHEMA = pa.schema(
         ("step", pa.int32()),
         ("forecast", pa.float64()),
         *[(name, pa.float64()) for name in QUANTILE_COLUMNS],
+        # the seasonal-naive forecast from the same history (the backtest's baseline: the last season repeated)
+        ("seasonal_naive", pa.float64()),
         ("model", pa.string()),
         ("cutoff", pa.timestamp("us")),
         ("run_id", pa.string()),
@@ -186,33 +190,57 @@ REVISION_SCHEMA = pa.schema(
     ]
 )
 
-# One row per scored point: an earlier published forecast of the job at a target date this run has an actual for.
+# Realized accuracy is published as sums (and counts), so that any group of rows adds up to exact metrics: the
+# catalog's views and a BI tool divide them (mae = sum_abs_error / n_points, ...; docs/DATA_FORMAT.md).
+_REALIZED_SUMS = [
+    ("n_points", pa.int64()),  # points scored
+    ("sum_abs_error", pa.float64()),
+    ("sum_squared_error", pa.float64()),
+    ("sum_smape", pa.float64()),
+    ("n_scaled", pa.int64()),  # points whose series has a scale (not constant)
+    ("sum_scaled_error", pa.float64()),  # of abs_error / scale: over n_scaled, the MASE
+    ("sum_quantile_loss", pa.float64()),  # of the mean pinball loss over q10..q90
+    ("sum_abs_y", pa.float64()),  # the scaled CRPS is 2 * sum_quantile_loss / sum_abs_y
+    ("n_covered", pa.int64()),  # points with q10 <= y <= q90
+    ("n_sn", pa.int64()),  # points with a seasonal-naive forecast (its history point present)
+    ("sum_sn_abs_error", pa.float64()),
+    ("sum_sn_squared_error", pa.float64()),
+    ("sum_sn_smape", pa.float64()),
+    ("n_sn_scaled", pa.int64()),
+    ("sum_sn_scaled_error", pa.float64()),
+    ("sum_paired_scaled_error", pa.float64()),  # sum_scaled_error over the n_sn_scaled points: for the skill
+]
+
+# One row per earlier forecast run and horizon step a forecast run scored: the points of that forecast run at
+# that step whose actuals this run's input holds (and no other run scored).
 REALIZED_SCHEMA = pa.schema(
     [
-        (ID, pa.string()),
         ("forecast_as_of", pa.date32()),
         ("step", pa.int32()),
-        (DS, pa.timestamp("us")),
-        ("cutoff", pa.timestamp("us")),
-        (Y, pa.float64()),
-        ("forecast", pa.float64()),
-        ("seasonal_naive", pa.float64()),  # empty where that history point is missing
-        ("abs_error", pa.float64()),
-        ("squared_error", pa.float64()),
-        ("smape", pa.float64()),
-        ("scaled_error", pa.float64()),  # abs_error / scale: its mean is the MASE
-        ("quantile_loss", pa.float64()),  # mean pinball loss over q10..q90
-        ("covered", pa.bool_()),  # q10 <= y <= q90
-        ("sn_abs_error", pa.float64()),
-        ("sn_squared_error", pa.float64()),
-        ("sn_smape", pa.float64()),
-        ("sn_scaled_error", pa.float64()),
-        ("scale", pa.float64()),
-        ("season_length", pa.int32()),
+        ("first_ds", pa.timestamp("us")),  # the target dates of the points
+        ("last_ds", pa.timestamp("us")),
+        *_REALIZED_SUMS,
         ("forecast_run_id", pa.string()),
         ("run_id", pa.string()),
     ]
 )
+
+# One row per series a forecast run scored points of (over every earlier forecast run and step it scored).
+REALIZED_SERIES_SCHEMA = pa.schema(
+    [
+        (ID, pa.string()),
+        ("first_forecast_as_of", pa.date32()),
+        ("last_forecast_as_of", pa.date32()),
+        *_REALIZED_SUMS,
+        ("scale", pa.float64()),
+        ("season_length", pa.int32()),
+        ("run_id", pa.string()),
+    ]
+)
+
+# Monitoring's input, staged by the forecast stage beside the forecasts (not a published table): each forecast
+# series' seasonal period and scale, the mean absolute seasonal difference of its history (the MASE denominator).
+SCALES_SCHEMA = pa.schema([(ID, pa.string()), ("season_length", pa.int32()), ("scale", pa.float64())])
 
 # Monitoring's own state (not a BI table): the forecast points a run could not score yet (their actual missing,
 # or their series not in its input), so that the next run reads them instead of every earlier forecast again.
@@ -225,6 +253,7 @@ PENDING_SCHEMA = pa.schema(
         ("cutoff", pa.timestamp("us")),
         ("forecast", pa.float64()),
         *[(name, pa.float64()) for name in QUANTILE_COLUMNS],
+        ("seasonal_naive", pa.float64()),
         ("forecast_run_id", pa.string()),
     ]
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -15,46 +15,110 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from forecast_model import ForecastResult, TimesFmEngine
-from pipeline.contracts import DS, FORECAST_SCHEMA, ID, QUANTILE_COLUMNS, SeriesStatus, Y
-from pipeline.frequency import freq_code
+from forecast_model.preprocess import fill_missing
+from pipeline.contracts import DS, FORECAST_SCHEMA, ID, QUANTILE_COLUMNS, SCALES_SCHEMA, SeriesStatus, Y
+from pipeline.frequency import freq_code, season_length
 from pipeline.series_checks import FAILED_REASON
 from pipeline.tables import handed_over, parquet_options
 
-__all__ = ["PROGRESS_CHUNK", "Chunk", "ForecastSink", "build_forecast_table", "chunk_size", "engine_threads",
-           "forecast_table", "mark_series_failed", "read_chunks", "run_engine", "series_values"]
+__all__ = ["PROGRESS_CHUNK", "SCALES_FILE", "Chunk", "ForecastSink", "build_forecast_table", "chunk_size",
+           "engine_threads", "forecast_table", "mark_series_failed", "read_chunks", "run_engine", "seasonal_naive",
+           "seasonal_scales", "series_values"]
 
 PROGRESS_CHUNK = 16  # engine batches per progress report: few reports, and the batches stay full
+SCALES_FILE = "series_scales.parquet"  # the forecast stage's file of SCALES_SCHEMA, beside its forecasts
 
 
 def build_forecast_table(
-    accepted: pd.DataFrame, result: ForecastResult, *, model: str, run_id: str, created_at: datetime
+    accepted: pd.DataFrame, result: ForecastResult, *, history: Sequence[np.ndarray], model: str, run_id: str,
+    created_at: datetime
 ) -> pd.DataFrame:
-    """Long forecast table (one row per series and step) for the series of ``accepted``, in its order, as
-    pandas; see :func:`forecast_table`."""
-    return forecast_table(accepted, result, model=model, run_id=run_id, created_at=created_at).to_pandas()
+    """Long forecast table (one row per series and step, step by step) for the series of ``accepted``, whose
+    regular values are ``history``, as pandas; see :func:`forecast_table`."""
+    naive = seasonal_naive(history, accepted["freq"].tolist(), result.point.shape[1])
+    return forecast_table(accepted, result, naive, model=model, run_id=run_id, created_at=created_at).to_pandas()
 
 
-def forecast_table(accepted: pd.DataFrame, result: ForecastResult, *, model: str, run_id: str,
+def seasonal_naive(history: Sequence[np.ndarray], freqs: Sequence[str], horizon: int) -> np.ndarray:
+    """Each series' seasonal-naive forecast (one row per series): the last season of its history repeated, the
+    history gap-filled as the engine and the backtest fill it (``pipeline.scoring.baseline_forecasts``); NaN
+    for a series with less than a season of history. Series whose last season has no gap (nearly all) are
+    done together, a season length at a time."""
+    periods, lengths = _periods(history, freqs)
+    naive = np.full((len(history), horizon), np.nan)
+    for m in np.unique(periods):
+        rows = [int(row) for row in np.flatnonzero((periods == m) & (lengths >= m))]
+        if not rows:
+            continue
+        last = np.stack([history[row][-m:] for row in rows]).astype(np.float64)
+        whole = np.isfinite(last).all(axis=1)
+        naive[np.array(rows)[whole]] = last[whole][:, np.arange(horizon) % m]
+        for row in np.array(rows)[~whole].tolist():
+            values = np.asarray(history[row], dtype=np.float64)
+            filled = fill_missing(values)
+            if filled.size >= m and np.isfinite(values).any():
+                naive[row] = filled[-m:][np.arange(horizon) % m]
+    return naive
+
+
+def seasonal_scales(history: Sequence[np.ndarray], freqs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each series' season length and scale: the mean absolute seasonal difference of its history, gaps left
+    out (``pipeline.scoring.seasonal_scale``), NaN without one such difference. One pass over the points of the
+    series of each season length: their differences m points apart, less the pairs across two series."""
+    periods, lengths = _periods(history, freqs)
+    scales = np.full(len(history), np.nan)
+    for m in np.unique(periods):
+        rows = np.flatnonzero((periods == m) & (lengths > m))
+        if not rows.size:
+            continue
+        values = np.concatenate([np.asarray(history[int(row)], dtype=np.float64) for row in rows])
+        counts = lengths[rows]
+        series = np.repeat(np.arange(rows.size), counts)[:-m]
+        position = np.arange(values.size - m) - np.repeat(np.cumsum(counts) - counts, counts)[:-m]
+        differences = np.abs(values[m:] - values[:-m])
+        kept = (position < np.repeat(counts - m, counts)[:-m]) & np.isfinite(differences)
+        total = np.bincount(series[kept], weights=differences[kept], minlength=rows.size)
+        number = np.bincount(series[kept], minlength=rows.size)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scales[rows] = np.where(number > 0, total / number, np.nan)
+    return periods.astype(np.int32), scales
+
+
+def _periods(history: Sequence[np.ndarray], freqs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each series' season length (from its frequency) and number of points."""
+    if len(history) != len(freqs):
+        raise ValueError(f"{len(history)} histories for {len(freqs)} series")
+    periods = pd.Series(list(freqs), dtype=object).map({f: season_length(f) for f in set(freqs)}).to_numpy(int)
+    lengths = np.fromiter((len(values) for values in history), dtype=np.int64, count=len(history))
+    return periods, lengths
+
+
+def forecast_table(accepted: pd.DataFrame, result: ForecastResult, naive: np.ndarray, *, model: str, run_id: str,
                    created_at: datetime, keep: np.ndarray | None = None) -> pa.Table:
-    """The forecast table (``FORECAST_SCHEMA``) of the series of ``accepted``, in its order: one row per series
-    and step, built column by column with repeats and tiles (no per-row Python). ``keep``, a mask over the
-    series, leaves the others out.
+    """The forecast table (``FORECAST_SCHEMA``) of the series of ``accepted``: one row per series and step, step
+    by step (every series' step 1 in ``accepted``'s order, then every series' step 2, ...), built column by
+    column with tiles, repeats and transposes (no per-row Python), with ``naive`` (:func:`seasonal_naive`) beside
+    the engine's forecasts. ``keep``, a mask over the series, leaves the others out.
 
-    Quantiles are sorted per row so that q10 <= ... <= q90 even where the model's heads cross.
+    Step by step, because a later run's monitoring reads only the points of a few target dates of each earlier
+    forecast: row groups of a few steps each carry those dates in their statistics, and the others are skipped
+    (series by series, every row group holds every date). Quantiles are sorted per row so that q10 <= ... <=
+    q90 even where the model's heads cross.
     """
     n, horizon = result.point.shape
     keep = np.ones(n, dtype=bool) if keep is None else keep
     series, rows = np.flatnonzero(keep), int(keep.sum()) * horizon
-    quantiles = np.sort(result.quantiles[keep], axis=-1).reshape(-1, len(QUANTILE_COLUMNS)).astype("float64")
+    quantiles = np.sort(result.quantiles[keep], axis=-1).transpose(1, 0, 2).reshape(-1, len(QUANTILE_COLUMNS))
     columns = {
         ID: pa.array(accepted[ID].to_numpy()[series], type=pa.string()).take(
-            pa.array(np.repeat(np.arange(len(series)), horizon))),
-        DS: pa.array(_future_stamps(accepted.iloc[series], horizon).reshape(-1), type=pa.timestamp("us")),
-        "step": pa.array(np.tile(np.arange(1, horizon + 1, dtype=np.int32), len(series))),
-        "forecast": pa.array(result.point[keep].reshape(-1).astype("float64")),
-        **{name: pa.array(quantiles[:, k]) for k, name in enumerate(QUANTILE_COLUMNS)},
+            pa.array(np.tile(np.arange(len(series)), horizon))),
+        DS: pa.array(_future_stamps(accepted.iloc[series], horizon).T.reshape(-1), type=pa.timestamp("us")),
+        "step": pa.array(np.repeat(np.arange(1, horizon + 1, dtype=np.int32), len(series))),
+        "forecast": pa.array(result.point[keep].T.reshape(-1).astype("float64")),
+        **{name: pa.array(quantiles[:, k].astype("float64")) for k, name in enumerate(QUANTILE_COLUMNS)},
+        "seasonal_naive": pa.array(naive[keep].T.reshape(-1), from_pandas=True),
         "model": _repeated(model, pa.string(), rows),
-        "cutoff": pa.array(np.repeat(accepted["last_ds"].to_numpy()[series].astype("datetime64[us]"), horizon),
+        "cutoff": pa.array(np.tile(accepted["last_ds"].to_numpy()[series].astype("datetime64[us]"), horizon),
                            type=pa.timestamp("us")),
         "run_id": _repeated(run_id, pa.string(), rows),
         "created_at": _repeated(pd.Timestamp(created_at).tz_convert("UTC"), pa.timestamp("us", tz="UTC"), rows),
@@ -185,25 +249,59 @@ def _series_blocks(path: Path, rows: int = 1 << 20) -> Iterator[tuple[str, np.nd
 
 
 class ForecastSink:
-    """Builds each chunk's forecast table and appends it to one Parquet file of the forecast schema.
+    """Builds the forecast table of the chunks it is given and appends it to one Parquet file of the forecast
+    schema, in blocks of about ``BLOCK_ROWS`` rows: each block is the table of its chunks' series, step by step
+    (:func:`forecast_table`), in row groups of at least ``MIN_ROW_GROUP`` rows, so a row group holds one step
+    of many series (or a few steps), and a reader of some target dates skips the others by their statistics.
 
     Series whose forecast is not finite leave the table and are collected in ``failed``; ``rows`` counts
-    what was written. Use it as a context manager: the file is complete once it is closed.
+    what was written. With ``scales``, it also writes there each forecast series' season length and scale
+    (:func:`seasonal_scales`, ``SCALES_SCHEMA``): monitoring's, computed here where the histories are in memory.
+    Use it as a context manager: the files are complete once it is closed.
     """
 
-    def __init__(self, path: Path, *, model: str, run_id: str, created_at: datetime) -> None:
+    BLOCK_ROWS = 1 << 19  # about 50 MB of table while it is built: 18,700 series at horizon 28
+    MIN_ROW_GROUP = 1 << 16
+
+    def __init__(self, path: Path, *, model: str, run_id: str, created_at: datetime,
+                 scales: Path | None = None) -> None:
         self.path, self.model, self.run_id, self.created_at = path, model, run_id, created_at
+        self.scales_path = scales
         self.failed: set[str] = set()
         self.rows = 0
+        self._scales: list[pa.Table] = []
         self._writer = pq.ParquetWriter(path, FORECAST_SCHEMA, **parquet_options(FORECAST_SCHEMA))
+        self._block: list[tuple[pd.DataFrame, ForecastResult, np.ndarray, np.ndarray]] = []
+        self._block_rows = 0
 
     def __call__(self, chunk: Chunk, result: ForecastResult) -> None:
         finite = np.asarray(np.isfinite(result.point).all(axis=1) & np.isfinite(result.quantiles).all(axis=(1, 2)))
         if not finite.all():
             self.failed |= set(chunk.accepted[ID].to_numpy()[~finite])
-        table = forecast_table(chunk.accepted, result, model=self.model, run_id=self.run_id,
-                               created_at=self.created_at, keep=finite)
-        self._writer.write_table(table)
+        freqs = chunk.accepted["freq"].tolist()
+        naive = seasonal_naive(chunk.values, freqs, result.point.shape[1])
+        self._block.append((chunk.accepted, result, naive, finite))
+        if self.scales_path is not None:
+            periods, scales = seasonal_scales(chunk.values, freqs)
+            self._scales.append(pa.table({ID: chunk.accepted[ID].to_numpy()[finite], "season_length": periods[finite],
+                                          "scale": scales[finite]}, schema=SCALES_SCHEMA))
+        self._block_rows += int(finite.sum()) * result.point.shape[1]
+        if self._block_rows >= self.BLOCK_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._block:
+            return
+        accepted = pd.concat([part[0] for part in self._block], ignore_index=True)
+        result = ForecastResult(*(np.concatenate([getattr(part[1], name) for part in self._block])
+                                  for name in ("point", "mean", "quantiles")))
+        naive = np.concatenate([part[2] for part in self._block])
+        keep = np.concatenate([part[3] for part in self._block])
+        self._block, self._block_rows = [], 0
+        table = forecast_table(accepted, result, naive, model=self.model, run_id=self.run_id,
+                               created_at=self.created_at, keep=keep)
+        if table.num_rows:
+            self._writer.write_table(table, row_group_size=max(int(keep.sum()), self.MIN_ROW_GROUP))
         self.rows += table.num_rows
 
     def __enter__(self) -> ForecastSink:
@@ -211,7 +309,14 @@ class ForecastSink:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
-        self._writer.close()
+        try:
+            if kind is None:
+                self._flush()
+                if self.scales_path is not None:
+                    scales = pa.concat_tables([SCALES_SCHEMA.empty_table(), *self._scales])
+                    pq.write_table(scales, self.scales_path, **parquet_options(SCALES_SCHEMA))
+        finally:
+            self._writer.close()
 
 
 def run_engine(model: TimesFmEngine, frame: pd.DataFrame, accepted: pd.DataFrame, horizon: int,

@@ -6,10 +6,8 @@ published partitions, at most ``lookback_runs`` of them; nothing is loaded whole
 
 The scale of a series (the MASE denominator, also the unit of its revisions) is the mean absolute seasonal
 difference of its history in this run's input, as the backtest's (``pipeline.scoring.seasonal_scale``), over
-the whole history: it is one pass over the input, with no sort. The input is regular and in canonical order
-(``validate-series`` writes it so), so the point one season back is the row ``m`` rows before, in the same
-series: a positional join of the input with itself shifted by ``m`` rows, not a window function (measured at
-20M rows on 2 cores: 0.9 s against 3.1 s for ``lag() OVER``).
+the whole history. The forecast stage computes it, where each series' history is in memory, and stages it
+beside the forecasts (``SCALES_SCHEMA``): a pass over the input here cost as much as the rest of the stage.
 """
 
 from __future__ import annotations
@@ -23,6 +21,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,16 +31,17 @@ from pipeline.contracts import (
     QUANTILE_COLUMNS,
     QUANTILE_LEVELS,
     REALIZED_SCHEMA,
+    REALIZED_SERIES_SCHEMA,
     REVISION_SCHEMA,
 )
 from pipeline.errors import InputDataError
-from pipeline.frequency import season_length
 from pipeline.publish import DATA_FILE, partition_dir
 from pipeline.sources.database import time_limit
 from pipeline.tables import parquet_options
 
 __all__ = [
     "MOST_REVISED",
+    "REALIZED_METRICS",
     "MonitorInputs",
     "MonitorSummary",
     "MonitoringTimeout",
@@ -67,8 +67,8 @@ class MonitorInputs:
     as_of: date
     run_id: str
     forecasts: Path  # this run's staged forecasts
-    status: Path  # this run's staged series status (the frequency of each accepted series)
-    actuals: list[Path]  # this run's regularised input: one file, or one per shard, in canonical order
+    scales: list[Path]  # each forecast series' season length and scale (SCALES_SCHEMA): one file, or one per shard
+    actuals: list[Path]  # this run's regularised input: one file, or one per shard
     staging: Path
     revision_threshold: float
     lookback_runs: int
@@ -87,7 +87,9 @@ class MonitorSummary(BaseModel):
     series_gone: int = 0
     forecast_runs_scored: int = 0
     points_scored: int = 0
-    actuals_through: datetime | None = None  # the input's last timestamp: the next run's state starts there
+    actuals_through: datetime | None = None  # the last target date it scored to: the next run's state starts there
+    state_as_of: date | None = None  # the earlier run whose state it continued (None: it read the whole lookback)
+    scored_from: datetime | None = None  # that run's actuals_through
     accuracy: dict[str, float] = Field(default_factory=dict)  # mase, coverage_80, ... of the points scored
     most_revised: list[dict[str, Any]] = Field(default_factory=list)
     tables: list[str] = Field(default_factory=list)  # the staged tables to publish
@@ -121,7 +123,8 @@ def published_partitions(root: Path, table: str, job: str) -> list[tuple[date, P
 
 
 def monitor_job(inputs: MonitorInputs) -> MonitorSummary:
-    """Stages ``revisions.parquet`` and ``realized_accuracy.parquet`` for this run; returns what they hold.
+    """Stages ``revisions.parquet``, ``realized_accuracy.parquet`` and ``realized_accuracy_by_series.parquet``
+    for this run (and its state, ``monitor_pending.parquet``); returns what they hold.
 
     A table with nothing to say (no previous run; nothing left to score) is not staged, so a run publishes
     no empty partition; ``tables`` lists the staged ones, and the caller withdraws the others' partitions of
@@ -135,54 +138,34 @@ def monitor_job(inputs: MonitorInputs) -> MonitorSummary:
     with duckdb.connect() as con:
         try:
             with time_limit(con, inputs.max_seconds):
-                if earlier:  # a job's first run has nothing to compare or score: no pass over its input
-                    _seasons(con, inputs.status)
-                    _scales(con, inputs.actuals)
+                _scales(con, inputs.scales)
                 summary = _revisions(con, inputs, earlier[-1] if earlier else None)
-                scored = _realized(con, inputs, earlier)
-                accuracy = _latest(con, inputs.staging / "realized_accuracy.parquet") if scored[1] else {}
+                runs, points, plan = _realized(con, inputs, earlier)
+                accuracy = _latest(con, inputs.staging / "realized_accuracy.parquet") if points else {}
         except InputDataError as exc:  # time_limit's: its fix names the source query's setting, not ours
             raise MonitoringTimeout(
                 f"Monitoring ran longer than monitor.max_seconds ({inputs.max_seconds:g} s) and was stopped. Fix: "
                 "lower monitor.lookback_runs (fewer earlier runs to read) or raise monitor.max_seconds.") from exc
-    tables = [*(["revisions"] if summary.previous_as_of else []), *(["realized_accuracy"] if scored[1] else []),
+    tables = [*(["revisions"] if summary.previous_as_of else []),
+              *(["realized_accuracy", "realized_accuracy_by_series"] if points else []),
               *(["monitor_pending"] if (inputs.staging / "monitor_pending.parquet").is_file() else [])]
-    span = _span(inputs.actuals)
-    return summary.model_copy(update={"forecast_runs_scored": scored[0], "points_scored": scored[1],
-                                      "accuracy": accuracy, "tables": tables,
-                                      "actuals_through": span[1] if span else None})
+    state = plan.state if plan else None
+    return summary.model_copy(update={
+        "forecast_runs_scored": runs, "points_scored": points, "accuracy": accuracy, "tables": tables,
+        "actuals_through": plan.through if plan else None,
+        "state_as_of": state.as_of if state else None, "scored_from": state.actuals_through if state else None})
 
 
 def _files(paths: list[Path]) -> str:
     return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
 
 
-def _seasons(con: duckdb.DuckDBPyConnection, status: Path) -> None:
-    """``seasons(unique_id, m)``: each accepted series' seasonal period, from the frequency it was
-    regularised to (as the backtest's)."""
-    freqs = [row[0] for row in con.execute(f"SELECT DISTINCT freq FROM read_parquet({_files([status])}) "
-                                           "WHERE status = 'ok' AND freq IS NOT NULL").fetchall()]
-    con.execute("CREATE TEMP TABLE periods (freq VARCHAR, m INTEGER)")
-    if freqs:
-        con.executemany("INSERT INTO periods VALUES (?, ?)", [(f, season_length(f)) for f in freqs])
-    con.execute(f"CREATE TEMP TABLE seasons AS SELECT unique_id, m FROM read_parquet({_files([status])}) "
-                "JOIN periods USING (freq) WHERE status = 'ok'")
-
-
-def _scales(con: duckdb.DuckDBPyConnection, actuals: list[Path]) -> None:
-    """``scales(unique_id, scale)``: the mean absolute seasonal difference of each series' history, missing
-    values left out; one positional pass over the input per distinct seasonal period."""
-    con.execute("CREATE TEMP TABLE scales (unique_id VARCHAR, scale DOUBLE)")
-    periods = [row[0] for row in con.execute("SELECT DISTINCT m FROM seasons ORDER BY m").fetchall()]
-    files = _files(actuals)
-    for m in periods:
-        only = "" if len(periods) == 1 else f" AND a.unique_id IN (SELECT unique_id FROM seasons WHERE m = {int(m)})"
-        # Row i of the shifted scan is row i + m of the input: the same series m periods later, when the id agrees.
-        con.execute(f"""
-            INSERT INTO scales
-            SELECT a.unique_id, avg(abs(b.later - a.y)) FROM (SELECT unique_id, y FROM read_parquet({files})) a
-            POSITIONAL JOIN (SELECT unique_id AS later_id, y AS later FROM read_parquet({files}) OFFSET {int(m)}) b
-            WHERE a.unique_id = b.later_id{only} GROUP BY a.unique_id""")
+def _scales(con: duckdb.DuckDBPyConnection, paths: list[Path]) -> None:
+    """``seasons(unique_id, m)`` and ``scales(unique_id, scale)`` of this run's forecast series, as the forecast
+    stage computed them from the histories it had in memory (``pipeline.forecasting.seasonal_scales``)."""
+    files = _files(paths)
+    con.execute(f"CREATE TEMP TABLE seasons AS SELECT unique_id, season_length AS m FROM read_parquet({files})")
+    con.execute(f"CREATE TEMP TABLE scales AS SELECT unique_id, scale FROM read_parquet({files})")
 
 
 def _revisions(con: duckdb.DuckDBPyConnection, inputs: MonitorInputs,
@@ -232,112 +215,161 @@ def _revisions(con: duckdb.DuckDBPyConnection, inputs: MonitorInputs,
 
 
 @dataclasses.dataclass(frozen=True)
-class _State:
-    """What the job's latest earlier run with monitoring left: its as_of, when it was published, how far its
-    actuals reached, and its pending points (None: it had none)."""
+class _Record:
+    """What a run with monitoring left in its manifest: how far its actuals reached, and the earlier run whose
+    state it continued (None: it read every earlier forecast of its lookback) with that run's ``actuals_through``."""
 
     as_of: date
-    created_at: float  # Unix time of its manifest
     actuals_through: datetime
-    pending: Path | None
+    state_as_of: date | None
+    scored_from: datetime | None
 
 
-def _realized(con: duckdb.DuckDBPyConnection, inputs: MonitorInputs,
-              earlier: list[tuple[date, Path]]) -> tuple[int, int]:
-    """Stages ``realized_accuracy.parquet``: every point of the ``earlier`` forecasts this run has an actual for
-    and no other run of the job scored, and ``monitor_pending.parquet``: those it could not score yet; returns
-    (forecast runs, points) scored."""
-    span = _span(inputs.actuals)
-    if not earlier or span is None:
-        return 0, 0
-    state = _state(inputs, first=earlier[0][0])
-    con.execute(f"CREATE TEMP TABLE candidates AS {_candidates(inputs, earlier, state)}", [span[1]])
-    con.execute("CREATE TEMP TABLE todo AS SELECT c.*, s.m FROM candidates c JOIN seasons s USING (unique_id) "
-                "WHERE c.ds >= ?", [span[0]])
-    [(oldest,)] = con.execute(_OLDEST_NEEDED).fetchall()
-    con.execute("CREATE TEMP TABLE tail (unique_id VARCHAR, ds TIMESTAMP, y DOUBLE, row BIGINT)")
-    if oldest is not None:
-        # One scan of the input, from the oldest history point a seasonal-naive value can need: target and
-        # seasonal values are then rows of this tail, found by their row number (a series lives in one file).
-        con.execute(f"""INSERT INTO tail SELECT unique_id, ds, y, file_row_number
-                        FROM read_parquet({_files(inputs.actuals)}, file_row_number = true) WHERE ds >= ?""",
-                    [oldest])
-    _pending(con, inputs.staging / "monitor_pending.parquet")
-    table = con.sql(_SCORE_SQL, params=[inputs.run_id])
-    path = inputs.staging / "realized_accuracy.parquet"
-    if _write(table, REALIZED_SCHEMA, path) == 0:
-        path.unlink()
-        return 0, 0
-    [(runs, points)] = con.execute("SELECT count(DISTINCT forecast_as_of), count(*) FROM read_parquet(?)",
-                                   [str(path)]).fetchall()
-    return runs, points
-
-
-def _candidates(inputs: MonitorInputs, earlier: list[tuple[date, Path]], state: _State | None) -> str:
-    """The query of the points that may be scored now (``?``: the input's last timestamp).
-
-    Without a state, every point of the ``earlier`` forecasts up to now, less those other runs scored. With
-    the state of the latest earlier run: the forecasts since that run whole, the earlier ones only past the
-    actuals it had, and its pending points; less what runs after it, or published after it, scored (a re-run
-    of another day). Either way the same points, the second without reading settled forecasts again.
-    """
-    columns = (f"unique_id, CAST(as_of AS DATE) AS forecast_as_of, step, ds, cutoff, forecast, "
-               f"{', '.join(QUANTILE_COLUMNS)}, run_id AS forecast_run_id")
-    partitions = published_partitions(inputs.output_root, "realized_accuracy", inputs.job)
-    if state is None:
-        parts = [f"SELECT {columns} FROM read_parquet({_files([p for _, p in earlier])}, hive_partitioning = true) "
-                 "WHERE ds <= $1"]
-        others = [path for day, path in partitions if day != inputs.as_of and day > earlier[0][0]]
-    else:
-        since = [path for day, path in earlier if day >= state.as_of]
-        before = [path for day, path in earlier if day < state.as_of and _last_ds(path) > state.actuals_through]
-        through = f"TIMESTAMP '{state.actuals_through.isoformat(sep=' ')}'"
-        parts = [*([f"SELECT {columns} FROM read_parquet({_files(since)}, hive_partitioning = true) "
-                    "WHERE ds <= $1"] if since else []),
-                 *([f"SELECT {columns} FROM read_parquet({_files(before)}, hive_partitioning = true) "
-                    f"WHERE ds > {through} AND ds <= $1"] if before else []),
-                 *([f"SELECT {', '.join(PENDING_SCHEMA.names)} FROM read_parquet({_files([state.pending])}, "
-                    f"hive_partitioning = false) WHERE forecast_as_of >= "
-                    f"DATE '{earlier[0][0].isoformat()}'"] if state.pending else [])]
-        others = [path for day, path in partitions if day != inputs.as_of
-                  and (day > state.as_of or path.stat().st_mtime > state.created_at)]
-    union = " UNION ALL ".join(parts) if parts else _NO_CANDIDATES
-    if not others:
-        return f"SELECT * FROM ({union})"
-    return (f"SELECT * FROM ({union}) ANTI JOIN (SELECT unique_id, forecast_as_of, ds FROM "
-            f"read_parquet({_files(others)})) USING (unique_id, forecast_as_of, ds)")
-
-
-def _pending(con: duckdb.DuckDBPyConnection, path: Path) -> None:
-    """Stages the candidates not scored (yet): their actual missing, or their series not in this input."""
-    query = con.sql(f"""
-        SELECT {', '.join(PENDING_SCHEMA.names)} FROM candidates c
-        ANTI JOIN (SELECT t.unique_id, t.forecast_as_of, t.ds FROM todo t JOIN tail a USING (unique_id, ds)
-                   WHERE a.y IS NOT NULL) USING (unique_id, forecast_as_of, ds)""")
-    if _write(query, PENDING_SCHEMA, path) == 0:
-        path.unlink()
-
-
-def _state(inputs: MonitorInputs, *, first: date) -> _State | None:
-    """The monitoring state of the job's latest earlier run, if it left one within the lookback (a run whose
-    monitoring failed or was off leaves none, and the run before it counts)."""
-    manifests = sorted((inputs.output_root / "runs" / f"job={inputs.job}").glob("as_of=*/*.parquet"), reverse=True)
-    for path in manifests:
+def _records(inputs: MonitorInputs) -> list[_Record]:
+    """The job's runs whose monitoring ran (their manifest's record has ``actuals_through``), oldest first."""
+    found = []
+    for path in (inputs.output_root / "runs" / f"job={inputs.job}").glob("as_of=*/*.parquet"):
         match = _AS_OF.match(path.parent.name)
-        if not match or not first <= date.fromisoformat(match.group(1)) < inputs.as_of:
+        if not match:
             continue
-        table = pq.read_table(path)
-        if "monitoring" not in table.column_names or table.num_rows != 1:
+        table = pq.read_table(path, columns=["monitoring"]) if "monitoring" in pq.read_schema(path).names else None
+        if table is None or table.num_rows != 1:
             continue
         record = json.loads(table.column("monitoring")[0].as_py() or "{}")
         if not record.get("actuals_through"):
             continue
-        day = date.fromisoformat(match.group(1))
-        pending = partition_dir(inputs.output_root, "monitor_pending", inputs.job, day.isoformat()) / DATA_FILE
-        return _State(as_of=day, created_at=table.column("created_at")[0].as_py().timestamp(),
-                      actuals_through=datetime.fromisoformat(record["actuals_through"]),
-                      pending=pending if pending.is_file() else None)
-    return None
+        found.append(_Record(
+            as_of=date.fromisoformat(match.group(1)), actuals_through=datetime.fromisoformat(record["actuals_through"]),
+            state_as_of=date.fromisoformat(record["state_as_of"]) if record.get("state_as_of") else None,
+            scored_from=datetime.fromisoformat(record["scored_from"]) if record.get("scored_from") else None))
+    return sorted(found, key=lambda r: r.as_of)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """Which points this run scores: the candidates' query, the last target date it may score, and the state
+    it continues."""
+
+    candidates: str
+    through: datetime
+    state: _Record | None
+
+
+def _plan(inputs: MonitorInputs, earlier: list[tuple[date, Path]], through: datetime) -> _Plan | None:
+    """The points this run scores, or None when they are a later run's.
+
+    A point is scored once, by the first run (in ``as_of`` order) whose input holds its actual. Each run
+    continues the state of the latest earlier run with monitoring: that run's ``actuals_through`` and its
+    pending points. A re-run of an ``as_of`` that later runs followed changes nothing they scored: when the
+    next of them continued this ``as_of``'s state, this run scores up to where that state ended, less the
+    points the earlier run of this ``as_of`` left pending (the later runs took those); when it continued an
+    earlier state, every point here was its (this ``as_of`` is new, or its run had no monitoring).
+    """
+    records = _records(inputs)
+    later = next((r for r in records if r.as_of > inputs.as_of), None)
+    own_pending = None
+    if later is not None:
+        if later.state_as_of != inputs.as_of or later.scored_from is None:
+            return None
+        through = min(through, later.scored_from)
+        own_pending = partition_dir(inputs.output_root, "monitor_pending", inputs.job, inputs.as_of.isoformat()) \
+            / DATA_FILE
+    state = next((r for r in reversed(records) if earlier[0][0] <= r.as_of < inputs.as_of), None)
+    query = _candidates(inputs, earlier, state, through)
+    if own_pending is not None and own_pending.is_file():
+        query = (f"SELECT * FROM ({query}) ANTI JOIN (SELECT unique_id, forecast_as_of, ds FROM read_parquet("
+                 f"{_files([own_pending])}, hive_partitioning = false)) USING (unique_id, forecast_as_of, ds)")
+    return _Plan(candidates=query, through=through, state=state)
+
+
+def _realized(con: duckdb.DuckDBPyConnection, inputs: MonitorInputs,
+              earlier: list[tuple[date, Path]]) -> tuple[int, int, _Plan | None]:
+    """Stages ``realized_accuracy.parquet`` and ``realized_accuracy_by_series.parquet``: the sums of every point of
+    the ``earlier`` forecasts this run has the actual for and no other run scores, and ``monitor_pending.parquet``:
+    those it could not score yet; returns (forecast runs, points) scored and the plan followed (None: the points
+    are a later run's, and this run leaves no state).
+
+    The points stream from the Parquet files through one join and one aggregation (two grouping sets); they are
+    never materialised: at a million series a nightly job scores about ``horizon`` million points.
+    """
+    span = _span(inputs.actuals)
+    if span is None:
+        return 0, 0, None
+    if not earlier:  # nothing to score; the next run continues from here
+        return 0, 0, _Plan(candidates=_NO_CANDIDATES, through=span[1], state=None)
+    plan = _plan(inputs, earlier, span[1])
+    if plan is None:
+        return 0, 0, None
+    first = _timestamp(span[0])
+    [(candidates, earliest)] = con.execute(f"SELECT count(*), min(ds) FILTER (WHERE ds >= {first}) "
+                                           f"FROM ({plan.candidates})").fetchall()
+    if not candidates:
+        return 0, 0, plan
+    # One scan of the input for the actuals of the candidates' target dates (the seasonal-naive forecasts came
+    # with the forecasts, made from the same history as they were).
+    con.execute("CREATE TEMP TABLE tail (unique_id VARCHAR, ds TIMESTAMP, y DOUBLE)")
+    if earliest is not None:
+        con.execute(f"INSERT INTO tail SELECT unique_id, ds, y FROM read_parquet({_files(inputs.actuals)}) "
+                    "WHERE ds >= ? AND ds <= ? AND y IS NOT NULL", [earliest, plan.through])
+    sums = con.sql(_SCORE_SQL.format(candidates=plan.candidates, first=first)).to_arrow_table()
+    per_cell = sums.filter(pc.field("per_cell"))
+    points = int(pc.sum(per_cell.column("n_points")).as_py() or 0)
+    if points:
+        _write_table(per_cell.append_column("run_id", pa.array([inputs.run_id] * per_cell.num_rows, pa.string())),
+                     REALIZED_SCHEMA, inputs.staging / "realized_accuracy.parquet")
+        per_series = sums.filter(~pc.field("per_cell"))
+        _write_table(per_series.append_column("run_id", pa.array([inputs.run_id] * per_series.num_rows, pa.string())),
+                     REALIZED_SERIES_SCHEMA, inputs.staging / "realized_accuracy_by_series.parquet")
+    if points < candidates:
+        _pending(con, plan.candidates, inputs.staging / "monitor_pending.parquet")
+    runs = len(set(per_cell.column("forecast_as_of").to_pylist()))
+    return runs, points, plan
+
+
+def _timestamp(value: datetime) -> str:
+    return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
+
+
+def _candidates(inputs: MonitorInputs, earlier: list[tuple[date, Path]], state: _Record | None,
+                through: datetime) -> str:
+    """The query of the points that may be scored now: forecast points up to ``through``.
+
+    Without a state, every point of the ``earlier`` forecasts. With the state of the latest earlier run with
+    monitoring: the forecasts since that run whole, the earlier ones only past the actuals it had (a forecast
+    that ends before them is not read at all), and its pending points. The same points either way, the second
+    without reading settled forecasts again.
+    """
+    upto = _timestamp(through)
+
+    def read(paths: list[Path]) -> str:  # forecasts published before their seasonal_naive column: it is empty
+        naive = "seasonal_naive" if any("seasonal_naive" in pq.read_schema(p).names for p in paths) else \
+            "CAST(NULL AS DOUBLE) AS seasonal_naive"
+        return (f"SELECT unique_id, CAST(as_of AS DATE) AS forecast_as_of, step, ds, cutoff, forecast, "
+                f"{', '.join(QUANTILE_COLUMNS)}, {naive}, run_id AS forecast_run_id FROM read_parquet("
+                f"{_files(paths)}, hive_partitioning = true, union_by_name = true)")
+
+    if state is None:
+        parts = [f"{read([p for _, p in earlier])} WHERE ds <= {upto}"]
+    else:
+        since = [path for day, path in earlier if day >= state.as_of]
+        before = [path for day, path in earlier if day < state.as_of and _last_ds(path) > state.actuals_through]
+        settled = _timestamp(state.actuals_through)
+        pending = partition_dir(inputs.output_root, "monitor_pending", inputs.job, state.as_of.isoformat()) / DATA_FILE
+        parts = [*([f"{read(since)} WHERE ds <= {upto}"] if since else []),
+                 *([f"{read(before)} WHERE ds > {settled} AND ds <= {upto}"] if before else []),
+                 *([f"SELECT {', '.join(PENDING_SCHEMA.names)} FROM read_parquet({_files([pending])}, "
+                    f"hive_partitioning = false) WHERE forecast_as_of >= DATE '{earlier[0][0].isoformat()}' "
+                    f"AND ds <= {upto}"] if pending.is_file() else [])]
+    return " UNION ALL ".join(parts) if parts else _NO_CANDIDATES
+
+
+def _pending(con: duckdb.DuckDBPyConnection, candidates: str, path: Path) -> None:
+    """Stages the candidates not scored (yet): their actual missing, or their series not in this input."""
+    query = con.sql(f"""
+        SELECT {', '.join(PENDING_SCHEMA.names)} FROM ({candidates}) c
+        ANTI JOIN (SELECT unique_id, ds FROM tail SEMI JOIN seasons USING (unique_id)) USING (unique_id, ds)""")
+    if _write(query, PENDING_SCHEMA, path) == 0:
+        path.unlink()
 
 
 _DUCK = {pa.string(): "VARCHAR", pa.date32(): "DATE", pa.int32(): "INTEGER", pa.timestamp("us"): "TIMESTAMP",
@@ -367,40 +399,60 @@ def _span(paths: list[Path]) -> tuple[datetime, datetime] | None:
     return (min(lows), max(highs)) if lows else None
 
 
-# The earliest history point any seasonal-naive value of the points to score may need: m * ceil(h / m)
-# periods before the target, a period taken as the target's distance from the cutoff over its step, with a
-# margin of twice that for calendar periods of unequal length (months).
-_OLDEST_NEEDED = """
-    SELECT make_timestamp(min(epoch_us(cutoff) - 2 * m * ((step + m - 1) // m)
-                              * ((epoch_us(ds) - epoch_us(cutoff)) // step)))
-    FROM todo"""
+# The pinball losses summed over q10..q90: max(t (y - q), (t - 1) (y - q)) = t (y - q) + max(q - y, 0), so the
+# sum is sum(t) y - sum(t q) + sum(max(q - y, 0)): one comparison per quantile instead of two products and a max.
+_PINBALL = (f"{sum(QUANTILE_LEVELS) / 100!r} * y - ("
+            + " + ".join(f"{level / 100!r} * {q}" for level, q in zip(QUANTILE_LEVELS, QUANTILE_COLUMNS, strict=True))
+            + ") + " + " + ".join(f"greatest({q} - y, 0)" for q in QUANTILE_COLUMNS))
 
-_PINBALL = " + ".join(f"greatest({level / 100} * (y - {q}), ({level / 100} - 1) * (y - {q}))"
-                      for level, q in zip(QUANTILE_LEVELS, QUANTILE_COLUMNS, strict=True))
-
-# The seasonal-naive forecast from the history up to the cutoff: step h repeats the point m * ceil(h / m)
-# periods before its target, the last season's value (rows of a regular series, as in the backtest).
+# Each scored point: the actual, and the errors of the forecast and of the seasonal-naive forecast published
+# beside it; summed per (forecast run, step) and per series in one pass (grouping sets).
 _SCORE_SQL = f"""
     WITH hit AS (
-        SELECT t.*, a.y, a.row, sc.scale FROM todo t JOIN tail a USING (unique_id, ds)
-        LEFT JOIN scales sc USING (unique_id) WHERE a.y IS NOT NULL),
-    naive AS (
-        SELECT h.*, n.y AS seasonal_naive FROM hit h
-        LEFT JOIN tail n ON n.unique_id = h.unique_id AND n.row = h.row - h.m * ((h.step + h.m - 1) // h.m)
-         AND n.ds <= h.cutoff)
-    SELECT unique_id, forecast_as_of, step, ds, cutoff, y, forecast, seasonal_naive,
-           abs(y - forecast) AS abs_error, (y - forecast) ^ 2 AS squared_error,
-           CASE WHEN abs(y) + abs(forecast) = 0 THEN 0 ELSE abs(y - forecast) / (abs(y) + abs(forecast)) END
-               AS smape,
-           abs(y - forecast) / nullif(scale, 0) AS scaled_error,
-           ({_PINBALL}) / {len(QUANTILE_COLUMNS)} AS quantile_loss,
-           q10 <= y AND y <= q90 AS covered,
-           abs(y - seasonal_naive) AS sn_abs_error, (y - seasonal_naive) ^ 2 AS sn_squared_error,
-           CASE WHEN seasonal_naive IS NULL THEN NULL WHEN abs(y) + abs(seasonal_naive) = 0 THEN 0
-                ELSE abs(y - seasonal_naive) / (abs(y) + abs(seasonal_naive)) END AS sn_smape,
-           abs(y - seasonal_naive) / nullif(scale, 0) AS sn_scaled_error,
-           scale, m AS season_length, forecast_run_id, ? AS run_id
-    FROM naive"""
+        SELECT c.*, c.seasonal_naive AS sn, s.m, a.y, sc.scale FROM ({{candidates}}) c
+        JOIN seasons s USING (unique_id) JOIN tail a USING (unique_id, ds) LEFT JOIN scales sc USING (unique_id)
+        WHERE c.ds >= {{first}}),
+    points AS (
+        SELECT unique_id, forecast_as_of, step, ds, forecast_run_id, y, scale, m,
+               abs(y - forecast) AS abs_error, (y - forecast) ^ 2 AS squared_error,
+               CASE WHEN abs(y) + abs(forecast) = 0 THEN 0 ELSE abs(y - forecast) / (abs(y) + abs(forecast)) END
+                   AS smape,
+               abs(y - forecast) / nullif(scale, 0) AS scaled_error,
+               ({_PINBALL}) / {len(QUANTILE_COLUMNS)} AS quantile_loss,
+               q10 <= y AND y <= q90 AS covered, sn,
+               abs(y - sn) AS sn_abs_error, (y - sn) ^ 2 AS sn_squared_error,
+               CASE WHEN sn IS NULL THEN NULL WHEN abs(y) + abs(sn) = 0 THEN 0
+                    ELSE abs(y - sn) / (abs(y) + abs(sn)) END AS sn_smape,
+               abs(y - sn) / nullif(scale, 0) AS sn_scaled_error
+        FROM hit)
+    SELECT GROUPING(unique_id) = 1 AS per_cell, unique_id, forecast_as_of, step, forecast_run_id,
+           min(forecast_as_of) AS first_forecast_as_of, max(forecast_as_of) AS last_forecast_as_of,
+           min(ds) AS first_ds, max(ds) AS last_ds,
+           count(*) AS n_points, sum(abs_error) AS sum_abs_error, sum(squared_error) AS sum_squared_error,
+           sum(smape) AS sum_smape, count(scaled_error) AS n_scaled,
+           coalesce(sum(scaled_error), 0) AS sum_scaled_error, sum(quantile_loss) AS sum_quantile_loss,
+           sum(abs(y)) AS sum_abs_y, count(*) FILTER (WHERE covered) AS n_covered, count(sn) AS n_sn,
+           coalesce(sum(sn_abs_error), 0) AS sum_sn_abs_error,
+           coalesce(sum(sn_squared_error), 0) AS sum_sn_squared_error,
+           coalesce(sum(sn_smape), 0) AS sum_sn_smape, count(sn_scaled_error) AS n_sn_scaled,
+           coalesce(sum(sn_scaled_error), 0) AS sum_sn_scaled_error,
+           coalesce(sum(scaled_error) FILTER (WHERE sn_scaled_error IS NOT NULL), 0) AS sum_paired_scaled_error,
+           any_value(scale) AS scale, any_value(m) AS season_length
+    FROM points GROUP BY GROUPING SETS ((forecast_as_of, step, forecast_run_id), (unique_id))
+    ORDER BY per_cell, unique_id, forecast_as_of, step"""
+
+# Realized accuracy of a group of rows of realized_accuracy (or realized_accuracy_by_series), as the backtest
+# defines each metric (pipeline/scoring.py); the skill compares TimesFM and seasonal naive on the points both have.
+REALIZED_METRICS = (
+    "sum(n_points) AS n_points, sum(sum_abs_error) / sum(n_points) AS mae, "
+    "sqrt(sum(sum_squared_error) / sum(n_points)) AS rmse, sum(sum_smape) / sum(n_points) AS smape, "
+    "sum(sum_scaled_error) / nullif(sum(n_scaled), 0) AS mase, "
+    "2 * sum(sum_quantile_loss) / nullif(sum(sum_abs_y), 0) AS scaled_crps, "
+    "CAST(sum(n_covered) AS DOUBLE) / sum(n_points) AS coverage_80, "
+    "sum(sum_sn_abs_error) / nullif(sum(n_sn), 0) AS seasonal_naive_mae, "
+    "sum(sum_sn_scaled_error) / nullif(sum(n_sn_scaled), 0) AS seasonal_naive_mase, "
+    "1 - sum(sum_paired_scaled_error) / nullif(sum(sum_sn_scaled_error), 0) AS skill_vs_seasonal_naive"
+)
 
 
 def _latest(con: duckdb.DuckDBPyConnection, path: Path) -> dict[str, float]:
@@ -409,16 +461,15 @@ def _latest(con: duckdb.DuckDBPyConnection, path: Path) -> dict[str, float]:
     forecasts without reading earlier partitions (the catalog's views hold the longer windows)."""
     if not path.is_file():
         return {}
-    row = con.execute("""
-        SELECT avg(scaled_error) AS mase, avg(CAST(covered AS DOUBLE)) AS coverage_80,
-               2 * sum(quantile_loss) / nullif(sum(abs(y)), 0) AS scaled_crps, avg(smape) AS smape,
-               avg(sn_scaled_error) AS seasonal_naive_mase,
-               1 - sum(scaled_error) FILTER (WHERE sn_scaled_error IS NOT NULL)
-                   / nullif(sum(sn_scaled_error), 0) AS skill_vs_seasonal_naive
-        FROM read_parquet(?)""", [str(path)])
+    row = con.execute(f"SELECT {REALIZED_METRICS} FROM read_parquet(?)", [str(path)])
     names = [column[0] for column in row.description]
     values = dict(zip(names, row.fetchone() or (), strict=True))
-    return {name: round(float(value), 6) for name, value in values.items() if value is not None}
+    return {name: round(float(value), 6) for name, value in values.items()
+            if value is not None and name not in ("n_points", "mae", "rmse", "seasonal_naive_mae")}
+
+
+def _write_table(table: pa.Table, schema: pa.Schema, path: Path) -> None:
+    pq.write_table(table.select(schema.names).cast(schema), path, **parquet_options(schema))
 
 
 def _write(result: duckdb.DuckDBPyRelation, schema: pa.Schema, path: Path) -> int:

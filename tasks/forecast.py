@@ -25,7 +25,15 @@ from forecast_model import (
 from pipeline.accounting import SeriesCounts, check_rejected_fraction, check_something_forecast, reason_examples
 from pipeline.contracts import COVARIATE_EFFECTS_SCHEMA, ID, STATUS_SCHEMA, SeriesStatus
 from pipeline.covariate_data import AlignedCovariates, effects_frame
-from pipeline.forecasting import Chunk, ForecastSink, chunk_size, engine_threads, mark_series_failed, read_chunks
+from pipeline.forecasting import (
+    SCALES_FILE,
+    Chunk,
+    ForecastSink,
+    chunk_size,
+    engine_threads,
+    mark_series_failed,
+    read_chunks,
+)
 from pipeline.manifest import ModelInfo
 from pipeline.overlap import pipelined
 from pipeline.progress import ProgressReporter
@@ -51,6 +59,7 @@ class ForecastStats(BaseModel):
     overlap_seconds: float = 0.0  # of the engine's and the host's seconds, how many ran at the same time
     forecasts_path: Path
     status_path: Path
+    scales_path: Path  # each forecast series' season length and scale, for monitoring
     effects_path: Path | None = None  # with covariates (and covariates.effects): the covariate_effects table
 
     def split(self) -> dict[str, float]:
@@ -114,7 +123,8 @@ def forecast_series(regular_path: Path, status_path: Path, staging: Path, run: R
 
     partial = staging / "forecasts.parquet.partial"  # a forecasts table is staged only once the checks pass
     try:
-        with ForecastSink(partial, model=run.engine.checkpoint, run_id=run.run_id, created_at=created_at) as sink:
+        with ForecastSink(partial, model=run.engine.checkpoint, run_id=run.run_id, created_at=created_at,
+                          scales=staging / SCALES_FILE) as sink:
             with _engine_threads(model, run):
                 seconds = pipelined(read_chunks(regular_path, accepted, chunk_size(model)), infer, sink,
                                     overlap=run.overlap)
@@ -142,6 +152,7 @@ def forecast_series(regular_path: Path, status_path: Path, staging: Path, run: R
         host_seconds=round(seconds.produce + seconds.consume, 4), overlap_seconds=seconds.hidden,
         forecasts_path=partial.replace(staging / "forecasts.parquet"),
         status_path=write_table(status, STATUS_SCHEMA, staging / "series_status.parquet"), effects_path=effects_path,
+        scales_path=staging / SCALES_FILE,
     )
 
 

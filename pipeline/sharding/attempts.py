@@ -118,13 +118,16 @@ def read_attempt(staging: Path, shard: int, attempt: str) -> ShardRecord | None:
 def combine_tables(staging: Path, records: list[ShardRecord], table: str, schema: pa.Schema) -> Path:
     """Streams one table of every committed attempt, in shard order, into ``<staging>/<table>.parquet``.
 
-    One shard's table is in memory at a time; each becomes its own row groups in the output.
+    Row group by row group, each kept as the shard wrote it (the forecasts' row groups of one step each, which
+    a reader of some target dates relies on); one row group is in memory at a time.
     """
     target = staging / f"{table}.parquet"
     with pq.ParquetWriter(target, schema, **parquet_options(schema)) as writer:
         for record in sorted(records, key=lambda r: r.shard):
-            part = attempt_path(staging, record.shard, record.attempt) / f"{table}.parquet"
-            writer.write_table(pq.read_table(part, schema=schema))
+            part = pq.ParquetFile(attempt_path(staging, record.shard, record.attempt) / f"{table}.parquet")
+            for group in range(part.num_row_groups):
+                rows = part.read_row_group(group)
+                writer.write_table(rows.cast(schema), row_group_size=max(rows.num_rows, 1))
     return target
 
 

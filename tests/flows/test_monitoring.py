@@ -27,7 +27,8 @@ pytestmark = pytest.mark.usefixtures("prefect_api")
 START = pd.Timestamp("2026-01-01")
 H, M = 3, 7  # horizon; the daily season
 LEVELS = np.arange(1, 10) - 5  # q10..q90 = point + k * spread, k = -4..4
-KEYS = ["unique_id", "forecast_as_of", "ds"]
+REALIZED = {"realized_accuracy": ["as_of", "forecast_as_of", "step"],
+            "realized_accuracy_by_series": ["as_of", "unique_id"]}
 
 
 class KnownForecaster:
@@ -126,6 +127,16 @@ def expected_points(scorer: int, scored_before: set[Point]) -> dict[Point, dict[
     return points
 
 
+def assert_sums(row: Any, points: list[dict[str, Any]], where: str) -> None:
+    """A published row of sums against the oracle's points."""
+    assert row.n_points == len(points), where
+    for column, name in (("sum_abs_error", "abs_error"), ("sum_scaled_error", "scaled_error"),
+                         ("sum_sn_scaled_error", "sn_scaled_error"), ("sum_quantile_loss", "quantile_loss"),
+                         ("n_covered", "covered")):
+        assert getattr(row, column) == pytest.approx(sum(p[name] for p in points), rel=1e-6), f"{column} of {where}"
+    assert row.sum_abs_y == pytest.approx(sum(abs(p["y"]) for p in points)), where
+
+
 def run_flow(flow: Any, workspace: Path, checkpoint: ResolvedCheckpoint, run: int, root: str,
              **extra: Any) -> RunSummary:
     return flow(source=FileSource(path=str(panel(workspace, run))), horizon=H, job="shop", as_of=as_of(run),
@@ -156,15 +167,23 @@ def test_consecutive_runs_score_and_compare_what_was_published(workspace: Path, 
     scored3 = expected_points(3, set(scored2))
     assert set(scored2) == {("alpha", 1, 40)}, "the oracle's own plan"
     assert set(scored3) == {("alpha", 1, 41), ("beta", 1, 40), ("beta", 1, 41), ("alpha", 2, 41), ("gamma", 2, 41)}
-    realized = read(root, "realized_accuracy")
-    got = {(r.unique_id, (r.forecast_as_of - pd.Timestamp(as_of(1))).days + 1, (r.ds - START).days): r
-           for r in realized.itertuples()}
-    assert set(got) == set(scored2) | set(scored3), "each point scored once, by the first run with its actual"
-    for key, want in {**scored2, **scored3}.items():
-        row = got[key]
-        for name, expected in want.items():
-            assert getattr(row, name) == pytest.approx(expected, rel=1e-6), f"{name} of {key}"
-    assert (realized[realized["as_of"] == pd.Timestamp(as_of(3))]["run_id"] == third.run_id).all()
+    for scorer, scored in ((2, scored2), (3, scored3)):
+        cells = read(root, "realized_accuracy")
+        cells = cells[cells["as_of"] == pd.Timestamp(as_of(scorer))]
+        got = {((r.forecast_as_of - pd.Timestamp(as_of(1))).days + 1, r.step): r for r in cells.itertuples()}
+        want = {(run, points["step"]) for (_, run, _), points in scored.items()}
+        assert set(got) == want, f"run {scorer}: one row per forecast run and step it scored"
+        for key, row in got.items():
+            assert_sums(row, [p for (_, run, _), p in scored.items() if (run, p["step"]) == key], f"{scorer} {key}")
+        series = read(root, "realized_accuracy_by_series")
+        series = series[series["as_of"] == pd.Timestamp(as_of(scorer))].set_index("unique_id")
+        assert set(series.index) == {name for name, _, _ in scored}
+        for name, row in series.iterrows():
+            assert_sums(row, [p for (s, _, _), p in scored.items() if s == name], f"{scorer} {name}")
+            assert row.scale == pytest.approx(scale(name, scorer)) and row.season_length == M
+    cells = read(root, "realized_accuracy")
+    assert cells["n_points"].sum() == len(scored2) + len(scored3), "each point scored once, by the first run with it"
+    assert (cells[cells["as_of"] == pd.Timestamp(as_of(3))]["run_id"] == third.run_id).all()
 
     revisions = read(root, "revisions").set_index(["as_of", "unique_id"])
     changes = revisions["change"].to_dict()
@@ -210,6 +229,10 @@ def test_consecutive_runs_score_and_compare_what_was_published(workspace: Path, 
         assert trend == {as_of(1): 4, as_of(2): 2}
         latest = con.execute("SELECT DISTINCT as_of FROM revisions_latest").fetchall()
         assert latest == [(as_of(3),)]
+        by_series = dict(con.execute("SELECT unique_id, mase FROM accuracy_by_series WHERE job = 'shop'").fetchall())
+        for name in ("alpha", "beta", "gamma"):
+            errors = [p["scaled_error"] for (s, _, _), p in [*scored2.items(), *scored3.items()] if s == name]
+            assert by_series[name] == pytest.approx(np.mean(errors), rel=1e-6), name
 
 
 @pytest.mark.slow  # four to six flow runs: 10-22 s here
@@ -217,13 +240,13 @@ def test_rerun_of_an_old_as_of_replaces_its_scores(workspace: Path, tiny_checkpo
                                                    known: None) -> None:
     for run in (1, 2, 3):
         run_flow(batch_forecast, workspace, tiny_checkpoint, run, "out")
-    before = read(workspace / "out", "realized_accuracy").drop(columns=["run_id"])
+    before = {table: read(workspace / "out", table).drop(columns=["run_id"]) for table in REALIZED}
     again = run_flow(batch_forecast, workspace, tiny_checkpoint, 2, "out")
-    after = read(workspace / "out", "realized_accuracy")
-    assert not after.duplicated(KEYS).any(), "a point scored twice"
-    assert (after[after["as_of"] == pd.Timestamp(as_of(2))]["run_id"] == again.run_id).all(), "its own partition"
-    pd.testing.assert_frame_equal(after.drop(columns=["run_id"]).sort_values(KEYS, ignore_index=True),
-                                  before.sort_values(KEYS, ignore_index=True))
+    for table, keys in REALIZED.items():
+        after = read(workspace / "out", table)
+        assert (after[after["as_of"] == pd.Timestamp(as_of(2))]["run_id"] == again.run_id).all(), "its own partition"
+        pd.testing.assert_frame_equal(after.drop(columns=["run_id"]).sort_values(keys, ignore_index=True),
+                                      before[table].sort_values(keys, ignore_index=True))
     assert again.monitoring["points_scored"] == 1 and again.monitoring["previous_as_of"] == as_of(1).isoformat()
 
 
@@ -233,7 +256,7 @@ def test_sharded_runs_publish_the_same_monitoring_tables(workspace: Path, tiny_c
     for run in (1, 2, 3):
         run_flow(batch_forecast, workspace, tiny_checkpoint, run, "plain")
         run_flow(sharded_forecast, workspace, tiny_checkpoint, run, "sharded", sharding=Sharding(shards=2))
-    for table, keys in (("revisions", ["as_of", "unique_id"]), ("realized_accuracy", ["as_of", *KEYS])):
+    for table, keys in (("revisions", ["as_of", "unique_id"]), *REALIZED.items()):
         plain, sharded = (read(workspace / root, table).drop(columns=["run_id", "previous_run_id", "forecast_run_id"],
                                                              errors="ignore").sort_values(keys, ignore_index=True)
                           for root in ("plain", "sharded"))

@@ -11,11 +11,16 @@ import pytest
 
 from forecast_model import ForecastResult
 from pipeline.contracts import FORECAST_SCHEMA, QUANTILE_COLUMNS
-from pipeline.forecasting import build_forecast_table, mark_series_failed
+from pipeline.forecasting import build_forecast_table, mark_series_failed, seasonal_naive, seasonal_scales
+from pipeline.scoring import baseline_forecasts, seasonal_scale
 from pipeline.tables import hand_over, handed_over, write_table
 
 ACCEPTED = pd.DataFrame({"unique_id": ["a", "b"], "status": ["ok", "ok"], "reason": [None, None],
                          "last_ds": pd.to_datetime(["2024-04-01", "2024-06-01"]), "freq": ["MS", "QS"]})
+
+
+# Monthly a (season 12) with a gap in its last season; quarterly b (season 4), complete.
+HISTORY = [np.r_[np.arange(1.0, 25.0)[:-3], np.nan, 23.0, 24.0], np.arange(10.0, 30.0)]
 
 
 def result(horizon: int = 3) -> ForecastResult:
@@ -25,7 +30,7 @@ def result(horizon: int = 3) -> ForecastResult:
 
 def test_forecast_table_steps_timestamps_and_sorted_quantiles(tmp_path: Path) -> None:
     created = datetime(2026, 1, 2, tzinfo=timezone.utc)
-    table = build_forecast_table(ACCEPTED, result(), model="m", run_id="r", created_at=created)
+    table = build_forecast_table(ACCEPTED, result(), history=HISTORY, model="m", run_id="r", created_at=created)
     a, b = table[table["unique_id"] == "a"], table[table["unique_id"] == "b"]
     assert a["ds"].tolist() == list(pd.date_range("2024-05-01", periods=3, freq="MS"))
     assert b["ds"].tolist() == list(pd.date_range("2024-09-01", periods=3, freq="QS"))
@@ -34,6 +39,24 @@ def test_forecast_table_steps_timestamps_and_sorted_quantiles(tmp_path: Path) ->
     assert (a["cutoff"] == pd.Timestamp("2024-04-01")).all()
     written = write_table(table, FORECAST_SCHEMA, tmp_path / "f.parquet")
     assert pd.read_parquet(written)["created_at"].iloc[0] == pd.Timestamp(created)
+    assert table["step"].tolist() == [1, 1, 2, 2, 3, 3], "step by step: every series' step 1 first"
+    for row, series in enumerate(("a", "b")):  # the backtest's seasonal-naive baseline, from the same history
+        _, expected = baseline_forecasts(HISTORY[row], 3, {"a": 12, "b": 4}[series])
+        np.testing.assert_allclose(table.loc[table["unique_id"] == series, "seasonal_naive"], expected)
+
+
+def test_seasonal_naive_repeats_the_last_season_as_the_backtest() -> None:
+    rng = np.random.default_rng(4)
+    history = [rng.normal(size=n) for n in (30, 30, 8, 5, 40)]
+    history[1][-3] = np.nan  # a gap in the last season: filled as the engine fills it
+    history[4][:] = np.nan  # nothing observed: no baseline
+    freqs = ["D", "D", "W", "D", "D"]  # seasons 7, 7, 52 (longer than the series), 7 (longer too), 7
+    naive = seasonal_naive(history, freqs, 10)
+    for row in (0, 1):
+        np.testing.assert_allclose(naive[row], baseline_forecasts(history[row], 10, 7)[1])
+    assert np.isnan(naive[2:]).all(), "less than a season of history, or none observed: empty"
+    with pytest.raises(ValueError, match="2 histories for 1 series"):
+        seasonal_naive(history[:2], ["D"], 3)
 
 
 def mark_failed(status: pd.DataFrame, table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -46,7 +69,8 @@ def mark_failed(status: pd.DataFrame, table: pd.DataFrame) -> tuple[pd.DataFrame
 def test_non_finite_forecasts_mark_the_series_failed() -> None:
     broken = result()
     broken.quantiles[1, 2, 3] = np.nan
-    table = build_forecast_table(ACCEPTED, broken, model="m", run_id="r", created_at=datetime.now(timezone.utc))
+    table = build_forecast_table(ACCEPTED, broken, history=HISTORY, model="m", run_id="r",
+                                 created_at=datetime.now(timezone.utc))
     status, kept = mark_failed(ACCEPTED, table)
     assert set(kept["unique_id"]) == {"a"}
     assert status.set_index("unique_id").loc["b", ["status", "reason"]].tolist() == ["failed", "non_finite_forecast"]
@@ -125,24 +149,70 @@ def test_read_chunks_gives_each_series_whole_in_the_order_asked_across_record_ba
         list(forecasting.read_chunks(path, pd.DataFrame({"unique_id": ["zz"], "freq": ["D"]}), 2))
 
 
+def test_seasonal_scales_are_the_backtests_scale_of_each_history() -> None:
+    rng = np.random.default_rng(5)
+    history = [rng.normal(size=n) for n in (30, 31, 8, 7, 60, 12)]
+    history[1][[3, 10, 30]] = np.nan  # gaps: their differences are left out
+    history[5][:] = np.nan
+    freqs = ["D", "D", "W", "D", "MS", "D"]  # seasons 7, 7, 52 (longer), 7 (no pair), 12, 7 (nothing observed)
+    periods, scales = seasonal_scales(history, freqs)
+    assert periods.tolist() == [7, 7, 52, 7, 12, 7]
+    for row, m in ((0, 7), (1, 7), (4, 12)):  # each alone and mixed with the others: the same value
+        assert scales[row] == pytest.approx(seasonal_scale(history[row], m), rel=1e-12)
+    assert np.isnan(scales[[2, 3, 5]]).all(), "no seasonal difference: no scale"
+
+
 def test_forecast_sink_writes_what_the_whole_table_path_does(tmp_path: Path) -> None:
     from pipeline.forecasting import Chunk, ForecastSink
 
     created = datetime(2026, 1, 2, tzinfo=timezone.utc)
     broken = result()
     broken.quantiles[1, 2, 3] = np.inf
-    table = build_forecast_table(ACCEPTED, broken, model="m", run_id="r", created_at=created)
+    table = build_forecast_table(ACCEPTED, broken, history=HISTORY, model="m", run_id="r", created_at=created)
     _, kept = mark_failed(ACCEPTED, table)
     whole = pd.read_parquet(write_table(kept, FORECAST_SCHEMA, tmp_path / "whole.parquet"))
-    with ForecastSink(tmp_path / "sink.parquet", model="m", run_id="r", created_at=created) as sink:
+    with ForecastSink(tmp_path / "sink.parquet", model="m", run_id="r", created_at=created,
+                      scales=tmp_path / "scales.parquet") as sink:
         for row in range(2):  # one series per chunk
             part = ForecastResult(*(getattr(broken, n)[row:row + 1] for n in ("point", "mean", "quantiles")))
-            sink(Chunk(ACCEPTED.iloc[row:row + 1].reset_index(drop=True), [], []), part)
+            sink(Chunk(ACCEPTED.iloc[row:row + 1].reset_index(drop=True), HISTORY[row:row + 1], []), part)
     pd.testing.assert_frame_equal(pd.read_parquet(sink.path), whole)
     assert sink.failed == {"b"} and sink.rows == len(whole) == 3
+    scales = pd.read_parquet(tmp_path / "scales.parquet")
+    assert scales["unique_id"].tolist() == ["a"], "the series forecast, not the failed one"
+    assert scales["season_length"].tolist() == [12]
+    assert scales["scale"].iloc[0] == pytest.approx(seasonal_scale(HISTORY[0], 12))
     with ForecastSink(tmp_path / "empty.parquet", model="m", run_id="r", created_at=created) as empty:
         pass
     assert pd.read_parquet(empty.path).columns.tolist() == FORECAST_SCHEMA.names and empty.rows == 0
+
+
+def test_forecast_sink_writes_row_groups_of_a_step_so_readers_of_a_date_skip_the_rest(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyarrow.parquet as pq
+
+    from pipeline.forecasting import Chunk, ForecastSink
+
+    monkeypatch.setattr(ForecastSink, "BLOCK_ROWS", 40)  # blocks of 40 rows or more: 8 series at horizon 5
+    monkeypatch.setattr(ForecastSink, "MIN_ROW_GROUP", 1)
+    n, horizon = 20, 5
+    accepted = pd.DataFrame({"unique_id": [f"s{k:02d}" for k in range(n)], "freq": "D",
+                             "last_ds": pd.Timestamp("2026-03-01")})
+    point = np.arange(n * horizon, dtype=np.float32).reshape(n, horizon)
+    engine = ForecastResult(point, point, np.repeat(point[:, :, None], 9, axis=2))
+    with ForecastSink(tmp_path / "f.parquet", model="m", run_id="r", created_at=datetime.now(timezone.utc)) as sink:
+        for start in range(0, n, 4):  # chunks of 4 series: blocks of 8, 8 and the last 4
+            rows = slice(start, start + 4)
+            sink(Chunk(accepted.iloc[rows].reset_index(drop=True), [np.ones(10)] * 4, []),
+                 ForecastResult(point[rows], point[rows], engine.quantiles[rows]))
+    meta = pq.ParquetFile(sink.path).metadata
+    ds = meta.schema.names.index("ds")
+    spans = [(meta.row_group(g).column(ds).statistics.min, meta.row_group(g).column(ds).statistics.max,
+              meta.row_group(g).num_rows) for g in range(meta.num_row_groups)]
+    assert [rows for *_, rows in spans] == [8] * 5 + [8] * 5 + [4] * 5, "a row group per block and step"
+    assert all(low == high for low, high, _ in spans), "each holds one target date"
+    table = pd.read_parquet(sink.path)
+    assert table.sort_values(["unique_id", "step"])["forecast"].tolist() == point.reshape(-1).tolist()
 
 
 @pytest.mark.parametrize(("overlap", "handed"), [(True, False), (False, False), (True, True)])
@@ -164,7 +234,8 @@ def test_streamed_forecasts_equal_the_in_memory_path_to_the_last_bit(tiny_checkp
                              "last_ds": frame.groupby("unique_id")["ds"].max().to_numpy()})
     created = datetime(2026, 1, 2, tzinfo=timezone.utc)
     reference = forecasting.run_engine(model, frame, accepted, 5, 512, lambda done, total: None)
-    expected = build_forecast_table(accepted, reference, model="m", run_id="r", created_at=created)
+    history = forecasting.series_values(frame, accepted["unique_id"])
+    expected = build_forecast_table(accepted, reference, history=history, model="m", run_id="r", created_at=created)
     path = write_regular(tmp_path / "regular.parquet", frame)
     if handed:
         hand_over(path, pd.read_parquet(path))

@@ -1,4 +1,4 @@
-"""Monitoring on hand-made Parquet files: scales, seasonal-naive values and revisions against numpy."""
+"""Monitoring on hand-made Parquet files: realized accuracy and revisions against numpy."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import pipeline.monitoring
-from pipeline.contracts import FORECAST_SCHEMA, INPUT_SCHEMA, PENDING_SCHEMA, QUANTILE_COLUMNS, STATUS_SCHEMA
+from pipeline.contracts import FORECAST_SCHEMA, INPUT_SCHEMA, PENDING_SCHEMA, QUANTILE_COLUMNS, SCALES_SCHEMA
+from pipeline.forecasting import seasonal_scales
 from pipeline.monitoring import MonitoringTimeout, MonitorInputs, monitor_job, published_partitions
 from pipeline.publish import partition_dir
 
@@ -33,16 +34,11 @@ def history(series: str, stamps: pd.DatetimeIndex, values: np.ndarray) -> pd.Dat
     return pd.DataFrame({"unique_id": series, "ds": stamps.astype("datetime64[us]"), "y": values})
 
 
-def status(rows: list[tuple[str, str]]) -> pd.DataFrame:
-    return pd.DataFrame([{"unique_id": s, "status": "ok", "reason": None, "n_obs": 1, "first_ds": pd.Timestamp(0),
-                          "last_ds": pd.Timestamp(0), "freq": f, "missing_fraction": 0.0,
-                          "unseen_covariate_levels": None} for s, f in rows])
-
-
 def forecasts(series: str, stamps: pd.DatetimeIndex, points: list[float], cutoff: pd.Timestamp, run_id: str,
-              spread: float = 1.0) -> pd.DataFrame:
+              spread: float = 1.0, naive: list[float] | None = None) -> pd.DataFrame:
     frame = pd.DataFrame({"unique_id": series, "ds": stamps.astype("datetime64[us]"), "step": range(1, len(stamps) + 1),
                           "forecast": points, "model": "m", "cutoff": cutoff, "run_id": run_id,
+                          "seasonal_naive": naive if naive is not None else [p - 1.0 for p in points],
                           "created_at": pd.Timestamp("2026-01-01", tz="UTC")})
     for k, q in enumerate(QUANTILE_COLUMNS):
         frame[q] = frame["forecast"] + (k - 4) * spread
@@ -52,6 +48,9 @@ def forecasts(series: str, stamps: pd.DatetimeIndex, points: list[float], cutoff
 
 def seasonal_scale(values: np.ndarray, m: int) -> float:
     return float(np.nanmean(np.abs(values[m:] - values[:-m])))
+
+
+Q_NAIVE = [40.0, 41.0, 42.0, 43.0, 44.0, 45.0, 46.0, 47.0, np.nan]  # the earlier run's seasonal naive of q
 
 
 @pytest.fixture
@@ -64,58 +63,90 @@ def job(tmp_path: Path) -> dict[str, object]:
                write(history("q", QUARTERS, quarterly), INPUT_SCHEMA, tmp_path / "s1" / "regular.parquet")]
     root = tmp_path / "out"
     earlier = date(2026, 1, 20)
-    # The earlier run's forecast of q from the 10th quarter on: 9 steps, so step 9 reaches 3 seasons back.
-    write(pd.concat([forecasts("q", QUARTERS[10:19], [50.0] * 9, QUARTERS[9], "early"),
+    # The earlier run's forecast of q from the 10th quarter on (9 steps), and of d from day 20 (3 steps).
+    write(pd.concat([forecasts("q", QUARTERS[10:19], [50.0] * 9, QUARTERS[9], "early", naive=Q_NAIVE),
                      forecasts("d", DAILY[20:23], [10.0, 11.0, 12.0], DAILY[19], "early")]), FORECAST_SCHEMA,
           partition_dir(root, "forecasts", "j", earlier.isoformat()) / "data.parquet")
     staging = tmp_path / "staging"
     now = write(pd.concat([forecasts("d", DAILY[21:24], [10.5, 13.0, 12.0], DAILY[20], "now", spread=2.0),
                            forecasts("n", DAILY[21:22], [1.0], DAILY[20], "now")]), FORECAST_SCHEMA,
                 staging / "forecasts.parquet")
-    st = write(status([("d", "D"), ("q", "QS-JAN")]), STATUS_SCHEMA, staging / "series_status.parquet")
+    # As the forecast stage stages them, for the series it forecast (here d and q: n is too short for a season).
+    periods, values = seasonal_scales([daily, quarterly], ["D", "QS-JAN"])
+    scales = write(pd.DataFrame({"unique_id": ["d", "q"], "season_length": periods, "scale": values}), SCALES_SCHEMA,
+                   staging / "series_scales.parquet")
     inputs = MonitorInputs(output_root=root, job="j", as_of=date(2026, 1, 22), run_id="now", forecasts=now,
-                           status=st, actuals=actuals, staging=staging, revision_threshold=0.1, lookback_runs=5)
+                           scales=[scales], actuals=actuals, staging=staging, revision_threshold=0.1, lookback_runs=5)
     return {"inputs": inputs, "daily": daily, "quarterly": quarterly}
 
 
-def test_scales_seasonal_naive_and_scores_match_numpy(job: dict[str, object]) -> None:
+def point(y: float, forecast: float, naive: float, scale: float, spread: float = 1.0) -> dict[str, float]:
+    """One scored point's contributions to the sums, from the formulas (numpy)."""
+    levels = np.arange(1, 10) / 10
+    error = y - (forecast + np.arange(-4, 5) * spread)
+    has_naive = not np.isnan(naive)
+    return {"n_points": 1, "sum_abs_error": abs(y - forecast), "sum_squared_error": (y - forecast) ** 2,
+            "sum_smape": abs(y - forecast) / (abs(y) + abs(forecast)), "n_scaled": 1,
+            "sum_scaled_error": abs(y - forecast) / scale,
+            "sum_quantile_loss": float(np.mean(np.maximum(levels * error, (levels - 1) * error))),
+            "sum_abs_y": abs(y), "n_covered": int(forecast - 4 * spread <= y <= forecast + 4 * spread),
+            "n_sn": int(has_naive), "sum_sn_abs_error": abs(y - naive) if has_naive else 0.0,
+            "sum_sn_squared_error": (y - naive) ** 2 if has_naive else 0.0,
+            "sum_sn_smape": abs(y - naive) / (abs(y) + abs(naive)) if has_naive else 0.0,
+            "n_sn_scaled": int(has_naive), "sum_sn_scaled_error": abs(y - naive) / scale if has_naive else 0.0,
+            "sum_paired_scaled_error": abs(y - forecast) / scale if has_naive else 0.0}
+
+
+def total(points: list[dict[str, float]]) -> dict[str, float]:
+    return {name: sum(p[name] for p in points) for name in points[0]}
+
+
+def assert_sums(row: pd.Series, expected: dict[str, float], where: str) -> None:
+    for name, value in expected.items():
+        assert row[name] == pytest.approx(value, rel=1e-9, abs=1e-12), f"{name} of {where}"
+
+
+def test_scores_sum_per_forecast_run_and_step_and_per_series_as_numpy(job: dict[str, object]) -> None:
     inputs, daily, quarterly = job["inputs"], job["daily"], job["quarterly"]
     assert isinstance(inputs, MonitorInputs) and isinstance(daily, np.ndarray) and isinstance(quarterly, np.ndarray)
     summary = monitor_job(inputs)
-    assert summary.tables == ["revisions", "realized_accuracy"]
-    scored = pd.read_parquet(inputs.staging / "realized_accuracy.parquet").set_index(["unique_id", "step"])
-    # Every step of both earlier forecasts has an actual (the gaps of d are elsewhere).
-    assert sorted(scored.index) == [("d", 1), ("d", 2), ("d", 3), *[("q", h) for h in range(1, 10)]]
+    assert summary.tables == ["revisions", "realized_accuracy", "realized_accuracy_by_series"]
     q_scale, d_scale = seasonal_scale(quarterly, 4), seasonal_scale(daily, 7)
+    q = {h: point(quarterly[9 + h], 50.0, Q_NAIVE[h - 1], q_scale) for h in range(1, 10)}
+    d = {h: point(daily[19 + h], 9.0 + h, 8.0 + h, d_scale) for h in range(1, 4)}  # the gaps of d are elsewhere
+    cells = pd.read_parquet(inputs.staging / "realized_accuracy.parquet").set_index("step")
+    assert cells.index.tolist() == list(range(1, 10)) and (cells["forecast_as_of"] == date(2026, 1, 20)).all()
     for h in range(1, 10):
-        row = scored.loc[("q", h)]
-        target = 9 + h
-        naive = quarterly[target - 4 * int(np.ceil(h / 4))]
-        assert row.seasonal_naive == pytest.approx(naive), f"step {h} repeats the last season before the cutoff"
-        assert row.y == pytest.approx(quarterly[target])
-        assert row.scaled_error == pytest.approx(abs(quarterly[target] - 50.0) / q_scale)
-        assert row.sn_scaled_error == pytest.approx(abs(quarterly[target] - naive) / q_scale)
-        levels = np.arange(1, 10) / 10
-        error = quarterly[target] - (50.0 + np.arange(-4, 5))
-        assert row.quantile_loss == pytest.approx(np.mean(np.maximum(levels * error, (levels - 1) * error)))
-        assert row.season_length == 4
-    assert scored.loc[("d", 1)].scale == pytest.approx(d_scale), "the gaps are left out of the scale"
-    # Day 20's naive value is day 13 (20 - 7); day 22's is day 15; the missing day 12 would have served day 19.
-    assert scored.loc[("d", 1)].seasonal_naive == pytest.approx(daily[13])
-    assert scored.loc[("d", 3)].seasonal_naive == pytest.approx(daily[15])
+        assert_sums(cells.loc[h], total([q[h], *([d[h]] if h in d else [])]), f"step {h}")
+    assert cells.loc[9, "n_sn"] == 0, "q's step-9 seasonal naive is empty: TimesFM's point still counts"
+    assert (cells["forecast_run_id"] == "early").all() and (cells["run_id"] == "now").all()
+    assert cells.loc[2, "first_ds"] == QUARTERS[11] and cells.loc[2, "last_ds"] == DAILY[21], "q's and d's dates"
+    by_series = pd.read_parquet(inputs.staging / "realized_accuracy_by_series.parquet").set_index("unique_id")
+    assert by_series.index.tolist() == ["d", "q"]
+    assert_sums(by_series.loc["q"], total(list(q.values())), "q")
+    assert_sums(by_series.loc["d"], total(list(d.values())), "d")
+    assert by_series.loc["q", "scale"] == pytest.approx(q_scale) and by_series.loc["q", "season_length"] == 4
+    assert by_series.loc["d", "scale"] == pytest.approx(d_scale), "the gaps are left out of the scale"
     assert summary.points_scored == 12 and summary.forecast_runs_scored == 1
+    every = [*q.values(), *d.values()]
+    assert summary.accuracy["mase"] == pytest.approx(np.mean([p["sum_scaled_error"] for p in every]), rel=1e-6)
+    paired = [p for p in every if p["n_sn"]]
+    skill = 1 - sum(p["sum_scaled_error"] for p in paired) / sum(p["sum_sn_scaled_error"] for p in paired)
+    assert summary.accuracy["skill_vs_seasonal_naive"] == pytest.approx(skill, rel=1e-6)
 
 
-def test_a_missing_history_point_leaves_the_seasonal_naive_empty(job: dict[str, object], tmp_path: Path) -> None:
+def test_a_missing_actual_leaves_the_point_pending(job: dict[str, object]) -> None:
     inputs = job["inputs"]
     assert isinstance(inputs, MonitorInputs)
     daily = np.asarray(job["daily"]).copy()
-    daily[14] = np.nan  # the seasonal-naive value of day 21 (step 2)
+    daily[21] = np.nan  # d's step-2 actual
     write(history("d", DAILY, daily), INPUT_SCHEMA, inputs.actuals[0])
-    monitor_job(inputs)
-    scored = pd.read_parquet(inputs.staging / "realized_accuracy.parquet").set_index(["unique_id", "step"])
-    assert pd.isna(scored.loc[("d", 2)].seasonal_naive) and pd.isna(scored.loc[("d", 2)].sn_abs_error)
-    assert scored.loc[("d", 2)].abs_error == pytest.approx(abs(daily[21] - 11.0)), "TimesFM's point still scored"
+    summary = monitor_job(inputs)
+    assert summary.points_scored == 11 and "monitor_pending" in summary.tables
+    pending = pd.read_parquet(inputs.staging / "monitor_pending.parquet")
+    assert pending[["unique_id", "step"]].values.tolist() == [["d", 2]] and pending["seasonal_naive"].tolist() == [10.0]
+    cells = pd.read_parquet(inputs.staging / "realized_accuracy.parquet").set_index("step")
+    assert cells.loc[2, "n_points"] == 1, "q's point of step 2 only"
 
 
 def test_revisions_per_series_against_the_previous_run(job: dict[str, object]) -> None:
@@ -136,17 +167,43 @@ def test_revisions_per_series_against_the_previous_run(job: dict[str, object]) -
     assert summary.most_revised[0]["unique_id"] == "d"
 
 
-def test_points_other_runs_scored_are_left_to_them(job: dict[str, object]) -> None:
+def record(root: Path, day: str, **monitoring: object) -> Path:
+    """A run manifest of ``day`` with its monitoring record (what monitoring reads of it)."""
+    path = partition_dir(root, "runs", "j", day) / "batch-forecast.parquet"
+    write(pd.DataFrame({"monitoring": [json.dumps(monitoring)], "created_at": [pd.Timestamp(day, tz="UTC")]}),
+          pa.schema([("monitoring", pa.string()), ("created_at", pa.timestamp("us", tz="UTC"))]), path)
+    return path
+
+
+def test_a_rerun_followed_by_runs_from_its_state_scores_what_it_scored_before(job: dict[str, object]) -> None:
     inputs = job["inputs"]
     assert isinstance(inputs, MonitorInputs)
-    monitor_job(inputs)
-    staged = pd.read_parquet(inputs.staging / "realized_accuracy.parquet")
-    other = partition_dir(inputs.output_root, "realized_accuracy", "j", "2026-01-21") / "data.parquet"
-    other.parent.mkdir(parents=True)
-    staged[staged["unique_id"] == "q"].to_parquet(other)  # a run of 21 January scored q already
-    again = monitor_job(inputs)
-    assert again.points_scored == 3, "only d's points are this run's"
-    assert set(pd.read_parquet(inputs.staging / "realized_accuracy.parquet")["unique_id"]) == {"d"}
+    root = inputs.output_root
+    # The run of 23 January continued this as_of's state, whose actuals reached quarter 14 and day 20.
+    record(root, "2026-01-23", actuals_through=str(DAILY[29]), state_as_of="2026-01-22",
+           scored_from=str(DAILY[21]))
+    # This as_of's earlier run left d's day-21 point pending: the run of 23 January took it.
+    pending = forecasts("d", DAILY[21:22], [11.0], DAILY[19], "early").rename(columns={"run_id": "forecast_run_id"})
+    pending["forecast_as_of"], pending["step"] = date(2026, 1, 20), np.int32(2)
+    write(pending, PENDING_SCHEMA, partition_dir(root, "monitor_pending", "j", "2026-01-22") / "data.parquet")
+    summary = monitor_job(inputs)
+    by_series = pd.read_parquet(inputs.staging / "realized_accuracy_by_series.parquet").set_index("unique_id")
+    # Up to day 21 (so q to the 2026 quarters' start, all of it), less d's day 21: d's day 20 only.
+    assert by_series["n_points"].to_dict() == {"d": 1, "q": 9}
+    assert summary.actuals_through == DAILY[21] and summary.points_scored == 10
+
+
+def test_a_run_whose_points_a_later_run_scored_scores_nothing(job: dict[str, object]) -> None:
+    inputs = job["inputs"]
+    assert isinstance(inputs, MonitorInputs)
+    # The run of 23 January continued the state of 21 January: this as_of (22 January) is new, or its run had
+    # no monitoring; every point here is that run's.
+    record(inputs.output_root, "2026-01-21", actuals_through=str(DAILY[19]))
+    record(inputs.output_root, "2026-01-23", actuals_through=str(DAILY[29]), state_as_of="2026-01-21",
+           scored_from=str(DAILY[19]))
+    summary = monitor_job(inputs)
+    assert summary.points_scored == 0 and summary.tables == ["revisions"]
+    assert summary.actuals_through is None, "it leaves no state: a re-run of 23 January continues 21 January's"
 
 
 def test_first_run_stages_nothing(job: dict[str, object], tmp_path: Path) -> None:
@@ -169,7 +226,7 @@ def test_monitoring_that_runs_too_long_is_stopped(job: dict[str, object], monkey
     inputs = job["inputs"]
     assert isinstance(inputs, MonitorInputs)
 
-    def endless(con: duckdb.DuckDBPyConnection, actuals: list[Path]) -> None:  # minutes of work, at least
+    def endless(con: duckdb.DuckDBPyConnection, scales: list[Path]) -> None:  # minutes of work, at least
         con.execute("SELECT sum(a.range * b.range) FROM range(1000000000) a, range(100000) b").fetchall()
 
     monkeypatch.setattr(pipeline.monitoring, "_scales", endless)
@@ -188,16 +245,16 @@ def test_with_the_previous_runs_state_settled_forecasts_are_not_read(job: dict[s
     pending = pending.rename(columns={"run_id": "forecast_run_id"})
     pending["forecast_as_of"], pending["step"] = date(2026, 1, 20), np.int32(9)
     write(pending, PENDING_SCHEMA, partition_dir(root, "monitor_pending", "j", "2026-01-21") / "data.parquet")
-    manifest = partition_dir(root, "runs", "j", "2026-01-21") / "batch-forecast.parquet"
-    write(pd.DataFrame({"monitoring": [json.dumps({"actuals_through": str(DAILY[29]), "points_scored": 0})],
-                        "created_at": [pd.Timestamp("2026-01-21", tz="UTC")]}),
-          pa.schema([("monitoring", pa.string()), ("created_at", pa.timestamp("us", tz="UTC"))]), manifest)
+    manifest = record(root, "2026-01-21", actuals_through=str(DAILY[29]), points_scored=0)
     # The forecast of 20 January ends before day 29, and its points are not pending: settled, not read again.
     summary = monitor_job(inputs)
-    scored = pd.read_parquet(inputs.staging / "realized_accuracy.parquet").set_index(["unique_id", "ds"])
-    assert sorted(scored.index) == [("d", DAILY[22]), ("d", DAILY[23]), ("d", DAILY[24]), ("q", QUARTERS[18])]
-    assert scored.loc[("q", QUARTERS[18])].y == pytest.approx(quarterly[18]), "the pending point, scored"
-    assert scored.loc[("d", DAILY[24])].abs_error == pytest.approx(abs(daily[24] - 3.0))
+    cells = pd.read_parquet(inputs.staging / "realized_accuracy.parquet")
+    assert sorted(zip(cells["forecast_as_of"], cells["step"], cells["n_points"], strict=True)) == [
+        (date(2026, 1, 20), 9, 1), (date(2026, 1, 21), 1, 1), (date(2026, 1, 21), 2, 1), (date(2026, 1, 21), 3, 1)]
+    by_series = pd.read_parquet(inputs.staging / "realized_accuracy_by_series.parquet").set_index("unique_id")
+    assert by_series.loc["q", "sum_abs_error"] == pytest.approx(abs(quarterly[18] - 50.0)), "the pending point"
+    assert by_series.loc["d", "sum_abs_error"] == pytest.approx(sum(abs(daily[22 + k] - (1.0 + k)) for k in range(3)))
     assert summary.points_scored == 4 and "monitor_pending" not in summary.tables, "nothing left pending"
-    manifest.unlink()  # without the state, every point of the lookback not in another run's partition
+    assert summary.state_as_of == date(2026, 1, 21) and summary.scored_from == DAILY[29]
+    manifest.unlink()  # without the state, every point of the lookback up to the input's end
     assert monitor_job(inputs).points_scored == 3 + 9 + 3, "20 January's d and q points, and 21 January's d"

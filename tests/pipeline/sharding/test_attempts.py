@@ -37,13 +37,14 @@ def test_only_the_committed_attempt_is_combined(tmp_path: Path) -> None:
     for shard, attempt, ids, commit in [(1, "b", ["b1"], True), (0, "zombie", ["a-late"], False),
                                         (0, "a", ["a1", "a2"], True)]:
         directory = attempt_dir(tmp_path, shard, attempt)
-        pq.write_table(pa.table({"unique_id": ids}, schema=schema), directory / "forecasts.parquet")
+        pq.write_table(pa.table({"unique_id": ids}, schema=schema), directory / "forecasts.parquet", row_group_size=1)
         if commit:
             commit_attempt(directory, _record(shard, attempt))
     assert read_attempt(tmp_path, 0, "zombie") is None, "an attempt without _SUCCESS.json is not done"
     records = [r for r in (read_attempt(tmp_path, s, a) for s, a in [(1, "b"), (0, "a")]) if r]
     combined = combine_tables(tmp_path, records, "forecasts", schema)
     assert pq.read_table(combined).column("unique_id").to_pylist() == ["a1", "a2", "b1"]
+    assert pq.ParquetFile(combined).metadata.num_row_groups == 3, "each shard's row groups kept as written"
 
 
 def shards(count: int, **fields: object) -> list[ShardRecord]:
