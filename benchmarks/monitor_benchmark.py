@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -68,13 +68,19 @@ def _write(columns: dict[str, Any], schema: pa.Schema, path: Path) -> None:
     pq.write_table(pa.table(columns, schema=schema), path, **parquet_options(schema))
 
 
-def _night(values: np.ndarray, ids: np.ndarray, night: int, horizon: int, workdir: Path, root: Path) -> dict:
+def _night(values: np.ndarray, ids: np.ndarray, night: int, horizon: int, workdir: Path, root: Path,
+           warm: bool = False) -> dict:
     n, length = len(ids), LENGTH + night
     days = np.array([START + timedelta(days=t) for t in range(length)], dtype="datetime64[us]")
     staging = workdir / f"staging-{night}"
     staging.mkdir()
-    _write({"unique_id": np.repeat(ids, length), "ds": np.tile(days, n), "y": values[:, :length].reshape(-1)},
-           INPUT_SCHEMA, staging / "input.parquet")
+    if not warm:
+        with pq.ParquetWriter(staging / "input.parquet", INPUT_SCHEMA, **parquet_options(INPUT_SCHEMA)) as writer:
+            for start in range(0, n, 20_000):  # 4M rows at a time: a string column past 2 GB overflows
+                part = slice(start, start + 20_000)
+                count = len(ids[part])
+                writer.write_table(pa.table({"unique_id": np.repeat(ids[part], length), "ds": np.tile(days, count),
+                                             "y": values[part, :length].reshape(-1)}, schema=INPUT_SCHEMA))
     rng = np.random.default_rng(night)
     last = values[:, length - 1]
     point = (last[:, None] + rng.normal(0, 1, (n, horizon)) * np.sqrt(np.abs(last))[:, None]).astype(np.float32)
@@ -89,6 +95,14 @@ def _night(values: np.ndarray, ids: np.ndarray, night: int, horizon: int, workdi
             sink(Chunk(accepted.iloc[part].reset_index(drop=True), list(values[part, :length]), []),
                  ForecastResult(point[part], point[part], point[part][:, :, None] + spread[part]))
     as_of = (START + timedelta(days=length)).date()
+    if warm:  # the forecasts and the state a run with monitoring leaves, without running it (nothing read of it)
+        publish_tables(staging, root, JOB, as_of.isoformat(), {"forecasts": DATA_FILE})
+        record = {"actuals_through": str(days[-1].astype(datetime)),
+                  **({"state_as_of": (as_of - timedelta(days=1)).isoformat(),
+                      "scored_from": str(days[-2].astype(datetime))} if night > 1 else {})}
+        _manifest(root, as_of, run_id, record)
+        shutil.rmtree(staging)
+        return {"night": night, "as_of": as_of.isoformat(), "warm": True}
     inputs = monitoring.MonitorInputs(
         output_root=root, job=JOB, as_of=as_of, run_id=run_id, forecasts=staging / "forecasts.parquet",
         scales=[staging / SCALES_FILE], actuals=[staging / "input.parquet"], staging=staging,
@@ -100,15 +114,20 @@ def _night(values: np.ndarray, ids: np.ndarray, night: int, horizon: int, workdi
     written = {table: pq.ParquetFile(staging / f"{table}.parquet").metadata.num_rows for table in summary.tables}
     size = sum((staging / f"{table}.parquet").stat().st_size for table in summary.tables)
     publish_tables(staging, root, JOB, as_of.isoformat(), dict.fromkeys(["forecasts", *summary.tables], DATA_FILE))
-    manifest = {name: pa.nulls(1, field.type) for name, field in zip(RUNS_SCHEMA.names, RUNS_SCHEMA, strict=True)}
-    manifest.update(run_id=pa.array([run_id]), monitoring=pa.array([json.dumps(summary.record())]),
-                    created_at=pa.array([datetime.now(timezone.utc)], pa.timestamp("us", tz="UTC")))
-    _write(manifest, RUNS_SCHEMA, partition_dir(root, "runs", JOB, as_of.isoformat()) / DATA_FILE)
+    _manifest(root, as_of, run_id, summary.record())
     shutil.rmtree(staging)
     return {"night": night, "as_of": as_of.isoformat(), "seconds": round(seconds, 3),
             "parts": {name: round(value, 3) for name, value in _spent.items()},
             "points_scored": summary.points_scored, "series_compared": summary.series_compared,
             "rows_written": written, "mb_written": round(size / 1e6, 1)}
+
+
+def _manifest(root: Path, as_of: date, run_id: str, record: dict[str, Any]) -> None:
+    """The run manifest, with what monitoring reads of it: its record and when it was published."""
+    manifest = {name: pa.nulls(1, field.type) for name, field in zip(RUNS_SCHEMA.names, RUNS_SCHEMA, strict=True)}
+    manifest.update(run_id=pa.array([run_id]), monitoring=pa.array([json.dumps(record)]),
+                    created_at=pa.array([datetime.now(timezone.utc)], pa.timestamp("us", tz="UTC")))
+    _write(manifest, RUNS_SCHEMA, partition_dir(root, "runs", JOB, as_of.isoformat()) / DATA_FILE)
 
 
 def main() -> None:
@@ -118,6 +137,9 @@ def main() -> None:
     parser.add_argument("--horizon", type=int, default=28)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="leave the job's published outputs (path printed)")
+    parser.add_argument("--warm", type=int, default=0,
+                        help="publish the first WARM nights' forecasts and monitoring state without running the "
+                             "stage (its work there is not read later): reaches the steady state in minutes at 1M")
     args = parser.parse_args()
     for name in PARTS:
         if hasattr(monitoring, name):
@@ -130,7 +152,8 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="monitor-bench-", dir=args.workdir))
     try:
         for night in range(1, args.nights + 1):
-            print(json.dumps(_night(values, ids, night, args.horizon, workdir, workdir / "out")), flush=True)
+            print(json.dumps(_night(values, ids, night, args.horizon, workdir, workdir / "out",
+                                    warm=night <= args.warm)), flush=True)
     finally:
         if args.keep:
             print(f"outputs kept in {workdir / 'out'}")

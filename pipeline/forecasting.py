@@ -63,25 +63,55 @@ def seasonal_naive(history: Sequence[np.ndarray], freqs: Sequence[str], horizon:
 
 def seasonal_scales(history: Sequence[np.ndarray], freqs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Each series' season length and scale: the mean absolute seasonal difference of its history, gaps left
-    out (``pipeline.scoring.seasonal_scale``), NaN without one such difference. One pass over the points of the
-    series of each season length: their differences m points apart, less the pairs across two series."""
+    out (``pipeline.scoring.seasonal_scale``), NaN without one such difference.
+
+    Series of one season length and one number of points (most of a panel) are stacked and done as a matrix;
+    the others together, as their points end to end less the differences across two series."""
     periods, lengths = _periods(history, freqs)
     scales = np.full(len(history), np.nan)
-    for m in np.unique(periods):
-        rows = np.flatnonzero((periods == m) & (lengths > m))
+    keys = periods * (int(lengths.max(initial=0)) + 1) + lengths
+    unique, counts = np.unique(keys, return_counts=True)
+    ragged = []
+    for key, count in zip(unique.tolist(), counts.tolist(), strict=True):
+        rows = np.flatnonzero(keys == key)
+        if count < _STACKED:
+            ragged.append(rows)
+            continue
+        m = int(periods[rows[0]])
+        if lengths[rows[0]] <= m:
+            continue
+        block = np.stack([history[int(row)] for row in rows]).astype(np.float64, copy=False)
+        scales[rows] = _mean_finite(np.abs(block[:, m:] - block[:, :-m]))
+    rest = np.concatenate(ragged) if ragged else np.empty(0, dtype=np.int64)
+    for m in np.unique(periods[rest]).tolist():
+        rows = rest[(periods[rest] == m) & (lengths[rest] > m)]
         if not rows.size:
             continue
         values = np.concatenate([np.asarray(history[int(row)], dtype=np.float64) for row in rows])
-        counts = lengths[rows]
-        series = np.repeat(np.arange(rows.size), counts)[:-m]
-        position = np.arange(values.size - m) - np.repeat(np.cumsum(counts) - counts, counts)[:-m]
+        sizes = lengths[rows]
+        series = np.repeat(np.arange(rows.size), sizes)[:-m]
+        position = np.arange(values.size - m) - np.repeat(np.cumsum(sizes) - sizes, sizes)[:-m]
         differences = np.abs(values[m:] - values[:-m])
-        kept = (position < np.repeat(counts - m, counts)[:-m]) & np.isfinite(differences)
+        kept = (position < np.repeat(sizes - m, sizes)[:-m]) & np.isfinite(differences)
         total = np.bincount(series[kept], weights=differences[kept], minlength=rows.size)
         number = np.bincount(series[kept], minlength=rows.size)
         with np.errstate(invalid="ignore", divide="ignore"):
             scales[rows] = np.where(number > 0, total / number, np.nan)
     return periods.astype(np.int32), scales
+
+
+_STACKED = 16  # series of one season length and length from which they are done as a matrix
+
+
+def _mean_finite(differences: np.ndarray) -> np.ndarray:
+    """Row means of the finite values (NaN for a row without any)."""
+    finite = np.isfinite(differences)
+    if finite.all():  # no gap: most panels
+        return differences.mean(axis=1)
+    number = finite.sum(axis=1)
+    total = np.where(finite, differences, 0.0).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(number > 0, total / np.maximum(number, 1), np.nan)
 
 
 def _periods(history: Sequence[np.ndarray], freqs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -163,9 +163,10 @@ def _files(paths: list[Path]) -> str:
 def _scales(con: duckdb.DuckDBPyConnection, paths: list[Path]) -> None:
     """``seasons(unique_id, m)`` and ``scales(unique_id, scale)`` of this run's forecast series, as the forecast
     stage computed them from the histories it had in memory (``pipeline.forecasting.seasonal_scales``)."""
-    files = _files(paths)
-    con.execute(f"CREATE TEMP TABLE seasons AS SELECT unique_id, season_length AS m FROM read_parquet({files})")
-    con.execute(f"CREATE TEMP TABLE scales AS SELECT unique_id, scale FROM read_parquet({files})")
+    source = f"read_parquet({_files(paths)})" if paths else \
+        "(SELECT NULL::VARCHAR AS unique_id, NULL::INTEGER AS season_length, NULL::DOUBLE AS scale WHERE false)"
+    con.execute(f"CREATE TEMP TABLE seasons AS SELECT unique_id, season_length AS m FROM {source}")
+    con.execute(f"CREATE TEMP TABLE scales AS SELECT unique_id, scale FROM {source}")
 
 
 def _revisions(con: duckdb.DuckDBPyConnection, inputs: MonitorInputs,
@@ -177,14 +178,16 @@ def _revisions(con: duckdb.DuckDBPyConnection, inputs: MonitorInputs,
     now, then = _files([inputs.forecasts]), _files([path])
     table = con.sql(f"""
         WITH cur AS (SELECT unique_id, ds, forecast, q90 - q10 AS width FROM read_parquet({now})),
-        prev AS (SELECT unique_id, ds, forecast, q90 - q10 AS width, run_id FROM read_parquet({then})),
+        prev AS (SELECT unique_id, ds, forecast, q90 - q10 AS width FROM read_parquet({then})),
         pairs AS (SELECT unique_id, c.ds, c.forecast - p.forecast AS revision, c.width - p.width AS width_change
                   FROM cur c JOIN prev p USING (unique_id, ds)),
         per AS (SELECT unique_id, count(*) AS n_dates, avg(abs(revision)) AS mean_abs_revision,
                        arg_max(revision, abs(revision)) AS largest_revision,
                        arg_max(ds, abs(revision)) AS largest_revision_ds, avg(width_change) AS mean_width_change
                 FROM pairs GROUP BY unique_id),
-        ids AS (SELECT DISTINCT unique_id FROM cur), prev_ids AS (SELECT DISTINCT unique_id FROM prev),
+        -- each forecast series has a step 1, in the first row groups of its block (written step by step)
+        ids AS (SELECT unique_id FROM read_parquet({now}) WHERE step = 1),
+        prev_ids AS (SELECT unique_id FROM read_parquet({then}) WHERE step = 1),
         everyone AS (SELECT unique_id, i.unique_id IS NOT NULL AS now, p.unique_id IS NOT NULL AS before
                      FROM ids i FULL JOIN prev_ids p USING (unique_id))
         SELECT e.unique_id,
@@ -194,7 +197,7 @@ def _revisions(con: duckdb.DuckDBPyConnection, inputs: MonitorInputs,
                per.mean_abs_revision / nullif(s.scale, 0) AS scaled_revision, per.largest_revision,
                per.largest_revision_ds, per.mean_width_change, s.scale,
                coalesce(per.mean_abs_revision / nullif(s.scale, 0) > ?, false) AS revised, ? AS threshold,
-               CAST(? AS DATE) AS previous_as_of, (SELECT any_value(run_id) FROM prev) AS previous_run_id,
+               CAST(? AS DATE) AS previous_as_of, (SELECT run_id FROM read_parquet({then}) LIMIT 1) AS previous_run_id,
                ? AS run_id
         FROM everyone e LEFT JOIN per USING (unique_id) LEFT JOIN scales s USING (unique_id)
         ORDER BY e.unique_id""", params=[inputs.revision_threshold, inputs.revision_threshold, day, inputs.run_id])
@@ -225,21 +228,24 @@ class _Record:
     scored_from: datetime | None
 
 
-def _records(inputs: MonitorInputs) -> list[_Record]:
-    """The job's runs whose monitoring ran (their manifest's record has ``actuals_through``), oldest first."""
+def _records(inputs: MonitorInputs, since: date) -> list[_Record]:
+    """The job's runs from ``since`` on whose monitoring ran (their manifest's record has ``actuals_through``),
+    oldest first: only manifests of the lookback and after are opened."""
     found = []
     for path in (inputs.output_root / "runs" / f"job={inputs.job}").glob("as_of=*/*.parquet"):
         match = _AS_OF.match(path.parent.name)
-        if not match:
+        try:
+            day = date.fromisoformat(match.group(1)) if match else None
+        except ValueError:
             continue
-        table = pq.read_table(path, columns=["monitoring"]) if "monitoring" in pq.read_schema(path).names else None
-        if table is None or table.num_rows != 1:
+        if day is None or day < since or "monitoring" not in pq.read_schema(path).names:
             continue
-        record = json.loads(table.column("monitoring")[0].as_py() or "{}")
+        table = pq.read_table(path, columns=["monitoring"])
+        record = json.loads(table.column("monitoring")[0].as_py() or "{}") if table.num_rows == 1 else {}
         if not record.get("actuals_through"):
             continue
         found.append(_Record(
-            as_of=date.fromisoformat(match.group(1)), actuals_through=datetime.fromisoformat(record["actuals_through"]),
+            as_of=day, actuals_through=datetime.fromisoformat(record["actuals_through"]),
             state_as_of=date.fromisoformat(record["state_as_of"]) if record.get("state_as_of") else None,
             scored_from=datetime.fromisoformat(record["scored_from"]) if record.get("scored_from") else None))
     return sorted(found, key=lambda r: r.as_of)
@@ -253,6 +259,7 @@ class _Plan:
     candidates: str
     through: datetime
     state: _Record | None
+    kept_pending: Path | None = None  # a re-run's: the points its earlier run left pending, pending still
 
 
 def _plan(inputs: MonitorInputs, earlier: list[tuple[date, Path]], through: datetime) -> _Plan | None:
@@ -262,10 +269,11 @@ def _plan(inputs: MonitorInputs, earlier: list[tuple[date, Path]], through: date
     continues the state of the latest earlier run with monitoring: that run's ``actuals_through`` and its
     pending points. A re-run of an ``as_of`` that later runs followed changes nothing they scored: when the
     next of them continued this ``as_of``'s state, this run scores up to where that state ended, less the
-    points the earlier run of this ``as_of`` left pending (the later runs took those); when it continued an
+    points the earlier run of this ``as_of`` left pending (the later runs took those: they stay pending here, for
+    a re-run of the later run); when it continued an
     earlier state, every point here was its (this ``as_of`` is new, or its run had no monitoring).
     """
-    records = _records(inputs)
+    records = _records(inputs, since=earlier[0][0])
     later = next((r for r in records if r.as_of > inputs.as_of), None)
     own_pending = None
     if later is not None:
@@ -274,12 +282,16 @@ def _plan(inputs: MonitorInputs, earlier: list[tuple[date, Path]], through: date
         through = min(through, later.scored_from)
         own_pending = partition_dir(inputs.output_root, "monitor_pending", inputs.job, inputs.as_of.isoformat()) \
             / DATA_FILE
-    state = next((r for r in reversed(records) if earlier[0][0] <= r.as_of < inputs.as_of), None)
+    state = next((r for r in reversed(records) if r.as_of < inputs.as_of), None)
     query = _candidates(inputs, earlier, state, through)
-    if own_pending is not None and own_pending.is_file():
-        query = (f"SELECT * FROM ({query}) ANTI JOIN (SELECT unique_id, forecast_as_of, ds FROM read_parquet("
-                 f"{_files([own_pending])}, hive_partitioning = false)) USING (unique_id, forecast_as_of, ds)")
-    return _Plan(candidates=query, through=through, state=state)
+    if own_pending is None or not own_pending.is_file():
+        return _Plan(candidates=query, through=through, state=state)
+    # Read now: publishing this run replaces the file.
+    kept = inputs.staging / "kept_pending.parquet"
+    pq.write_table(pq.read_table(own_pending, schema=PENDING_SCHEMA), kept, **parquet_options(PENDING_SCHEMA))
+    query = (f"SELECT * FROM ({query}) ANTI JOIN (SELECT unique_id, forecast_as_of, ds FROM read_parquet("
+             f"{_files([kept])}, hive_partitioning = false)) USING (unique_id, forecast_as_of, ds)")
+    return _Plan(candidates=query, through=through, state=state, kept_pending=kept)
 
 
 def _realized(con: duckdb.DuckDBPyConnection, inputs: MonitorInputs,
@@ -304,6 +316,7 @@ def _realized(con: duckdb.DuckDBPyConnection, inputs: MonitorInputs,
     [(candidates, earliest)] = con.execute(f"SELECT count(*), min(ds) FILTER (WHERE ds >= {first}) "
                                            f"FROM ({plan.candidates})").fetchall()
     if not candidates:
+        _pending(con, plan, inputs.staging / "monitor_pending.parquet")
         return 0, 0, plan
     # One scan of the input for the actuals of the candidates' target dates (the seasonal-naive forecasts came
     # with the forecasts, made from the same history as they were).
@@ -320,8 +333,8 @@ def _realized(con: duckdb.DuckDBPyConnection, inputs: MonitorInputs,
         per_series = sums.filter(~pc.field("per_cell"))
         _write_table(per_series.append_column("run_id", pa.array([inputs.run_id] * per_series.num_rows, pa.string())),
                      REALIZED_SERIES_SCHEMA, inputs.staging / "realized_accuracy_by_series.parquet")
-    if points < candidates:
-        _pending(con, plan.candidates, inputs.staging / "monitor_pending.parquet")
+    if points < candidates or plan.kept_pending:
+        _pending(con, plan, inputs.staging / "monitor_pending.parquet")
     runs = len(set(per_cell.column("forecast_as_of").to_pylist()))
     return runs, points, plan
 
@@ -363,11 +376,16 @@ def _candidates(inputs: MonitorInputs, earlier: list[tuple[date, Path]], state: 
     return " UNION ALL ".join(parts) if parts else _NO_CANDIDATES
 
 
-def _pending(con: duckdb.DuckDBPyConnection, candidates: str, path: Path) -> None:
-    """Stages the candidates not scored (yet): their actual missing, or their series not in this input."""
+def _pending(con: duckdb.DuckDBPyConnection, plan: _Plan, path: Path) -> None:
+    """Stages the candidates not scored (yet): their actual missing, or their series not in this input; and a
+    re-run's kept pending points."""
+    con.execute("CREATE TEMP TABLE IF NOT EXISTS tail (unique_id VARCHAR, ds TIMESTAMP, y DOUBLE)")
+    columns = ", ".join(PENDING_SCHEMA.names)
+    kept = (f" UNION ALL SELECT {columns} FROM read_parquet({_files([plan.kept_pending])}, hive_partitioning = false)"
+            if plan.kept_pending else "")
     query = con.sql(f"""
-        SELECT {', '.join(PENDING_SCHEMA.names)} FROM ({candidates}) c
-        ANTI JOIN (SELECT unique_id, ds FROM tail SEMI JOIN seasons USING (unique_id)) USING (unique_id, ds)""")
+        SELECT {columns} FROM ({plan.candidates}) c
+        ANTI JOIN (SELECT unique_id, ds FROM tail SEMI JOIN seasons USING (unique_id)) USING (unique_id, ds){kept}""")
     if _write(query, PENDING_SCHEMA, path) == 0:
         path.unlink()
 

@@ -191,6 +191,8 @@ def test_a_rerun_followed_by_runs_from_its_state_scores_what_it_scored_before(jo
     # Up to day 21 (so q to the 2026 quarters' start, all of it), less d's day 21: d's day 20 only.
     assert by_series["n_points"].to_dict() == {"d": 1, "q": 9}
     assert summary.actuals_through == DAILY[21] and summary.points_scored == 10
+    kept = pd.read_parquet(inputs.staging / "monitor_pending.parquet")
+    assert kept[["unique_id", "ds"]].values.tolist() == [["d", DAILY[21]]], "pending as before, for a re-run after"
 
 
 def test_a_run_whose_points_a_later_run_scored_scores_nothing(job: dict[str, object]) -> None:
@@ -212,6 +214,15 @@ def test_first_run_stages_nothing(job: dict[str, object], tmp_path: Path) -> Non
     empty = MonitorInputs(**{**inputs.__dict__, "output_root": tmp_path / "empty"})
     summary = monitor_job(empty)
     assert summary.tables == [] and summary.previous_as_of is None and summary.metrics()["series_compared"] == 0
+    assert summary.actuals_through == DAILY[-1], "the next run continues from here"
+
+
+def test_a_run_that_forecast_no_series_leaves_every_point_pending(job: dict[str, object]) -> None:
+    inputs = job["inputs"]
+    assert isinstance(inputs, MonitorInputs)
+    summary = monitor_job(dataclasses.replace(inputs, scales=[]))
+    assert summary.points_scored == 0 and summary.tables == ["revisions", "monitor_pending"]
+    assert len(pd.read_parquet(inputs.staging / "monitor_pending.parquet")) == 12
 
 
 def test_published_partitions_only_dates(tmp_path: Path) -> None:
