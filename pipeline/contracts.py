@@ -202,7 +202,7 @@ _REALIZED_SUMS = [
     ("sum_quantile_loss", pa.float64()),  # of the mean pinball loss over q10..q90
     ("sum_abs_y", pa.float64()),  # the scaled CRPS is 2 * sum_quantile_loss / sum_abs_y
     ("n_covered", pa.int64()),  # points with q10 <= y <= q90
-    ("n_sn", pa.int64()),  # points with a seasonal-naive forecast (its history point present)
+    ("n_sn", pa.int64()),  # points with a seasonal-naive forecast (forecasts.seasonal_naive not empty)
     ("sum_sn_abs_error", pa.float64()),
     ("sum_sn_squared_error", pa.float64()),
     ("sum_sn_smape", pa.float64()),
