@@ -236,4 +236,6 @@ def test_overlapped_forecast_stage_publishes_the_same_tables_as_one_after_the_ot
             pd.testing.assert_frame_equal(tables["1"][table], tables[name][table], check_exact=True,
                                           obj=f"{table} of variant {name}")
     assert len(tables["1"]["forecasts"]) == summary.series_ok * 8
-    assert tables["1"]["forecasts"]["unique_id"].is_monotonic_increasing, "sorted as before: by series, then step"
+    forecasts = tables["1"]["forecasts"]  # one block of series here: step by step, each step by series
+    assert forecasts["step"].is_monotonic_increasing, "step by step"
+    assert all(group["unique_id"].is_monotonic_increasing for _, group in forecasts.groupby("step")), "by series"
