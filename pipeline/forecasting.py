@@ -47,13 +47,13 @@ def seasonal_naive(history: Sequence[np.ndarray], freqs: Sequence[str], horizon:
     periods, lengths = _periods(history, freqs)
     naive = np.full((len(history), horizon), np.nan)
     for m in np.unique(periods):
-        rows = [int(row) for row in np.flatnonzero((periods == m) & (lengths >= m))]
-        if not rows:
+        rows = np.flatnonzero((periods == m) & (lengths >= m))
+        if not rows.size:
             continue
-        last = np.stack([history[row][-m:] for row in rows]).astype(np.float64)
+        last = np.stack([history[int(row)][-m:] for row in rows]).astype(np.float64)
         whole = np.isfinite(last).all(axis=1)
-        naive[np.array(rows)[whole]] = last[whole][:, np.arange(horizon) % m]
-        for row in np.array(rows)[~whole].tolist():
+        naive[rows[whole]] = last[whole][:, np.arange(horizon) % m]
+        for row in rows[~whole].tolist():
             values = np.asarray(history[row], dtype=np.float64)
             filled = fill_missing(values)
             if filled.size >= m and np.isfinite(values).any():

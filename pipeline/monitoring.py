@@ -286,12 +286,10 @@ def _plan(inputs: MonitorInputs, earlier: list[tuple[date, Path]], through: date
     query = _candidates(inputs, earlier, state, through)
     if own_pending is None or not own_pending.is_file():
         return _Plan(candidates=query, through=through, state=state)
-    # Read now: publishing this run replaces the file.
-    kept = inputs.staging / "kept_pending.parquet"
-    pq.write_table(pq.read_table(own_pending, schema=PENDING_SCHEMA), kept, **parquet_options(PENDING_SCHEMA))
+    # The published file is read as it is: this run's pending goes to staging, and replaces it only at publish.
     query = (f"SELECT * FROM ({query}) ANTI JOIN (SELECT unique_id, forecast_as_of, ds FROM read_parquet("
-             f"{_files([kept])}, hive_partitioning = false)) USING (unique_id, forecast_as_of, ds)")
-    return _Plan(candidates=query, through=through, state=state, kept_pending=kept)
+             f"{_files([own_pending])}, hive_partitioning = false)) USING (unique_id, forecast_as_of, ds)")
+    return _Plan(candidates=query, through=through, state=state, kept_pending=own_pending)
 
 
 def _realized(con: duckdb.DuckDBPyConnection, inputs: MonitorInputs,
