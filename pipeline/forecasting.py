@@ -124,11 +124,12 @@ def _periods(history: Sequence[np.ndarray], freqs: Sequence[str]) -> tuple[np.nd
 
 
 def forecast_table(accepted: pd.DataFrame, result: ForecastResult, naive: np.ndarray, *, model: str, run_id: str,
-                   created_at: datetime, keep: np.ndarray | None = None) -> pa.Table:
+                   created_at: datetime, keep: np.ndarray | None = None, steps: slice | None = None) -> pa.Table:
     """The forecast table (``FORECAST_SCHEMA``) of the series of ``accepted``: one row per series and step, step
     by step (every series' step 1 in ``accepted``'s order, then every series' step 2, ...), built column by
     column with tiles, repeats and transposes (no per-row Python), with ``naive`` (:func:`seasonal_naive`) beside
-    the engine's forecasts. ``keep``, a mask over the series, leaves the others out.
+    the engine's forecasts. ``keep``, a mask over the series, leaves the others out; ``steps`` (a slice of the
+    horizon's positions, 0-based) keeps only those steps.
 
     Step by step, because a later run's monitoring reads only the points of a few target dates of each earlier
     forecast: row groups of a few steps each carry those dates in their statistics, and the others are skipped
@@ -137,18 +138,20 @@ def forecast_table(accepted: pd.DataFrame, result: ForecastResult, naive: np.nda
     """
     n, horizon = result.point.shape
     keep = np.ones(n, dtype=bool) if keep is None else keep
-    series, rows = np.flatnonzero(keep), int(keep.sum()) * horizon
-    quantiles = np.sort(result.quantiles[keep], axis=-1).transpose(1, 0, 2).reshape(-1, len(QUANTILE_COLUMNS))
+    span = range(horizon)[steps or slice(None)]
+    series, rows = np.flatnonzero(keep), int(keep.sum()) * len(span)
+    cut = slice(span.start, span.stop)
+    quantiles = np.sort(result.quantiles[keep, cut], axis=-1).transpose(1, 0, 2).reshape(-1, len(QUANTILE_COLUMNS))
     columns = {
         ID: pa.array(accepted[ID].to_numpy()[series], type=pa.string()).take(
-            pa.array(np.tile(np.arange(len(series)), horizon))),
-        DS: pa.array(_future_stamps(accepted.iloc[series], horizon).T.reshape(-1), type=pa.timestamp("us")),
-        "step": pa.array(np.repeat(np.arange(1, horizon + 1, dtype=np.int32), len(series))),
-        "forecast": pa.array(result.point[keep].T.reshape(-1).astype("float64")),
+            pa.array(np.tile(np.arange(len(series)), len(span)))),
+        DS: pa.array(_future_stamps(accepted.iloc[series], horizon)[:, cut].T.reshape(-1), type=pa.timestamp("us")),
+        "step": pa.array(np.repeat(np.arange(span.start + 1, span.stop + 1, dtype=np.int32), len(series))),
+        "forecast": pa.array(result.point[keep, cut].T.reshape(-1).astype("float64")),
         **{name: pa.array(quantiles[:, k].astype("float64")) for k, name in enumerate(QUANTILE_COLUMNS)},
-        "seasonal_naive": pa.array(naive[keep].T.reshape(-1), from_pandas=True),
+        "seasonal_naive": pa.array(naive[keep, cut].T.reshape(-1), from_pandas=True),
         "model": _repeated(model, pa.string(), rows),
-        "cutoff": pa.array(np.tile(accepted["last_ds"].to_numpy()[series].astype("datetime64[us]"), horizon),
+        "cutoff": pa.array(np.tile(accepted["last_ds"].to_numpy()[series].astype("datetime64[us]"), len(span)),
                            type=pa.timestamp("us")),
         "run_id": _repeated(run_id, pa.string(), rows),
         "created_at": _repeated(pd.Timestamp(created_at).tz_convert("UTC"), pa.timestamp("us", tz="UTC"), rows),
@@ -280,9 +283,11 @@ def _series_blocks(path: Path, rows: int = 1 << 20) -> Iterator[tuple[str, np.nd
 
 class ForecastSink:
     """Builds the forecast table of the chunks it is given and appends it to one Parquet file of the forecast
-    schema, in blocks of about ``BLOCK_ROWS`` rows: each block is the table of its chunks' series, step by step
-    (:func:`forecast_table`), in row groups of at least ``MIN_ROW_GROUP`` rows, so a row group holds one step
-    of many series (or a few steps), and a reader of some target dates skips the others by their statistics.
+    schema, in blocks of ``BLOCK_SERIES`` series (fewer where that would pass ``BLOCK_ROWS`` rows, at long
+    horizons): each block is the table of its chunks' series, step by step (:func:`forecast_table`), with a row
+    group per step (or per few steps, where a step has fewer than ``MIN_ROW_GROUP`` rows), so a reader of some
+    target dates skips the others by their statistics and decodes little else. A block's table is built and
+    written a few steps at a time (``WRITE_ROWS``): the block waits as the engine's float32 output, not as rows.
 
     Series whose forecast is not finite leave the table and are collected in ``failed``; ``rows`` counts
     what was written. With ``scales``, it also writes there each forecast series' season length and scale
@@ -290,8 +295,10 @@ class ForecastSink:
     Use it as a context manager: the files are complete once it is closed.
     """
 
-    BLOCK_ROWS = 1 << 19  # about 50 MB of table while it is built: 18,700 series at horizon 28
-    MIN_ROW_GROUP = 1 << 16
+    BLOCK_SERIES = 1 << 16  # a step of a block is one row group of 65,536 rows
+    BLOCK_ROWS = 1 << 21  # at most, about 100 MB of engine output waiting: fewer series at horizons past 32
+    WRITE_ROWS = 1 << 19  # rows of a block's table built at a time: about 50 MB
+    MIN_ROW_GROUP = 1 << 13
 
     def __init__(self, path: Path, *, model: str, run_id: str, created_at: datetime,
                  scales: Path | None = None) -> None:
@@ -302,7 +309,7 @@ class ForecastSink:
         self._scales: list[pa.Table] = []
         self._writer = pq.ParquetWriter(path, FORECAST_SCHEMA, **parquet_options(FORECAST_SCHEMA))
         self._block: list[tuple[pd.DataFrame, ForecastResult, np.ndarray, np.ndarray]] = []
-        self._block_rows = 0
+        self._block_series = 0
 
     def __call__(self, chunk: Chunk, result: ForecastResult) -> None:
         finite = np.asarray(np.isfinite(result.point).all(axis=1) & np.isfinite(result.quantiles).all(axis=(1, 2)))
@@ -315,8 +322,8 @@ class ForecastSink:
             periods, scales = seasonal_scales(chunk.values, freqs)
             self._scales.append(pa.table({ID: chunk.accepted[ID].to_numpy()[finite], "season_length": periods[finite],
                                           "scale": scales[finite]}, schema=SCALES_SCHEMA))
-        self._block_rows += int(finite.sum()) * result.point.shape[1]
-        if self._block_rows >= self.BLOCK_ROWS:
+        self._block_series += int(finite.sum())
+        if self._block_series >= min(self.BLOCK_SERIES, self.BLOCK_ROWS // max(result.point.shape[1], 1)):
             self._flush()
 
     def _flush(self) -> None:
@@ -327,12 +334,16 @@ class ForecastSink:
                                   for name in ("point", "mean", "quantiles")))
         naive = np.concatenate([part[2] for part in self._block])
         keep = np.concatenate([part[3] for part in self._block])
-        self._block, self._block_rows = [], 0
-        table = forecast_table(accepted, result, naive, model=self.model, run_id=self.run_id,
-                               created_at=self.created_at, keep=keep)
-        if table.num_rows:
-            self._writer.write_table(table, row_group_size=max(int(keep.sum()), self.MIN_ROW_GROUP))
-        self.rows += table.num_rows
+        self._block, self._block_series = [], 0
+        series, horizon = int(keep.sum()), result.point.shape[1]
+        if not series:
+            return
+        per_write = max(1, self.WRITE_ROWS // series)
+        for first in range(0, horizon, per_write):
+            table = forecast_table(accepted, result, naive, model=self.model, run_id=self.run_id,
+                                   created_at=self.created_at, keep=keep, steps=slice(first, first + per_write))
+            self._writer.write_table(table, row_group_size=max(series, self.MIN_ROW_GROUP))
+            self.rows += table.num_rows
 
     def __enter__(self) -> ForecastSink:
         return self

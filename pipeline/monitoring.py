@@ -135,7 +135,7 @@ def monitor_job(inputs: MonitorInputs) -> MonitorSummary:
     """
     earlier = [(day, path) for day, path in published_partitions(inputs.output_root, "forecasts", inputs.job)
                if day < inputs.as_of][-inputs.lookback_runs:]
-    with duckdb.connect() as con:
+    with duckdb.connect(config={"preserve_insertion_order": False}) as con:
         try:
             with time_limit(con, inputs.max_seconds):
                 _scales(con, inputs.scales)
@@ -161,12 +161,11 @@ def _files(paths: list[Path]) -> str:
 
 
 def _scales(con: duckdb.DuckDBPyConnection, paths: list[Path]) -> None:
-    """``seasons(unique_id, m)`` and ``scales(unique_id, scale)`` of this run's forecast series, as the forecast
-    stage computed them from the histories it had in memory (``pipeline.forecasting.seasonal_scales``)."""
+    """``scales(unique_id, m, scale)``: this run's forecast series with their season length and scale, as the
+    forecast stage computed them from the histories it had in memory (``pipeline.forecasting.seasonal_scales``)."""
     source = f"read_parquet({_files(paths)})" if paths else \
         "(SELECT NULL::VARCHAR AS unique_id, NULL::INTEGER AS season_length, NULL::DOUBLE AS scale WHERE false)"
-    con.execute(f"CREATE TEMP TABLE seasons AS SELECT unique_id, season_length AS m FROM {source}")
-    con.execute(f"CREATE TEMP TABLE scales AS SELECT unique_id, scale FROM {source}")
+    con.execute(f"CREATE TEMP TABLE scales AS SELECT unique_id, season_length AS m, scale FROM {source}")
 
 
 def _revisions(con: duckdb.DuckDBPyConnection, inputs: MonitorInputs,
@@ -317,11 +316,13 @@ def _realized(con: duckdb.DuckDBPyConnection, inputs: MonitorInputs,
         _pending(con, plan, inputs.staging / "monitor_pending.parquet")
         return 0, 0, plan
     # One scan of the input for the actuals of the candidates' target dates (the seasonal-naive forecasts came
-    # with the forecasts, made from the same history as they were).
-    con.execute("CREATE TEMP TABLE tail (unique_id VARCHAR, ds TIMESTAMP, y DOUBLE)")
+    # with the forecasts, made from the same history as they were), of the series this run forecast, each with
+    # its scale: the points then need one join.
+    con.execute(_TAIL)
     if earliest is not None:
-        con.execute(f"INSERT INTO tail SELECT unique_id, ds, y FROM read_parquet({_files(inputs.actuals)}) "
-                    "WHERE ds >= ? AND ds <= ? AND y IS NOT NULL", [earliest, plan.through])
+        con.execute(f"INSERT INTO tail SELECT unique_id, ds, y, m, scale FROM read_parquet({_files(inputs.actuals)}) "
+                    "JOIN scales USING (unique_id) WHERE ds >= ? AND ds <= ? AND y IS NOT NULL",
+                    [earliest, plan.through])
     sums = con.sql(_SCORE_SQL.format(candidates=plan.candidates, first=first)).to_arrow_table()
     per_cell = sums.filter(pc.field("per_cell"))
     points = int(pc.sum(per_cell.column("n_points")).as_py() or 0)
@@ -377,19 +378,21 @@ def _candidates(inputs: MonitorInputs, earlier: list[tuple[date, Path]], state: 
 def _pending(con: duckdb.DuckDBPyConnection, plan: _Plan, path: Path) -> None:
     """Stages the candidates not scored (yet): their actual missing, or their series not in this input; and a
     re-run's kept pending points."""
-    con.execute("CREATE TEMP TABLE IF NOT EXISTS tail (unique_id VARCHAR, ds TIMESTAMP, y DOUBLE)")
+    con.execute(_TAIL.replace("TABLE", "TABLE IF NOT EXISTS", 1))
     columns = ", ".join(PENDING_SCHEMA.names)
     kept = (f" UNION ALL SELECT {columns} FROM read_parquet({_files([plan.kept_pending])}, hive_partitioning = false)"
             if plan.kept_pending else "")
     query = con.sql(f"""
         SELECT {columns} FROM ({plan.candidates}) c
-        ANTI JOIN (SELECT unique_id, ds FROM tail SEMI JOIN seasons USING (unique_id)) USING (unique_id, ds){kept}""")
+        ANTI JOIN tail USING (unique_id, ds){kept}""")
     if _write(query, PENDING_SCHEMA, path) == 0:
         path.unlink()
 
 
 _DUCK = {pa.string(): "VARCHAR", pa.date32(): "DATE", pa.int32(): "INTEGER", pa.timestamp("us"): "TIMESTAMP",
          pa.float64(): "DOUBLE"}
+# The actuals this run scores with: of the series it forecast, at the candidates' target dates.
+_TAIL = "CREATE TEMP TABLE tail (unique_id VARCHAR, ds TIMESTAMP, y DOUBLE, m INTEGER, scale DOUBLE)"
 _NO_CANDIDATES = "SELECT " + ", ".join(f"CAST(NULL AS {_DUCK[f.type]}) AS {f.name}" for f in PENDING_SCHEMA) + \
     " WHERE false"
 
@@ -425,8 +428,7 @@ _PINBALL = (f"{sum(QUANTILE_LEVELS) / 100!r} * y - ("
 # beside it; summed per (forecast run, step) and per series in one pass (grouping sets).
 _SCORE_SQL = f"""
     WITH hit AS (
-        SELECT c.*, c.seasonal_naive AS sn, s.m, a.y, sc.scale FROM ({{candidates}}) c
-        JOIN seasons s USING (unique_id) JOIN tail a USING (unique_id, ds) LEFT JOIN scales sc USING (unique_id)
+        SELECT c.*, c.seasonal_naive AS sn, a.m, a.y, a.scale FROM ({{candidates}}) c JOIN tail a USING (unique_id, ds)
         WHERE c.ds >= {{first}}),
     points AS (
         SELECT unique_id, forecast_as_of, step, ds, forecast_run_id, y, scale, m,

@@ -171,7 +171,9 @@ def test_a_loaded_engine_gives_the_same_bits_with_one_thread_or_two() -> None:
 def test_mkl_used_before_the_engine_loads_keeps_its_mode_and_says_so() -> None:
     seen = _threads_compared(before="torch.ones(4, 4) @ torch.ones(4, 4)")
     assert seen["on"] is False, "too late to switch: reported, not claimed"
-    assert seen["differ"] > 0, "MKL's default mode: the panel above is one the thread count changes"
+    # Whether MKL's default mode then gives other bits with two threads depends on the CPU's code path: it did
+    # on the machines of 2026-12-07, not on this project's AVX-512 machine of the evening (same wheel), so the
+    # report is what is asserted, not the difference.
 
 
 @pytest.mark.parametrize(("configured", "expected"), [("AUTO,STRICT", True), ("avx2,strict", True), ("AUTO", False)])

@@ -193,7 +193,8 @@ def test_forecast_sink_writes_row_groups_of_a_step_so_readers_of_a_date_skip_the
 
     from pipeline.forecasting import Chunk, ForecastSink
 
-    monkeypatch.setattr(ForecastSink, "BLOCK_ROWS", 40)  # blocks of 40 rows or more: 8 series at horizon 5
+    monkeypatch.setattr(ForecastSink, "BLOCK_SERIES", 8)  # blocks of 8 series or more
+    monkeypatch.setattr(ForecastSink, "WRITE_ROWS", 16)  # each block's table built two steps at a time
     monkeypatch.setattr(ForecastSink, "MIN_ROW_GROUP", 1)
     n, horizon = 20, 5
     accepted = pd.DataFrame({"unique_id": [f"s{k:02d}" for k in range(n)], "freq": "D",
