@@ -132,9 +132,9 @@ def forecast_table(accepted: pd.DataFrame, result: ForecastResult, naive: np.nda
     horizon's positions, 0-based) keeps only those steps.
 
     Step by step, because a later run's monitoring reads only the points of a few target dates of each earlier
-    forecast: row groups of a few steps each carry those dates in their statistics, and the others are skipped
-    (series by series, every row group holds every date). Quantiles are sorted per row so that q10 <= ... <=
-    q90 even where the model's heads cross.
+    forecast: row groups of one step each (:class:`ForecastSink`) carry those dates in their statistics, and the
+    others are skipped (series by series, every row group holds every date). Quantiles are sorted per row so
+    that q10 <= ... <= q90 even where the model's heads cross.
     """
     n, horizon = result.point.shape
     keep = np.ones(n, dtype=bool) if keep is None else keep

@@ -180,9 +180,10 @@ def _revisions(con: duckdb.DuckDBPyConnection, inputs: MonitorInputs,
         prev AS (SELECT unique_id, ds, forecast, q90 - q10 AS width FROM read_parquet({then})),
         pairs AS (SELECT unique_id, c.ds, c.forecast - p.forecast AS revision, c.width - p.width AS width_change
                   FROM cur c JOIN prev p USING (unique_id, ds)),
+        -- the largest revision with its date, from one row (the first date, where two are as large)
         per AS (SELECT unique_id, count(*) AS n_dates, avg(abs(revision)) AS mean_abs_revision,
-                       arg_max(revision, abs(revision)) AS largest_revision,
-                       arg_max(ds, abs(revision)) AS largest_revision_ds, avg(width_change) AS mean_width_change
+                       arg_max({{'revision': revision, 'ds': ds}}, {{'size': abs(revision), 'early': -epoch_us(ds)}})
+                           AS largest, avg(width_change) AS mean_width_change
                 FROM pairs GROUP BY unique_id),
         -- each forecast series has a step 1, in the first row groups of its block (written step by step)
         ids AS (SELECT unique_id FROM read_parquet({now}) WHERE step = 1),
@@ -193,8 +194,8 @@ def _revisions(con: duckdb.DuckDBPyConnection, inputs: MonitorInputs,
                CASE WHEN NOT e.before THEN 'new' WHEN NOT e.now THEN 'gone' WHEN per.n_dates IS NULL THEN 'no_overlap'
                     ELSE 'compared' END AS change,
                coalesce(per.n_dates, 0) AS n_dates, per.mean_abs_revision,
-               per.mean_abs_revision / nullif(s.scale, 0) AS scaled_revision, per.largest_revision,
-               per.largest_revision_ds, per.mean_width_change, s.scale,
+               per.mean_abs_revision / nullif(s.scale, 0) AS scaled_revision, per.largest.revision AS largest_revision,
+               per.largest.ds AS largest_revision_ds, per.mean_width_change, s.scale,
                coalesce(per.mean_abs_revision / nullif(s.scale, 0) > ?, false) AS revised, ? AS threshold,
                CAST(? AS DATE) AS previous_as_of, (SELECT run_id FROM read_parquet({then}) LIMIT 1) AS previous_run_id,
                ? AS run_id
@@ -425,39 +426,54 @@ _PINBALL = (f"{sum(QUANTILE_LEVELS) / 100!r} * y - ("
             + ") + " + " + ".join(f"greatest({q} - y, 0)" for q in QUANTILE_COLUMNS))
 
 # Each scored point: the actual, and the errors of the forecast and of the seasonal-naive forecast published
-# beside it; summed per (forecast run, step) and per series in one pass (grouping sets).
+# beside it; summed per (forecast run, step) and per series, two aggregations of the points computed once. A
+# series has one scale: its scaled sums are its sums divided by it (fewer sums per series, the costly grouping).
 _SCORE_SQL = f"""
-    WITH hit AS (
-        SELECT c.*, c.seasonal_naive AS sn, a.m, a.y, a.scale FROM ({{candidates}}) c JOIN tail a USING (unique_id, ds)
-        WHERE c.ds >= {{first}}),
-    points AS (
-        SELECT unique_id, forecast_as_of, step, ds, forecast_run_id, y, scale, m,
+    WITH points AS MATERIALIZED (
+        SELECT unique_id, forecast_as_of, step, ds, forecast_run_id, abs(y) AS abs_y, scale, m,
                abs(y - forecast) AS abs_error, (y - forecast) ^ 2 AS squared_error,
                CASE WHEN abs(y) + abs(forecast) = 0 THEN 0 ELSE abs(y - forecast) / (abs(y) + abs(forecast)) END
                    AS smape,
                abs(y - forecast) / nullif(scale, 0) AS scaled_error,
                ({_PINBALL}) / {len(QUANTILE_COLUMNS)} AS quantile_loss,
-               q10 <= y AND y <= q90 AS covered, sn,
+               q10 <= y AND y <= q90 AS covered,
                abs(y - sn) AS sn_abs_error, (y - sn) ^ 2 AS sn_squared_error,
                CASE WHEN sn IS NULL THEN NULL WHEN abs(y) + abs(sn) = 0 THEN 0
                     ELSE abs(y - sn) / (abs(y) + abs(sn)) END AS sn_smape,
                abs(y - sn) / nullif(scale, 0) AS sn_scaled_error
-        FROM hit)
-    SELECT GROUPING(unique_id) = 1 AS per_cell, unique_id, forecast_as_of, step, forecast_run_id,
-           min(forecast_as_of) AS first_forecast_as_of, max(forecast_as_of) AS last_forecast_as_of,
-           min(ds) AS first_ds, max(ds) AS last_ds,
+        FROM (SELECT c.*, c.seasonal_naive AS sn, a.m, a.y, a.scale FROM ({{candidates}}) c
+              JOIN tail a USING (unique_id, ds) WHERE c.ds >= {{first}})),
+    per_series AS (
+        SELECT unique_id, min(forecast_as_of) AS first_forecast_as_of, max(forecast_as_of) AS last_forecast_as_of,
+               count(*) AS n_points, sum(abs_error) AS sum_abs_error, sum(squared_error) AS sum_squared_error,
+               sum(smape) AS sum_smape, sum(quantile_loss) AS sum_quantile_loss, sum(abs_y) AS sum_abs_y,
+               count(*) FILTER (WHERE covered) AS n_covered, count(sn_abs_error) AS n_sn,
+               coalesce(sum(sn_abs_error), 0) AS sum_sn_abs_error,
+               coalesce(sum(sn_squared_error), 0) AS sum_sn_squared_error, coalesce(sum(sn_smape), 0) AS sum_sn_smape,
+               coalesce(sum(abs_error) FILTER (WHERE sn_abs_error IS NOT NULL), 0) AS sum_paired_abs_error,
+               any_value(scale) AS scale, any_value(m) AS season_length
+        FROM points GROUP BY unique_id)
+    SELECT true AS per_cell, forecast_as_of, step, forecast_run_id, min(ds) AS first_ds, max(ds) AS last_ds,
            count(*) AS n_points, sum(abs_error) AS sum_abs_error, sum(squared_error) AS sum_squared_error,
            sum(smape) AS sum_smape, count(scaled_error) AS n_scaled,
            coalesce(sum(scaled_error), 0) AS sum_scaled_error, sum(quantile_loss) AS sum_quantile_loss,
-           sum(abs(y)) AS sum_abs_y, count(*) FILTER (WHERE covered) AS n_covered, count(sn) AS n_sn,
+           sum(abs_y) AS sum_abs_y, count(*) FILTER (WHERE covered) AS n_covered, count(sn_abs_error) AS n_sn,
            coalesce(sum(sn_abs_error), 0) AS sum_sn_abs_error,
            coalesce(sum(sn_squared_error), 0) AS sum_sn_squared_error,
            coalesce(sum(sn_smape), 0) AS sum_sn_smape, count(sn_scaled_error) AS n_sn_scaled,
            coalesce(sum(sn_scaled_error), 0) AS sum_sn_scaled_error,
-           coalesce(sum(scaled_error) FILTER (WHERE sn_scaled_error IS NOT NULL), 0) AS sum_paired_scaled_error,
-           any_value(scale) AS scale, any_value(m) AS season_length
-    FROM points GROUP BY GROUPING SETS ((forecast_as_of, step, forecast_run_id), (unique_id))
-    ORDER BY per_cell, unique_id, forecast_as_of, step"""
+           coalesce(sum(scaled_error) FILTER (WHERE sn_scaled_error IS NOT NULL), 0) AS sum_paired_scaled_error
+    FROM points GROUP BY forecast_as_of, step, forecast_run_id
+    UNION ALL BY NAME
+    SELECT false AS per_cell, unique_id, first_forecast_as_of, last_forecast_as_of, n_points, sum_abs_error,
+           sum_squared_error, sum_smape, CASE WHEN nullif(scale, 0) IS NULL THEN 0 ELSE n_points END AS n_scaled,
+           coalesce(sum_abs_error / nullif(scale, 0), 0) AS sum_scaled_error, sum_quantile_loss, sum_abs_y,
+           n_covered, n_sn, sum_sn_abs_error, sum_sn_squared_error, sum_sn_smape,
+           CASE WHEN nullif(scale, 0) IS NULL THEN 0 ELSE n_sn END AS n_sn_scaled,
+           coalesce(sum_sn_abs_error / nullif(scale, 0), 0) AS sum_sn_scaled_error,
+           coalesce(sum_paired_abs_error / nullif(scale, 0), 0) AS sum_paired_scaled_error, scale, season_length
+    FROM per_series
+    ORDER BY per_cell DESC, unique_id, forecast_as_of, step"""
 
 # Realized accuracy of a group of rows of realized_accuracy (or realized_accuracy_by_series), as the backtest
 # defines each metric (pipeline/scoring.py); the skill compares TimesFM and seasonal naive on the points both have.

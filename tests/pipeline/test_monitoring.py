@@ -269,3 +269,46 @@ def test_with_the_previous_runs_state_settled_forecasts_are_not_read(job: dict[s
     assert summary.state_as_of == date(2026, 1, 21) and summary.scored_from == DAILY[29]
     manifest.unlink()  # without the state, every point of the lookback up to the input's end
     assert monitor_job(inputs).points_scored == 3 + 9 + 3, "20 January's d and q points, and 21 January's d"
+
+
+def sink_file(path: Path, series: list[str], cutoffs: list[str], points: np.ndarray, run_id: str,
+              spread: np.ndarray | None = None) -> Path:
+    """A forecasts file as the forecast stage writes it (ForecastSink: blocks of series, step by step)."""
+    from forecast_model import ForecastResult
+    from pipeline.forecasting import Chunk, ForecastSink
+
+    accepted = pd.DataFrame({"unique_id": series, "freq": "D", "last_ds": pd.to_datetime(cutoffs)})
+    spread = np.ones_like(points) if spread is None else spread
+    quantiles = points[:, :, None] + spread[:, :, None] * (np.arange(9) - 4)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with ForecastSink(path, model="m", run_id=run_id, created_at=pd.Timestamp("2026-01-01", tz="UTC")) as sink:
+        for start in range(0, len(series), 2):  # chunks of 2 series
+            rows = slice(start, start + 2)
+            sink(Chunk(accepted.iloc[rows].reset_index(drop=True), [np.ones(20)] * len(series[rows]), []),
+                 ForecastResult(points[rows], points[rows], quantiles[rows]))
+    return path
+
+
+
+def test_the_largest_revision_is_one_row_the_first_of_equals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Revisions of +1 and -1 (as large) on two dates: the largest is reported with its own date, the first."""
+    from pipeline.forecasting import ForecastSink
+
+    monkeypatch.setattr(ForecastSink, "BLOCK_SERIES", 3)  # blocks of 3 or 4 series (chunks of 2)
+    monkeypatch.setattr(ForecastSink, "MIN_ROW_GROUP", 1)
+    ids = [f"s{k}" for k in range(5)]
+    old = np.arange(20, dtype=np.float32).reshape(5, 4)
+    new = np.hstack([old[:, 1:], np.full((5, 1), 9.0, np.float32)])  # a day later: days 22-25 for 21-24
+    new[:, :3] += np.array([0.5, -1.0, 1.0], np.float32)  # +0.5 on day 22, -1 on day 23, +1 on day 24
+    root = tmp_path / "out"
+    sink_file(partition_dir(root, "forecasts", "j", "2026-01-20") / "data.parquet", ids, ["2026-01-20"] * 5, old,
+              "early")
+    now = sink_file(tmp_path / "now.parquet", ids, ["2026-01-21"] * 5, new, "now")
+    actuals = write(history("s0", DAILY[:5], np.ones(5)), INPUT_SCHEMA, tmp_path / "regular.parquet")
+    inputs = MonitorInputs(output_root=root, job="j", as_of=date(2026, 1, 22), run_id="now", forecasts=now, scales=[],
+                           actuals=[actuals], staging=tmp_path, revision_threshold=0.1, lookback_runs=5)
+    monitor_job(inputs)
+    revisions = pd.read_parquet(tmp_path / "revisions.parquet")
+    assert (revisions["n_dates"] == 3).all() and revisions["mean_abs_revision"].tolist() == pytest.approx([2.5 / 3] * 5)
+    assert revisions["largest_revision"].tolist() == [-1.0] * 5
+    assert (revisions["largest_revision_ds"] == pd.Timestamp("2026-01-23")).all()
