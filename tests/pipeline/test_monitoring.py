@@ -271,15 +271,13 @@ def test_with_the_previous_runs_state_settled_forecasts_are_not_read(job: dict[s
     assert monitor_job(inputs).points_scored == 3 + 9 + 3, "20 January's d and q points, and 21 January's d"
 
 
-def sink_file(path: Path, series: list[str], cutoffs: list[str], points: np.ndarray, run_id: str,
-              spread: np.ndarray | None = None) -> Path:
+def sink_file(path: Path, series: list[str], cutoffs: list[str], points: np.ndarray, run_id: str) -> Path:
     """A forecasts file as the forecast stage writes it (ForecastSink: blocks of series, step by step)."""
     from forecast_model import ForecastResult
     from pipeline.forecasting import Chunk, ForecastSink
 
     accepted = pd.DataFrame({"unique_id": series, "freq": "D", "last_ds": pd.to_datetime(cutoffs)})
-    spread = np.ones_like(points) if spread is None else spread
-    quantiles = points[:, :, None] + spread[:, :, None] * (np.arange(9) - 4)
+    quantiles = points[:, :, None] + (np.arange(9) - 4).astype(points.dtype)
     path.parent.mkdir(parents=True, exist_ok=True)
     with ForecastSink(path, model="m", run_id=run_id, created_at=pd.Timestamp("2026-01-01", tz="UTC")) as sink:
         for start in range(0, len(series), 2):  # chunks of 2 series
@@ -287,7 +285,6 @@ def sink_file(path: Path, series: list[str], cutoffs: list[str], points: np.ndar
             sink(Chunk(accepted.iloc[rows].reset_index(drop=True), [np.ones(20)] * len(series[rows]), []),
                  ForecastResult(points[rows], points[rows], quantiles[rows]))
     return path
-
 
 
 def test_the_largest_revision_is_one_row_the_first_of_equals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
