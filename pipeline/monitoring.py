@@ -379,7 +379,7 @@ def _candidates(inputs: MonitorInputs, earlier: list[tuple[date, Path]], state: 
 def _pending(con: duckdb.DuckDBPyConnection, plan: _Plan, path: Path) -> None:
     """Stages the candidates not scored (yet): their actual missing, or their series not in this input; and a
     re-run's kept pending points."""
-    con.execute(_TAIL.replace("TABLE", "TABLE IF NOT EXISTS", 1))
+    con.execute(_TAIL)
     columns = ", ".join(PENDING_SCHEMA.names)
     kept = (f" UNION ALL SELECT {columns} FROM read_parquet({_files([plan.kept_pending])}, hive_partitioning = false)"
             if plan.kept_pending else "")
@@ -392,8 +392,9 @@ def _pending(con: duckdb.DuckDBPyConnection, plan: _Plan, path: Path) -> None:
 
 _DUCK = {pa.string(): "VARCHAR", pa.date32(): "DATE", pa.int32(): "INTEGER", pa.timestamp("us"): "TIMESTAMP",
          pa.float64(): "DOUBLE"}
-# The actuals this run scores with: of the series it forecast, at the candidates' target dates.
-_TAIL = "CREATE TEMP TABLE tail (unique_id VARCHAR, ds TIMESTAMP, y DOUBLE, m INTEGER, scale DOUBLE)"
+# The actuals this run scores with: of the series it forecast, at the candidates' target dates (empty where
+# there is nothing to score).
+_TAIL = "CREATE TEMP TABLE IF NOT EXISTS tail (unique_id VARCHAR, ds TIMESTAMP, y DOUBLE, m INTEGER, scale DOUBLE)"
 _NO_CANDIDATES = "SELECT " + ", ".join(f"CAST(NULL AS {_DUCK[f.type]}) AS {f.name}" for f in PENDING_SCHEMA) + \
     " WHERE false"
 
